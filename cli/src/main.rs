@@ -1,0 +1,171 @@
+//! `hrm`: convert checkpoints into blobs, inspect blobs, run them, solve puzzles.
+
+mod infer;
+mod inspect;
+mod solve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hrm_convert::AlignedBlob;
+use hrm_runtime::{DType, Halting, Model};
+
+#[derive(Parser)]
+#[command(name = "hrm", version, about = "HRM/TRM reasoning models: convert, inspect, run, solve")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert an official checkpoint (directory, PyTorch `checkpoint`/`step_N`, or .safetensors
+    /// with `all_config.yaml` and `dataset.json` beside it) into a blob.
+    Convert(ConvertArgs),
+    /// Show a blob's configuration, tensor table, sizes, arena and CRC status.
+    Inspect { blob: PathBuf },
+    /// Run a blob on the examples of a safetensors file and write every segment's outputs.
+    Infer(infer::InferArgs),
+    /// Solve puzzles with a model.
+    #[command(subcommand)]
+    Solve(SolveTask),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// Checkpoint directory or weights file.
+    src: PathBuf,
+    /// Where to write the blob.
+    #[arg(long)]
+    out: PathBuf,
+    /// Element type of the stored weights.
+    #[arg(long, value_enum, default_value_t = WeightType::F32)]
+    weights: WeightType,
+    /// The training config, if not `all_config.yaml` beside the weights.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The dataset metadata, if not `dataset.json` beside the weights.
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum SolveTask {
+    /// Sudoku: 81 characters per puzzle, `.` or `0` for a blank.
+    Sudoku(solve::SudokuArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WeightType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<WeightType> for DType {
+    fn from(w: WeightType) -> DType {
+        match w {
+            WeightType::F32 => DType::F32,
+            WeightType::F16 => DType::F16,
+            WeightType::Bf16 => DType::Bf16,
+        }
+    }
+}
+
+/// `--segments N | --adaptive`, shared by the commands that run a model.
+#[derive(Args, Clone, Copy)]
+pub struct HaltingArgs {
+    /// Run exactly N segments (default: the model's halt_max_steps, as the reference evaluates).
+    #[arg(long, value_name = "N", conflicts_with = "adaptive", value_parser = clap::value_parser!(u32).range(1..))]
+    segments: Option<u32>,
+    /// Stop each example when its Q head says halt (at most halt_max_steps segments).
+    #[arg(long)]
+    adaptive: bool,
+}
+
+impl HaltingArgs {
+    pub fn halting(&self) -> Halting {
+        match (self.adaptive, self.segments) {
+            (true, _) => Halting::Adaptive,
+            (false, Some(n)) => Halting::Segments(n),
+            (false, None) => Halting::Fixed,
+        }
+    }
+}
+
+/// Outcome of a command that ran: success, or answers that failed a requested check.
+pub enum Outcome {
+    Ok,
+    CheckFailed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Convert(args) => convert(args).map(|()| Outcome::Ok),
+        Command::Inspect { blob } => inspect::run(&blob).map(|()| Outcome::Ok),
+        Command::Infer(args) => infer::run(&args).map(|()| Outcome::Ok),
+        Command::Solve(SolveTask::Sudoku(args)) => solve::sudoku(&args),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn convert(args: ConvertArgs) -> Result<()> {
+    let overrides = hrm_convert::Overrides { arch: args.config, dataset: args.dataset };
+    let checkpoint = hrm_convert::Checkpoint::load(&args.src, &overrides)
+        .with_context(|| format!("cannot convert {}", args.src.display()))?;
+    let blob = hrm_convert::write_blob(&checkpoint, args.weights.into())?;
+    write_atomically(&args.out, &blob)?;
+    let c = &checkpoint.config;
+    let files = checkpoint.files.as_ref();
+    eprintln!(
+        "wrote {}: {:?} h={} layers H{}/L{} cycles {}/{} seq_len={} vocab={}, {} parameters, {} weights, {} bytes, arena {} bytes{}",
+        args.out.display(),
+        c.kind,
+        c.hidden_size,
+        c.h_module_layers(),
+        c.l_layers,
+        c.h_cycles,
+        c.l_cycles,
+        c.seq_len,
+        c.vocab_size,
+        checkpoint.parameters(),
+        DType::from(args.weights),
+        blob.len(),
+        c.arena_bytes(),
+        files.map(|f| format!(" (from {})", f.weights.display())).unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it: a reader never sees a
+/// half-written file and an interrupted run leaves the old one in place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}", path.display())
+    })
+}
+
+/// Reads a blob file into aligned memory.
+pub fn read_blob(path: &Path) -> Result<AlignedBlob> {
+    AlignedBlob::read(path).with_context(|| format!("cannot read blob {}", path.display()))
+}
+
+/// Validates a blob read by [`read_blob`].
+pub fn load_model<'a>(path: &Path, blob: &'a AlignedBlob) -> Result<Model<'a>> {
+    Model::from_bytes(blob).with_context(|| format!("{} is not a usable model blob", path.display()))
+}

@@ -1,0 +1,129 @@
+//! `hrm solve sudoku`: puzzles in, one answer line per puzzle out.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hrm_runtime::sudoku::{self, Grid};
+use hrm_runtime::Session;
+
+use crate::{HaltingArgs, Outcome};
+
+#[derive(Args)]
+pub struct SudokuArgs {
+    /// Puzzles: 81 characters each, `1`-`9` a given, `.` or `0` a blank.
+    puzzles: Vec<String>,
+    /// Read puzzles from a file (`-` for stdin): one per line, or `puzzle,solution` CSV rows
+    /// (a `puzzle,...` header line, blank lines and `#` comments are skipped).
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    /// The model blob.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Exit with status 2 unless every answer is a valid completion of its puzzle.
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    halting: HaltingArgs,
+}
+
+/// A puzzle and where it came from, for error messages.
+struct Source {
+    label: String,
+    text: String,
+}
+
+fn collect(args: &SudokuArgs) -> Result<Vec<Source>> {
+    let mut out: Vec<Source> = args
+        .puzzles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Source { label: format!("argument {}", i + 1), text: p.trim().to_string() })
+        .collect();
+    if let Some(path) = &args.file {
+        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            Box::new(std::io::BufReader::new(f))
+        };
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+            let line = line.trim_end_matches(['\r', '\n']).trim();
+            let first = line.split(',').next().unwrap_or("").trim();
+            if first.is_empty() || first.starts_with('#') || (n == 0 && first.eq_ignore_ascii_case("puzzle")) {
+                continue;
+            }
+            out.push(Source { label: format!("{}:{}", path.display(), n + 1), text: first.to_string() });
+        }
+    }
+    if out.is_empty() {
+        bail!("no puzzles given (pass them as arguments or with --file)");
+    }
+    Ok(out)
+}
+
+pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
+    let sources = collect(args)?;
+    // Refuse the whole batch before any work if one puzzle is malformed.
+    let mut grids: Vec<Grid> = Vec::with_capacity(sources.len());
+    let mut problems = Vec::new();
+    for s in &sources {
+        match sudoku::parse(&s.text) {
+            Ok(g) => grids.push(g),
+            Err(e) => problems.push(format!("{}: puzzle {:?} {e}", s.label, shorten(&s.text))),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("malformed puzzle{}:\n  {}", if problems.len() > 1 { "s" } else { "" }, problems.join("\n  "));
+    }
+
+    let blob = crate::read_blob(&args.model)?;
+    let model = crate::load_model(&args.model, &blob)?;
+    let c = model.config();
+    if c.seq_len as usize != sudoku::CELLS || c.vocab_size != sudoku::VOCAB {
+        bail!(
+            "{} is not a Sudoku model (seq_len {}, vocab {}; a Sudoku model has {} and {})",
+            args.model.display(),
+            c.seq_len,
+            c.vocab_size,
+            sudoku::CELLS,
+            sudoku::VOCAB
+        );
+    }
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut session = Session::new(model, &mut arena)?;
+    let halting = args.halting.halting();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let (mut valid, mut segments) = (0usize, 0u64);
+    let mut predictions = [0u32; sudoku::CELLS];
+    for grid in &grids {
+        session.reset(&sudoku::to_tokens(grid), 0)?;
+        segments += u64::from(session.run(halting)?);
+        session.predictions(&mut predictions)?;
+        let answer = sudoku::from_tokens(&predictions);
+        if sudoku::is_solution(grid, &answer) {
+            valid += 1;
+        }
+        let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    let n = grids.len();
+    eprintln!(
+        "{valid}/{n} answers are valid completions ({:.1}%), {:.2} segments per puzzle",
+        100.0 * valid as f64 / n as f64,
+        segments as f64 / n as f64
+    );
+    Ok(if args.check && valid < n { Outcome::CheckFailed } else { Outcome::Ok })
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 90 {
+        format!("{}…", s.chars().take(90).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,298 @@
+//! The architecture of a model: every field the blob header stores, the sizes derived from it,
+//! and the working memory (arena) a session needs.
+
+use crate::Error;
+
+/// Which reference model the blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Hierarchical Reasoning Model: separate `H` and `L` modules.
+    Hrm,
+    /// Tiny Recursive Model: one module (`L_level`) used for both roles.
+    Trm,
+}
+
+/// How positions enter the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PosEncoding {
+    /// Nothing (TRM's attention-free variant).
+    None,
+    /// Rotary embedding on queries and keys; the cos/sin table is stored in the blob.
+    Rope,
+    /// A learned `[S, h]` table added to the input embedding.
+    Learned,
+}
+
+/// When the adaptive policy stops an example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltRule {
+    /// Halt when `q_halt > q_continue` (HRM, and TRM trained with the continue head).
+    HaltOverContinue,
+    /// Halt when `q_halt > 0` (TRM with `no_ACT_continue`, its default).
+    HaltPositive,
+}
+
+/// The architecture of a model, as stored in the blob header.
+///
+/// Field names follow the reference configs (`all_config.yaml` `arch:` plus `dataset.json`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub kind: ModelKind,
+    pub pos_encoding: PosEncoding,
+    pub halt_rule: HaltRule,
+    /// TRM only: the attention sub-layer is replaced by a SwiGLU over the sequence axis.
+    pub mlp_t: bool,
+    pub hidden_size: u32,
+    pub num_heads: u32,
+    /// HRM's `H_layers`; TRM models carry the config value but have no H module.
+    pub h_layers: u32,
+    pub l_layers: u32,
+    pub h_cycles: u32,
+    pub l_cycles: u32,
+    pub halt_max_steps: u32,
+    pub seq_len: u32,
+    pub vocab_size: u32,
+    pub num_puzzle_identifiers: u32,
+    pub puzzle_emb_ndim: u32,
+    /// `P`: the number of prefix rows that hold the puzzle embedding.
+    pub puzzle_emb_len: u32,
+    /// Intermediate size of the channel SwiGLU (`round_up(round(expansion·h·2/3), 256)`).
+    pub mlp_inter: u32,
+    /// Intermediate size of the sequence SwiGLU of `mlp_t` (0 when absent).
+    pub mlp_t_inter: u32,
+    pub expansion: f32,
+    pub rope_theta: f32,
+    pub rms_norm_eps: f32,
+    /// Used by training only; kept so that a blob describes its model completely.
+    pub halt_exploration_prob: f32,
+}
+
+/// Bounds on header fields: generous for real models, small enough that every derived size fits
+/// comfortably in a 32-bit `usize` product chain without overflow.
+pub mod limits {
+    pub const MAX_HIDDEN: u32 = 1 << 14;
+    pub const MAX_HEADS: u32 = 1 << 10;
+    pub const MAX_LAYERS: u32 = 1 << 10;
+    pub const MAX_CYCLES: u32 = 1 << 12;
+    pub const MAX_SEGMENTS: u32 = 1 << 16;
+    pub const MAX_POSITIONS: u32 = 1 << 16;
+    pub const MAX_VOCAB: u32 = 1 << 16;
+    pub const MAX_PUZZLE_IDS: u32 = 1 << 24;
+    pub const MAX_INTER: u32 = 1 << 18;
+}
+
+/// Where each buffer lives inside the arena, in `f32` elements from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArenaPlan {
+    /// `z_H` carry, `[S, h]`.
+    pub z_h: usize,
+    /// `z_L` carry, `[S, h]`.
+    pub z_l: usize,
+    /// Embedded input, `[S, h]`.
+    pub input: usize,
+    /// Logits of the latest segment, `[seq_len, V]`.
+    pub logits: usize,
+    /// Scratch space shared by the sub-layers.
+    pub scratch: usize,
+    /// Length of the scratch space.
+    pub scratch_len: usize,
+    /// Total `f32` elements.
+    pub total: usize,
+}
+
+impl Config {
+    /// `S`: prefix rows plus tokens.
+    pub const fn positions(&self) -> usize {
+        (self.seq_len as usize).saturating_add(self.puzzle_emb_len as usize)
+    }
+
+    pub const fn head_dim(&self) -> usize {
+        match self.hidden_size.checked_div(self.num_heads) {
+            Some(d) => d as usize,
+            None => 0,
+        }
+    }
+
+    /// Whether the blocks have an attention sub-layer (all but TRM `mlp_t`).
+    pub const fn has_attention(&self) -> bool {
+        !self.mlp_t
+    }
+
+    /// Layers of the H module (0 for TRM, which reuses the L module).
+    pub const fn h_module_layers(&self) -> u32 {
+        match self.kind {
+            ModelKind::Hrm => self.h_layers,
+            ModelKind::Trm => 0,
+        }
+    }
+
+    /// The arena layout. Sizes saturate instead of overflowing; [`Config::validate`] rejects
+    /// configurations where that could happen.
+    pub const fn arena_plan(&self) -> ArenaPlan {
+        let s = self.positions();
+        let h = self.hidden_size as usize;
+        let state = s.saturating_mul(h);
+        let logits = (self.seq_len as usize).saturating_mul(self.vocab_size as usize);
+
+        // Channel SwiGLU, one row at a time: gate|up, then the down projection.
+        let mlp = (self.mlp_inter as usize).saturating_mul(2).saturating_add(h);
+        // Attention: the whole Q|K|V projection, one row of scores, the concatenated heads and
+        // the output projection of one row.
+        let attention = if self.has_attention() {
+            s.saturating_mul(h.saturating_mul(3)).saturating_add(s).saturating_add(h.saturating_mul(2))
+        } else {
+            0
+        };
+        // Sequence SwiGLU, one channel (column) at a time: the column, gate|up, the projection.
+        let token_mix = if self.mlp_t {
+            (self.mlp_t_inter as usize).saturating_mul(2).saturating_add(s.saturating_mul(2))
+        } else {
+            0
+        };
+        let mut scratch_len = mlp;
+        if attention > scratch_len {
+            scratch_len = attention;
+        }
+        if token_mix > scratch_len {
+            scratch_len = token_mix;
+        }
+
+        let z_h = 0;
+        let z_l = state;
+        let input = state.saturating_mul(2);
+        let logits_at = state.saturating_mul(3);
+        let scratch = logits_at.saturating_add(logits);
+        ArenaPlan {
+            z_h,
+            z_l,
+            input,
+            logits: logits_at,
+            scratch,
+            scratch_len,
+            total: scratch.saturating_add(scratch_len),
+        }
+    }
+
+    /// Bytes of working memory a [`crate::Session`] needs for this model.
+    ///
+    /// A `const fn`, so firmware can size a `static` arena at compile time:
+    /// `static mut ARENA: Arena<{ CONFIG.arena_bytes() }>`.
+    pub const fn arena_bytes(&self) -> usize {
+        self.arena_plan().total.saturating_mul(4)
+    }
+
+    /// The channel SwiGLU's intermediate size as the reference computes it:
+    /// `round_up(round(expansion · width · 2 / 3), 256)` with Python's round-half-to-even.
+    pub fn swiglu_inter(expansion: f64, width: u32) -> u32 {
+        let raw = expansion * f64::from(width) * 2.0 / 3.0;
+        let rounded = round_half_even(raw);
+        if !(0.0..=f64::from(u32::MAX - 256)).contains(&rounded) {
+            return 0;
+        }
+        let r = rounded as u32;
+        r.div_ceil(256) * 256
+    }
+
+    /// Checks ranges and the relations between fields; every size the runtime derives from a
+    /// validated config fits in `usize` without overflow.
+    pub fn validate(&self) -> Result<(), Error> {
+        use limits::*;
+        let bad = |cond: bool, why: &'static str| if cond { Err(Error::InvalidHeader(why)) } else { Ok(()) };
+        bad(self.hidden_size == 0 || self.hidden_size > MAX_HIDDEN, "hidden_size out of range")?;
+        bad(self.num_heads == 0 || self.num_heads > MAX_HEADS, "num_heads out of range")?;
+        bad(self.hidden_size % self.num_heads != 0, "hidden_size is not a multiple of num_heads")?;
+        bad(
+            self.pos_encoding == PosEncoding::Rope && self.head_dim() % 2 != 0,
+            "rotary embedding needs an even head dimension",
+        )?;
+        bad(self.l_layers == 0 || self.l_layers > MAX_LAYERS, "L_layers out of range")?;
+        bad(self.h_layers > MAX_LAYERS, "H_layers out of range")?;
+        bad(self.kind == ModelKind::Hrm && self.h_layers == 0, "an HRM model needs at least one H layer")?;
+        bad(self.h_cycles == 0 || self.h_cycles > MAX_CYCLES, "H_cycles out of range")?;
+        bad(self.l_cycles == 0 || self.l_cycles > MAX_CYCLES, "L_cycles out of range")?;
+        bad(self.halt_max_steps == 0 || self.halt_max_steps > MAX_SEGMENTS, "halt_max_steps out of range")?;
+        bad(self.seq_len == 0, "seq_len is zero")?;
+        bad(
+            u64::from(self.seq_len) + u64::from(self.puzzle_emb_len) > u64::from(MAX_POSITIONS),
+            "seq_len + puzzle_emb_len out of range",
+        )?;
+        bad(self.vocab_size == 0 || self.vocab_size > MAX_VOCAB, "vocab_size out of range")?;
+        bad(
+            self.num_puzzle_identifiers == 0 || self.num_puzzle_identifiers > MAX_PUZZLE_IDS,
+            "num_puzzle_identifiers out of range",
+        )?;
+        // The puzzle vector must fit in the prefix rows, and a prefix needs a vector.
+        bad(
+            u64::from(self.puzzle_emb_ndim) > u64::from(self.puzzle_emb_len) * u64::from(self.hidden_size),
+            "puzzle_emb_ndim does not fit in puzzle_emb_len rows",
+        )?;
+        bad(self.puzzle_emb_len > 0 && self.puzzle_emb_ndim == 0, "a puzzle prefix needs a puzzle embedding")?;
+        if self.kind == ModelKind::Hrm {
+            let p = self.puzzle_emb_ndim.div_ceil(self.hidden_size);
+            bad(self.puzzle_emb_len != p, "HRM puzzle_emb_len must be ceil(puzzle_emb_ndim / h)")?;
+        }
+        bad(self.mlp_t && self.kind != ModelKind::Trm, "mlp_t is a TRM variant")?;
+        bad(
+            self.pos_encoding == PosEncoding::None && self.kind == ModelKind::Hrm,
+            "HRM needs rope or learned positions",
+        )?;
+        bad(self.mlp_inter == 0 || self.mlp_inter > MAX_INTER, "mlp_inter out of range")?;
+        bad(self.mlp_t && (self.mlp_t_inter == 0 || self.mlp_t_inter > MAX_INTER), "mlp_t_inter out of range")?;
+        bad(!self.mlp_t && self.mlp_t_inter != 0, "mlp_t_inter set without mlp_t")?;
+        bad(
+            !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0),
+            "rms_norm_eps must be finite and non-negative",
+        )?;
+        bad(!(self.rope_theta.is_finite() && self.rope_theta > 0.0), "rope_theta must be finite and positive")?;
+        bad(!self.expansion.is_finite(), "expansion must be finite")?;
+        bad(!self.halt_exploration_prob.is_finite(), "halt_exploration_prob must be finite")?;
+
+        // Every product the runtime forms must fit a usize, also on 32-bit targets.
+        let s = self.positions() as u64;
+        let h = u64::from(self.hidden_size);
+        let inter = u64::from(self.mlp_inter.max(self.mlp_t_inter));
+        let biggest = [
+            s * h * 4,
+            s * s,
+            inter * 2 * h.max(s),
+            u64::from(self.num_puzzle_identifiers) * u64::from(self.puzzle_emb_ndim),
+            u64::from(self.vocab_size) * h,
+        ];
+        for v in biggest {
+            bad(v.saturating_mul(4) > u64::from(u32::MAX), "model is too large for this runtime")?;
+        }
+        let total = self.arena_plan().total as u64;
+        bad(total.saturating_mul(4) > u64::from(u32::MAX), "arena is too large")?;
+        Ok(())
+    }
+}
+
+/// Python's `round()` on floats: halves go to the even neighbour.
+fn round_half_even(x: f64) -> f64 {
+    let r = libm::round(x);
+    if libm::fabs(x - libm::trunc(x)) == 0.5 {
+        2.0 * libm::round(x / 2.0)
+    } else {
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swiglu_sizes_match_the_reference() {
+        // Shapes of ../shared/golden: h 64 → 256, h 48 × 2 → 256, h 128 → 512, S 97 → 512.
+        assert_eq!(Config::swiglu_inter(4.0, 64), 256);
+        assert_eq!(Config::swiglu_inter(2.0, 48), 256);
+        assert_eq!(Config::swiglu_inter(4.0, 128), 512);
+        assert_eq!(Config::swiglu_inter(4.0, 97), 512);
+        // Official 512-wide models: round(1365.33) = 1365 → 1536.
+        assert_eq!(Config::swiglu_inter(4.0, 512), 1536);
+        // Round half to even: 1.5 · 3 · 2 / 3 = 3 exactly; 0.75 · 2 · 2/3 = 1.0.
+        assert_eq!(round_half_even(2.5), 2.0);
+        assert_eq!(round_half_even(3.5), 4.0);
+        assert_eq!(round_half_even(-2.5), -2.0);
+    }
+}

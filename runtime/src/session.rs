@@ -1,0 +1,386 @@
+//! Running a model: one example at a time, one ACT segment per call.
+
+use crate::blob::{LayerPart, Level, TensorId};
+use crate::config::{ArenaPlan, Config, HaltRule, ModelKind, PosEncoding};
+use crate::kernels;
+use crate::model::{Matrix, Model, Weights};
+use crate::Error;
+
+/// The reference scales `embedding + position` by the literal `0.707106781`, which rounds to
+/// the same `f32` as 1/√2.
+const LEARNED_POS_SCALE: f32 = core::f32::consts::FRAC_1_SQRT_2;
+
+/// A 64-byte aligned byte buffer for a session's working memory, e.g.
+/// `static mut ARENA: Arena<{ CONFIG.arena_bytes() }> = Arena::new();`.
+#[repr(C, align(64))]
+pub struct Arena<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Arena<N> {
+    pub const fn new() -> Self {
+        Arena([0; N])
+    }
+
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl<const N: usize> Default for Arena<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How many segments [`Session::run`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halting {
+    /// The reference's evaluation: always `halt_max_steps` segments.
+    Fixed,
+    /// Exactly this many segments.
+    Segments(u32),
+    /// Stop after the first segment whose Q head says halt (`q_halt > q_continue`, or
+    /// `q_halt > 0` for TRM without the continue head), at most `halt_max_steps`.
+    Adaptive,
+}
+
+/// What one segment produced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentOutcome {
+    /// 0 for the first segment of an example.
+    pub index: u32,
+    pub q_halt: f32,
+    pub q_continue: f32,
+    /// Whether the Q head asks to halt after this segment.
+    pub halt_requested: bool,
+    /// Whether this was segment `halt_max_steps - 1` (or later).
+    pub at_max: bool,
+}
+
+/// Working state for one example: the carry `(z_H, z_L)`, the embedded input, the latest
+/// logits and scratch space, all inside the caller's arena.
+pub struct Session<'m, 'a> {
+    model: Model<'m>,
+    config: Config,
+    z_h: &'a mut [f32],
+    z_l: &'a mut [f32],
+    input: &'a mut [f32],
+    logits: &'a mut [f32],
+    scratch: &'a mut [f32],
+    loaded: bool,
+    segments: u32,
+    q: [f32; 2],
+}
+
+fn split(buf: &mut [f32], at: usize) -> Result<(&mut [f32], &mut [f32]), Error> {
+    buf.split_at_mut_checked(at).ok_or(Error::ArenaTooSmall { needed: at, got: 0 })
+}
+
+impl<'m, 'a> Session<'m, 'a> {
+    /// Carves the session's buffers out of `arena`, which must hold at least
+    /// [`Model::arena_bytes`] bytes and start at a 4-byte aligned address.
+    pub fn new(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
+        let config = *model.config();
+        let needed = config.arena_bytes();
+        let got = arena.len();
+        let bytes = arena.get_mut(..needed).ok_or(Error::ArenaTooSmall { needed, got })?;
+        let floats: &mut [f32] = bytemuck::try_cast_slice_mut(bytes).map_err(|_| Error::ArenaMisaligned)?;
+        let ArenaPlan { z_l, input, logits, scratch, scratch_len, .. } = config.arena_plan();
+        let (z_h, rest) = split(floats, z_l)?;
+        let (z_l, rest) = split(rest, input - z_l)?;
+        let (input, rest) = split(rest, logits - input)?;
+        let (logits, rest) = split(rest, scratch - logits)?;
+        let (scratch, _) = split(rest, scratch_len)?;
+        Ok(Session { model, config, z_h, z_l, input, logits, scratch, loaded: false, segments: 0, q: [0.0; 2] })
+    }
+
+    pub fn model(&self) -> &Model<'m> {
+        &self.model
+    }
+
+    /// Loads an example: embeds `tokens` (exactly `seq_len` of them, each below `vocab_size`)
+    /// with the puzzle embedding of `puzzle_id`, and resets the carry to `H_init`/`L_init`.
+    pub fn reset(&mut self, tokens: &[u32], puzzle_id: u32) -> Result<(), Error> {
+        let c = self.config;
+        self.loaded = false;
+        if tokens.len() != c.seq_len as usize {
+            return Err(Error::InputLength { expected: c.seq_len as usize, got: tokens.len() });
+        }
+        if let Some((position, &token)) = tokens.iter().enumerate().find(|(_, &t)| t >= c.vocab_size) {
+            return Err(Error::InvalidToken { position, token });
+        }
+        if puzzle_id >= c.num_puzzle_identifiers {
+            return Err(Error::InvalidPuzzleId { id: puzzle_id, count: c.num_puzzle_identifiers });
+        }
+        let h = c.hidden_size as usize;
+        let prefix = c.puzzle_emb_len as usize;
+        let tok = self.model.tensor(TensorId::TokenEmbedding)?;
+        let (prefix_rows, token_rows) = split(self.input, prefix * h)?;
+
+        // Puzzle prefix: the id's vector, zero-padded to P·h values, as P rows.
+        prefix_rows.fill(0.0);
+        if c.puzzle_emb_ndim > 0 {
+            let table = self.model.tensor(TensorId::PuzzleEmbedding)?;
+            table.row_into(puzzle_id as usize, prefix_rows)?;
+        }
+        for (row, &token) in token_rows.chunks_exact_mut(h).zip(tokens) {
+            tok.row_into(token as usize, row)?;
+        }
+        if c.pos_encoding == PosEncoding::Learned {
+            let pos = self.model.tensor(TensorId::PositionEmbedding)?;
+            for (i, x) in self.input.iter_mut().enumerate() {
+                *x = LEARNED_POS_SCALE * (*x + pos.get(i).unwrap_or(0.0));
+            }
+        }
+        let scale = libm::sqrtf(c.hidden_size as f32);
+        for x in self.input.iter_mut() {
+            *x *= scale;
+        }
+
+        let h_init = self.model.tensor(TensorId::HInit)?;
+        let l_init = self.model.tensor(TensorId::LInit)?;
+        for row in self.z_h.chunks_exact_mut(h) {
+            h_init.row_into(0, row)?;
+        }
+        for row in self.z_l.chunks_exact_mut(h) {
+            l_init.row_into(0, row)?;
+        }
+        self.segments = 0;
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Runs one ACT segment from the current carry and computes its logits and Q values.
+    pub fn step(&mut self) -> Result<SegmentOutcome, Error> {
+        if !self.loaded {
+            return Err(Error::NotReset);
+        }
+        let c = self.config;
+        let net = Net { model: &self.model, config: &c };
+        // TRM has one network for both roles; HRM's H role has its own.
+        let h_level = match c.kind {
+            ModelKind::Hrm => Level::H,
+            ModelKind::Trm => Level::L,
+        };
+        for _ in 0..c.h_cycles {
+            for _ in 0..c.l_cycles {
+                kernels::add_sum_assign(self.z_l, self.z_h, self.input);
+                net.module(Level::L, self.z_l, self.scratch)?;
+            }
+            kernels::add_assign(self.z_h, self.z_l);
+            net.module(h_level, self.z_h, self.scratch)?;
+        }
+
+        let h = c.hidden_size as usize;
+        let prefix = c.puzzle_emb_len as usize;
+        let lm = self.model.tensor(TensorId::LmHead)?;
+        let token_rows = self.z_h.get(prefix * h..).unwrap_or(&[]);
+        for (z, out) in token_rows.chunks_exact(h).zip(self.logits.chunks_exact_mut(c.vocab_size as usize)) {
+            lm.matvec(z, out)?;
+        }
+        let first = self.z_h.get(..h).ok_or(Error::NotReset)?;
+        self.model.tensor(TensorId::QHeadWeight)?.matvec(first, &mut self.q)?;
+        let bias = self.model.tensor(TensorId::QHeadBias)?;
+        for (i, q) in self.q.iter_mut().enumerate() {
+            *q += bias.get(i).unwrap_or(0.0);
+        }
+
+        let index = self.segments;
+        self.segments = self.segments.saturating_add(1);
+        let [q_halt, q_continue] = self.q;
+        let halt_requested = match c.halt_rule {
+            HaltRule::HaltOverContinue => q_halt > q_continue,
+            HaltRule::HaltPositive => q_halt > 0.0,
+        };
+        Ok(SegmentOutcome { index, q_halt, q_continue, halt_requested, at_max: self.segments >= c.halt_max_steps })
+    }
+
+    /// Runs segments until `halting` says stop; returns how many ran.
+    pub fn run(&mut self, halting: Halting) -> Result<u32, Error> {
+        let limit = match halting {
+            Halting::Fixed | Halting::Adaptive => self.config.halt_max_steps,
+            Halting::Segments(n) => n,
+        };
+        while self.segments < limit {
+            let outcome = self.step()?;
+            if halting == Halting::Adaptive && outcome.halt_requested {
+                break;
+            }
+        }
+        Ok(self.segments)
+    }
+
+    /// Segments run since the last reset.
+    pub fn segments(&self) -> u32 {
+        self.segments
+    }
+
+    /// Logits of the latest segment, `[seq_len, vocab_size]` row-major.
+    pub fn logits(&self) -> &[f32] {
+        self.logits
+    }
+
+    pub fn q_halt(&self) -> f32 {
+        self.q[0]
+    }
+
+    pub fn q_continue(&self) -> f32 {
+        self.q[1]
+    }
+
+    /// The carry `z_H`, `[S, h]` (prefix rows first).
+    pub fn z_h(&self) -> &[f32] {
+        self.z_h
+    }
+
+    /// The carry `z_L`, `[S, h]`.
+    pub fn z_l(&self) -> &[f32] {
+        self.z_l
+    }
+
+    /// The predicted token at every position (argmax of the latest logits).
+    pub fn predictions(&self, out: &mut [u32]) -> Result<(), Error> {
+        let v = self.config.vocab_size as usize;
+        let n = self.config.seq_len as usize;
+        if out.len() != n {
+            return Err(Error::OutputLength { expected: n, got: out.len() });
+        }
+        for (o, row) in out.iter_mut().zip(self.logits.chunks_exact(v)) {
+            *o = kernels::argmax(row) as u32;
+        }
+        Ok(())
+    }
+}
+
+/// The forward pass of the blocks, borrowing the model and the scratch space per call.
+struct Net<'r, 'm> {
+    model: &'r Model<'m>,
+    config: &'r Config,
+}
+
+impl Net<'_, '_> {
+    fn layer(&self, level: Level, layer: u32, part: LayerPart) -> Result<Matrix<'_>, Error> {
+        let layer = u16::try_from(layer).map_err(|_| Error::InvalidHeader("layer index"))?;
+        self.model.tensor(TensorId::Layer { level, layer, part })
+    }
+
+    /// `z ← blocks(z)`; the caller has already added the input injection.
+    fn module(&self, level: Level, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+        let layers = match level {
+            Level::H => self.config.h_layers,
+            Level::L => self.config.l_layers,
+        };
+        for layer in 0..layers {
+            if self.config.has_attention() {
+                self.attention(level, layer, z, scratch)?;
+            } else {
+                self.token_mix(level, layer, z, scratch)?;
+            }
+            self.channel_mlp(level, layer, z, scratch)?;
+        }
+        Ok(())
+    }
+
+    /// `z ← rms_norm(z + attention(z))`, row by row once Q, K and V are known.
+    fn attention(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let s = c.positions();
+        let hd = c.head_dim();
+        let heads = c.num_heads as usize;
+        let wqkv = self.layer(level, layer, LayerPart::Qkv)?;
+        let wo = self.layer(level, layer, LayerPart::AttnOut)?;
+
+        let (qkv, rest) = split(scratch, s * 3 * h)?;
+        let (scores, rest) = split(rest, s)?;
+        let (concat, rest) = split(rest, h)?;
+        let (proj, _) = split(rest, h)?;
+
+        for (x, out) in z.chunks_exact(h).zip(qkv.chunks_exact_mut(3 * h)) {
+            wqkv.matvec(x, out)?;
+        }
+        if c.pos_encoding == PosEncoding::Rope {
+            let half = hd / 2;
+            let (cos, sin) =
+                match (self.model.tensor(TensorId::RopeCos)?.weights, self.model.tensor(TensorId::RopeSin)?.weights) {
+                    (Weights::F32(cos), Weights::F32(sin)) => (cos, sin),
+                    _ => return Err(Error::InvalidHeader("rotary table must be f32")),
+                };
+            for ((row, cos), sin) in qkv.chunks_exact_mut(3 * h).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half))
+            {
+                // Q and K heads only: the first 2·h values of the row.
+                let qk = row.get_mut(..2 * h).unwrap_or(&mut []);
+                for head in qk.chunks_exact_mut(hd) {
+                    kernels::rope(head, cos, sin);
+                }
+            }
+        }
+
+        let scale = 1.0 / libm::sqrtf(hd as f32);
+        for (i, x) in z.chunks_exact_mut(h).enumerate() {
+            for head in 0..heads {
+                let q_at = i * 3 * h + head * hd;
+                let q = qkv.get(q_at..q_at + hd).ok_or(Error::NotReset)?;
+                for (score, row) in scores.iter_mut().zip(qkv.chunks_exact(3 * h)) {
+                    let k = row.get(h + head * hd..h + head * hd + hd).unwrap_or(&[]);
+                    *score = kernels::dot(k, q) * scale;
+                }
+                kernels::softmax(scores);
+                let out = concat.get_mut(head * hd..head * hd + hd).ok_or(Error::NotReset)?;
+                out.fill(0.0);
+                for (&p, row) in scores.iter().zip(qkv.chunks_exact(3 * h)) {
+                    let v = row.get(2 * h + head * hd..2 * h + head * hd + hd).unwrap_or(&[]);
+                    for (o, &vv) in out.iter_mut().zip(v) {
+                        *o += p * vv;
+                    }
+                }
+            }
+            wo.matvec(concat, proj)?;
+            kernels::add_assign(x, proj);
+            kernels::rms_norm(x, c.rms_norm_eps);
+        }
+        Ok(())
+    }
+
+    /// TRM `mlp_t`: for every channel, `column ← rms_norm(column + swiglu_S(column))` where the
+    /// column is that channel over all S positions.
+    fn token_mix(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let s = c.positions();
+        let inter = c.mlp_t_inter as usize;
+        let wgu = self.layer(level, layer, LayerPart::TokenGateUp)?;
+        let wd = self.layer(level, layer, LayerPart::TokenDown)?;
+        let (column, rest) = split(scratch, s)?;
+        let (gate_up, rest) = split(rest, 2 * inter)?;
+        let (proj, _) = split(rest, s)?;
+        for channel in 0..h {
+            kernels::gather_column(z, h, channel, column);
+            wgu.matvec(column, gate_up)?;
+            let act = kernels::swiglu(gate_up);
+            wd.matvec(act, proj)?;
+            kernels::add_assign(column, proj);
+            kernels::rms_norm(column, c.rms_norm_eps);
+            kernels::scatter_column(z, h, channel, column);
+        }
+        Ok(())
+    }
+
+    /// `z ← rms_norm(z + swiglu(z))`, one row at a time.
+    fn channel_mlp(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let inter = c.mlp_inter as usize;
+        let wgu = self.layer(level, layer, LayerPart::GateUp)?;
+        let wd = self.layer(level, layer, LayerPart::Down)?;
+        let (gate_up, rest) = split(scratch, 2 * inter)?;
+        let (proj, _) = split(rest, h)?;
+        for x in z.chunks_exact_mut(h) {
+            wgu.matvec(x, gate_up)?;
+            let act = kernels::swiglu(gate_up);
+            wd.matvec(act, proj)?;
+            kernels::add_assign(x, proj);
+            kernels::rms_norm(x, c.rms_norm_eps);
+        }
+        Ok(())
+    }
+}
