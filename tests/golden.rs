@@ -1,0 +1,94 @@
+//! Parity with the reference implementations: every golden case, converted from its official
+//! PyTorch checkpoint and from its safetensors copy, run through the runtime, against the
+//! outputs the reference computed, in f32, f16 and bf16.
+
+use std::path::Path;
+
+use hrm_convert::{Checkpoint, Overrides};
+use hrm_runtime::DType;
+use hrm_tests::{assert_matches, golden_cases, read_safetensors, run_blob};
+
+fn convert(case: &Path, weights_file: &str, dtype: DType) -> (Checkpoint, hrm_convert::AlignedBlob) {
+    let ck = Checkpoint::load(&case.join(weights_file), &Overrides::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let blob = hrm_convert::write_blob(&ck, dtype).unwrap();
+    (ck, blob)
+}
+
+fn check_case(case: &Path, dtype: DType, expected_file: &str) -> Vec<String> {
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let (ck, blob) = convert(case, "checkpoint", dtype);
+    let expected = read_safetensors(&case.join(expected_file));
+    let inputs = read_safetensors(&case.join("expected.safetensors"));
+    let segments = ck.config.halt_max_steps as usize;
+    let run = run_blob(&blob, &inputs["inputs"], &inputs["puzzle_identifiers"], segments);
+    assert_matches(&format!("{name} ({dtype})"), ck.config.kind, &run, &expected)
+}
+
+#[test]
+fn f32_blobs_from_official_checkpoints_match_the_reference() {
+    for case in golden_cases() {
+        for line in check_case(&case, DType::F32, "expected.safetensors") {
+            eprintln!("{line}");
+        }
+    }
+}
+
+#[test]
+fn f16_blobs_match_the_reference_on_f16_rounded_weights() {
+    for case in golden_cases() {
+        check_case(&case, DType::F16, "expected-f16.safetensors");
+    }
+}
+
+#[test]
+fn bf16_blobs_match_the_reference_on_bf16_rounded_weights() {
+    for case in golden_cases() {
+        check_case(&case, DType::Bf16, "expected-bf16.safetensors");
+    }
+}
+
+/// The safetensors copy holds the same tensors as the PyTorch checkpoint, so both readers must
+/// give the same blob byte for byte (then the f32 parity above covers both), for every dtype.
+#[test]
+fn safetensors_and_pytorch_checkpoints_give_identical_blobs() {
+    for case in golden_cases() {
+        for dtype in [DType::F32, DType::F16, DType::Bf16] {
+            let (_, from_pickle) = convert(&case, "checkpoint", dtype);
+            let (_, from_safetensors) = convert(&case, "weights.safetensors", dtype);
+            assert!(
+                from_pickle.as_bytes() == from_safetensors.as_bytes(),
+                "{}: {dtype} blobs differ between the checkpoint and weights.safetensors",
+                case.display()
+            );
+        }
+    }
+}
+
+/// A checkpoint directory converts the same as naming its `checkpoint` file.
+#[test]
+fn directories_convert_like_their_checkpoint_file() {
+    let case = &golden_cases()[0];
+    let from_dir =
+        hrm_convert::write_blob(&Checkpoint::load(case, &Overrides::default()).unwrap(), DType::F32).unwrap();
+    let (_, from_file) = convert(case, "checkpoint", DType::F32);
+    assert!(from_dir.as_bytes() == from_file.as_bytes());
+}
+
+/// The copies in tests/fixtures are the reference data, unchanged.
+#[test]
+fn fixtures_are_identical_to_the_shared_golden_files() {
+    let Some(shared) = hrm_tests::shared_dir() else { return };
+    let fixtures = hrm_tests::fixture_dir();
+    let mut compared = 0;
+    for case in std::fs::read_dir(&fixtures).unwrap() {
+        let case = case.unwrap().path();
+        for file in std::fs::read_dir(&case).unwrap() {
+            let file = file.unwrap().path();
+            let twin = shared.join("golden").join(case.file_name().unwrap()).join(file.file_name().unwrap());
+            assert_eq!(std::fs::read(&file).unwrap(), std::fs::read(&twin).unwrap(), "{}", file.display());
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} fixture files");
+}
