@@ -228,6 +228,13 @@ fn convert_names_missing_unexpected_and_misshapen_tensors() {
     save(&reshaped);
     assert_clean_error(&run(), "tensor `_orig_mod.model.inner.q_head.weight` has shape [16, 2]");
 
+    let mut huge = tensors.clone();
+    huge[0].1.data[3] = 1e6;
+    save(&huge);
+    assert_clean_error(&hrm(&["convert", p(&src), "--out", p(&out), "--weights", "f16"]), "beyond the range of f16");
+    assert!(hrm(&["convert", p(&src), "--out", p(&out), "--weights", "bf16"]).status.success());
+    std::fs::remove_file(&out).unwrap();
+
     save(&tensors);
     std::fs::remove_file(src.join("dataset.json")).unwrap();
     assert_clean_error(&run(), "dataset.json: not found");

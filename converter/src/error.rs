@@ -23,6 +23,8 @@ pub enum ConvertError {
     DType { name: String, dtype: String },
     #[error("tensor `{name}` holds non-finite values")]
     NonFinite { name: String },
+    #[error("tensor `{name}` holds values beyond the range of {dtype}; store the weights as f32 or bf16")]
+    Range { name: String, dtype: &'static str },
     #[error("invalid model: {0}")]
     Model(#[from] hrm_runtime::Error),
 }

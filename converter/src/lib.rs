@@ -181,6 +181,9 @@ pub fn write_blob(checkpoint: &Checkpoint, weights: DType) -> Result<AlignedBlob
             TensorId::RopeSin => (rope_table(&config, true), DType::F32),
             id => {
                 let t = checkpoint.tensor(id).ok_or_else(|| ConvertError::MissingTensor(id.to_string()))?;
+                if weights == DType::F16 && t.data.iter().any(|v| v.abs() > f32::from(half::f16::MAX)) {
+                    return Err(ConvertError::Range { name: id.to_string(), dtype: "f16" });
+                }
                 (t.data.clone(), weights)
             }
         };
