@@ -35,7 +35,8 @@ pub fn loud(message: &str) {
     let _ = writeln!(std::io::stderr(), "\n*** WARNING: {message} ***\n");
 }
 
-/// The golden cases copied into the repository (the smallest two).
+/// The golden cases copied into the repository (the smallest three; hrm-sudoku-tiny without its
+/// PyTorch `checkpoint`, which holds the same tensors as its `weights.safetensors`).
 pub fn fixture_dir() -> PathBuf {
     repo_root().join("tests/fixtures/golden")
 }
