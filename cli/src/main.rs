@@ -31,6 +31,10 @@ enum Command {
     /// Solve puzzles with a model.
     #[command(subcommand)]
     Solve(SolveTask),
+    /// Train a model with the reference algorithm (HRM or TRM, Sudoku, mazes or ARC).
+    Train(Box<hrm_trainer::train::TrainArgs>),
+    /// Accuracy of a run directory (trainer) or a blob (runtime) on a task's data.
+    Eval(hrm_trainer::evaluate::EvalArgs),
 }
 
 #[derive(Args)]
@@ -108,6 +112,8 @@ fn main() -> ExitCode {
         Command::Inspect { blob } => inspect::run(&blob).map(|()| Outcome::Ok),
         Command::Infer(args) => infer::run(&args).map(|()| Outcome::Ok),
         Command::Solve(SolveTask::Sudoku(args)) => solve::sudoku(&args),
+        Command::Train(args) => hrm_trainer::train::run(&args).map(|()| Outcome::Ok),
+        Command::Eval(args) => hrm_trainer::evaluate::run(&args).map(|()| Outcome::Ok),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

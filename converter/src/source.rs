@@ -83,6 +83,10 @@ fn find_weights(dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     safetensors.sort();
+    // A trainer run directory holds its training state beside the model.
+    if let Some(model) = safetensors.iter().find(|p| p.file_name().is_some_and(|n| n == "model.safetensors")) {
+        return Ok(model.clone());
+    }
     match safetensors.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(ConvertError::Source(format!(

@@ -1,0 +1,200 @@
+//! `hrm eval`: accuracy of a run directory (the trainer's candle model) or of a blob (the
+//! `no_std` runtime) on a task's data, with the same examples and metrics for both.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use hrm_convert::{AlignedBlob, Checkpoint, Overrides};
+use hrm_runtime::Halting;
+
+use crate::eval::{self, BlobPredictor, CandlePredictor, Prediction, Predictor, Report};
+use crate::model::Net;
+use crate::tasks::{self, arc, maze, sudoku, EvalSet, Example, TaskKind};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// A run directory (evaluated with the trainer's model) or a blob (on the runtime).
+    pub model: PathBuf,
+    #[arg(long, value_enum)]
+    pub task: TaskKind,
+    /// Sudoku `puzzle,solution` CSV, maze file, or ARC task directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Write one predicted answer per example (Sudoku: 81 digits per line; mazes: the grid with
+    /// its path; ARC: a JSON line with the two voted answers per test input).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// Run exactly N segments (default: the model's halt_max_steps).
+    #[arg(long, conflicts_with = "adaptive", value_parser = clap::value_parser!(u32).range(1..))]
+    pub segments: Option<u32>,
+    /// Stop each example when its Q head says halt.
+    #[arg(long)]
+    pub adaptive: bool,
+    /// Evaluate only the first N examples (tasks for ARC).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Threads for a blob (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// ARC: the puzzle identifiers the model was trained with (a run's `identifiers.json`).
+    #[arg(long)]
+    pub identifiers: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Either kind of model behind one interface.
+pub enum Loaded {
+    Run(Box<Net>),
+    Blob(BlobPredictor),
+}
+
+impl Loaded {
+    pub fn open(path: &Path, threads: Option<usize>) -> Result<Loaded> {
+        if path.is_dir() {
+            let ck = Checkpoint::load(path, &Overrides::default())
+                .with_context(|| format!("cannot load the run in {}", path.display()))?;
+            Ok(Loaded::Run(Box::new(Net::from_checkpoint(&ck, &candle_core::Device::Cpu)?)))
+        } else {
+            let blob = AlignedBlob::read(path)?;
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            Ok(Loaded::Blob(
+                BlobPredictor::new(blob, threads)
+                    .with_context(|| format!("{} is not a usable blob", path.display()))?,
+            ))
+        }
+    }
+
+    pub fn with_predictor<T>(&mut self, f: impl FnOnce(&mut dyn Predictor) -> Result<T>) -> Result<T> {
+        match self {
+            Loaded::Run(net) => f(&mut CandlePredictor { net }),
+            Loaded::Blob(b) => f(b),
+        }
+    }
+}
+
+/// Text of one prediction in the task's own format.
+type Render = Box<dyn Fn(&Prediction) -> String>;
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let halting = match (args.adaptive, args.segments) {
+        (true, _) => Halting::Adaptive,
+        (false, Some(n)) => Halting::Segments(n),
+        (false, None) => Halting::Fixed,
+    };
+    let mut model = Loaded::open(&args.model, args.threads)?;
+    if args.task == TaskKind::Arc {
+        return run_arc(args, &mut model, halting);
+    }
+    let (set, render): (EvalSet, Render) = match args.task {
+        TaskKind::Sudoku => {
+            let mut pairs = sudoku::read_csv(&args.data)?;
+            pairs.truncate(args.limit.unwrap_or(usize::MAX));
+            (
+                tasks::sudoku_eval_set(&pairs),
+                Box::new(|p: &Prediction| sudoku::grid_string(&hrm_runtime::sudoku::from_tokens(&p.tokens)) + "\n"),
+            )
+        }
+        TaskKind::Maze => {
+            let mut mazes = maze::read_mazes(&args.data)?;
+            mazes.truncate(args.limit.unwrap_or(usize::MAX));
+            let size = mazes[0].size;
+            (
+                tasks::maze_eval_set(&mazes)?,
+                Box::new(move |p: &Prediction| maze::Maze::from_tokens(size, &p.tokens).to_text() + "\n"),
+            )
+        }
+        TaskKind::Arc => unreachable!(),
+    };
+    let progress = indicatif::ProgressBar::new(set.examples.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} examples {elapsed}<{eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (report, predictions) =
+        model.with_predictor(|p| eval::evaluate(p, &set, halting, args.batch, |n| progress.inc(n as u64)))?;
+    progress.finish_and_clear();
+    if let Some(path) = &args.predictions {
+        let text: String = predictions.iter().map(render).collect();
+        crate::run_dir::write_atomically(path, text.as_bytes())?;
+    }
+    print_report(args, &report)
+}
+
+fn print_report(args: &EvalArgs, r: &Report) -> Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!("examples         {}", r.examples);
+        println!("exact accuracy   {:.4}", r.exact_accuracy);
+        println!("cell accuracy    {:.4}", r.cell_accuracy);
+        println!("blank-cell acc.  {:.4}", r.blank_accuracy);
+        println!("mean segments    {:.3}", r.mean_segments);
+        println!(
+            "seconds          {:.2} ({:.2} ms per example)",
+            r.seconds,
+            1000.0 * r.seconds / r.examples.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// ARC: every augmentation of each test input, answers mapped back and voted; pass@2.
+fn run_arc(args: &EvalArgs, model: &mut Loaded, halting: Halting) -> Result<()> {
+    let ids_path = match (&args.identifiers, args.model.is_dir()) {
+        (Some(p), _) => p.clone(),
+        (None, true) => args.model.join("identifiers.json"),
+        (None, false) => bail!("an ARC blob needs --identifiers (the identifiers.json of its run)"),
+    };
+    let ids = arc::Identifiers::load(&ids_path)?;
+    let mut tasks = arc::read_tasks(&args.data)?;
+    tasks.truncate(args.limit.unwrap_or(usize::MAX));
+    let (mut total, mut solved) = (0usize, 0usize);
+    let mut lines = String::new();
+    let start = std::time::Instant::now();
+    for task in &tasks {
+        let augs: Vec<(u32, &arc::Augmentation)> = ids.of_task(&task.id).collect();
+        if augs.is_empty() {
+            bail!(
+                "task {} has no puzzle identifiers in {}: the model was not trained on it",
+                task.id,
+                ids_path.display()
+            );
+        }
+        for (t, pair) in task.test.iter().enumerate() {
+            let examples: Vec<Example> = augs
+                .iter()
+                .map(|(id, aug)| Example::new(arc::encode(&aug.apply(&pair.input)), &[0; arc::SEQ_LEN], Some(0), *id))
+                .collect();
+            let preds = model.with_predictor(|p| p.predict(&examples, halting))?;
+            let voted: Vec<(&arc::Augmentation, Vec<u32>)> =
+                augs.iter().map(|(_, a)| *a).zip(preds.into_iter().map(|p| p.tokens)).collect();
+            let ranked = arc::vote(&voted);
+            let top2: Vec<&arc::Grid> = ranked.iter().take(2).map(|(g, _)| g).collect();
+            total += 1;
+            if let Some(truth) = &pair.output {
+                solved += usize::from(top2.contains(&truth));
+            }
+            lines.push_str(&serde_json::to_string(&serde_json::json!({"task": task.id, "test": t, "answers": top2}))?);
+            lines.push('\n');
+        }
+    }
+    if let Some(path) = &args.predictions {
+        crate::run_dir::write_atomically(path, lines.as_bytes())?;
+    }
+    let pass2 = solved as f64 / total.max(1) as f64;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"test_inputs": total, "pass_at_2": pass2, "seconds": start.elapsed().as_secs_f64()})
+        );
+    } else {
+        println!("test inputs      {total}");
+        println!("pass@2           {pass2:.4}");
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}

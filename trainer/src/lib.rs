@@ -1,0 +1,18 @@
+//! Training HRM and TRM with the reference algorithm on candle, and evaluating trained models
+//! (the trainer's own or a blob on the runtime) on Sudoku, mazes and ARC.
+//!
+//! Flow: [`data`] builds a run's examples from [`tasks`]; [`train`] runs the reference's
+//! algorithm on [`model::Net`] with [`loss`] and [`optim`], writing a [`run_dir`]; [`eval`]
+//! scores the candle model or a blob on the same examples.
+
+pub mod data;
+pub mod eval;
+pub mod evaluate;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod presets;
+pub mod run_dir;
+pub mod tasks;
+pub mod train;

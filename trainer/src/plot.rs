@@ -1,0 +1,104 @@
+//! `metrics.png`: training loss and accuracies against steps.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use crate::train::MetricsLine;
+
+/// Registers a system sans-serif font for the labels (plotters draws no text without one).
+fn register_font() -> bool {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        let candidates = [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+            "/System/Library/Fonts/Supplemental/Arial.ttf",
+            "/Library/Fonts/Arial.ttf",
+            "C:\\Windows\\Fonts\\arial.ttf",
+        ];
+        for path in candidates {
+            if let Ok(bytes) = std::fs::read(path) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+pub fn plot(lines: &[MetricsLine], out: &Path) -> Result<()> {
+    let train: Vec<&MetricsLine> = lines.iter().filter(|l| l.loss > 0.0).collect();
+    anyhow::ensure!(!train.is_empty(), "no metrics to plot");
+    let text = register_font();
+    let root = BitMapBackend::new(out, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let max_step = train.iter().map(|l| l.step).max().unwrap_or(1) as f64;
+    let max_loss = train.iter().map(|l| l.loss).fold(0.0, f64::max) * 1.05;
+
+    let mut chart = ChartBuilder::on(&left);
+    chart.margin(15).x_label_area_size(35).y_label_area_size(50);
+    if text {
+        chart.caption("training loss", ("sans-serif", 20));
+    }
+    let mut chart = chart.build_cartesian_2d(0.0..max_step, 0.0..max_loss.max(1e-3))?;
+    if text {
+        chart.configure_mesh().x_desc("step").draw()?;
+    }
+    for (name, get, color) in [
+        ("loss", (|l: &MetricsLine| l.loss) as fn(&MetricsLine) -> f64, RED),
+        ("lm_loss", |l: &MetricsLine| l.lm_loss, BLUE),
+        ("q_loss", |l: &MetricsLine| l.q_loss, GREEN),
+    ] {
+        let series = chart.draw_series(LineSeries::new(train.iter().map(|l| (l.step as f64, get(l))), color))?;
+        if text {
+            series.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if text {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    }
+
+    let mut chart = ChartBuilder::on(&right);
+    chart.margin(15).x_label_area_size(35).y_label_area_size(50);
+    if text {
+        chart.caption("accuracy", ("sans-serif", 20));
+    }
+    let mut chart = chart.build_cartesian_2d(0.0..max_step, 0.0..1.0)?;
+    if text {
+        chart.configure_mesh().x_desc("step").draw()?;
+    }
+    let evals: Vec<&MetricsLine> = lines.iter().filter(|l| l.eval_exact_accuracy.is_some()).collect();
+    type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+    let series: [Series; 4] = [
+        ("train cell", train.iter().map(|l| (l.step as f64, l.accuracy)).collect(), BLUE),
+        ("train exact", train.iter().map(|l| (l.step as f64, l.exact_accuracy)).collect(), RED),
+        (
+            "eval blank cells",
+            evals.iter().map(|l| (l.step as f64, l.eval_blank_accuracy.unwrap_or(0.0))).collect(),
+            CYAN,
+        ),
+        ("eval exact", evals.iter().map(|l| (l.step as f64, l.eval_exact_accuracy.unwrap_or(0.0))).collect(), MAGENTA),
+    ];
+    for (name, points, color) in series {
+        let s = chart.draw_series(LineSeries::new(points, color))?;
+        if text {
+            s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present().with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
