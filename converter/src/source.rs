@@ -83,9 +83,12 @@ fn find_weights(dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     safetensors.sort();
-    // A trainer run directory holds its training state beside the model.
-    if let Some(model) = safetensors.iter().find(|p| p.file_name().is_some_and(|n| n == "model.safetensors")) {
-        return Ok(model.clone());
+    // A trainer run directory holds its training state beside the model, a golden case its
+    // expected outputs beside the weights.
+    for preferred in ["model.safetensors", "weights.safetensors"] {
+        if let Some(found) = safetensors.iter().find(|p| p.file_name().is_some_and(|n| n == preferred)) {
+            return Ok(found.clone());
+        }
     }
     match safetensors.as_slice() {
         [one] => Ok(one.clone()),

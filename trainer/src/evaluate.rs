@@ -125,20 +125,29 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 }
 
 fn print_report(args: &EvalArgs, r: &Report) -> Result<()> {
-    if args.json {
-        println!("{}", serde_json::to_string(r)?);
+    let text = if args.json {
+        serde_json::to_string(r)? + "\n"
     } else {
-        println!("examples         {}", r.examples);
-        println!("exact accuracy   {:.4}", r.exact_accuracy);
-        println!("cell accuracy    {:.4}", r.cell_accuracy);
-        println!("blank-cell acc.  {:.4}", r.blank_accuracy);
-        println!("mean segments    {:.3}", r.mean_segments);
-        println!(
-            "seconds          {:.2} ({:.2} ms per example)",
+        format!(
+            "examples         {}\nexact accuracy   {:.4}\ncell accuracy    {:.4}\nblank-cell acc.  {:.4}\n\
+             mean segments    {:.3}\nseconds          {:.2} ({:.2} ms per example)\n",
+            r.examples,
+            r.exact_accuracy,
+            r.cell_accuracy,
+            r.blank_accuracy,
+            r.mean_segments,
             r.seconds,
             1000.0 * r.seconds / r.examples.max(1) as f64
-        );
-    }
+        )
+    };
+    print(&text)
+}
+
+/// To stdout; a closed pipe is an error to report, not a panic (`println!` panics).
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
@@ -187,14 +196,9 @@ fn run_arc(args: &EvalArgs, model: &mut Loaded, halting: Halting) -> Result<()> 
     }
     let pass2 = solved as f64 / total.max(1) as f64;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"test_inputs": total, "pass_at_2": pass2, "seconds": start.elapsed().as_secs_f64()})
-        );
+        let seconds = start.elapsed().as_secs_f64();
+        print(&format!("{}\n", serde_json::json!({"test_inputs": total, "pass_at_2": pass2, "seconds": seconds})))
     } else {
-        println!("test inputs      {total}");
-        println!("pass@2           {pass2:.4}");
+        print(&format!("test inputs      {total}\npass@2           {pass2:.4}\n"))
     }
-    let _ = std::io::stdout().flush();
-    Ok(())
 }
