@@ -332,6 +332,9 @@ impl Trainer {
             sign.step(&grads, &used, puzzle_lr)?;
         }
         if let (Some(ema), Some(rate)) = (&mut self.ema, self.settings.hyper.ema) {
+            // Warm-up of the average (as TensorFlow's `num_updates`): a 0.999 average of a short
+            // run would still be mostly the initial weights.
+            let rate = rate.min((1.0 + self.step as f64) / (10.0 + self.step as f64));
             for (id, avg) in ema.iter_mut() {
                 let p = self.net.var(*id)?.as_tensor();
                 *avg = ((&*avg * rate)? + (p * (1.0 - rate))?)?;
@@ -559,7 +562,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut acc = Accum::default();
     let mut window = Instant::now();
     let mut last_checkpoint = Instant::now();
-    let mut last_line = None;
+    // A resumed run that had already written its last lines must not write them twice.
+    let mut last_line = if args.resume { run_dir::read_metrics(&dir.join("metrics.jsonl"))?.pop() } else { None };
     loop {
         let elapsed = started.elapsed().as_secs_f64();
         if args.steps.is_some_and(|n| trainer.step >= n) || budget.is_some_and(|b| elapsed >= b) {
