@@ -70,15 +70,23 @@ fn read_text(path: &Path) -> Result<String> {
 }
 
 pub fn read_arch(path: &Path) -> Result<ArchConfig> {
-    let text = read_text(path)?;
-    let all: AllConfig = serde_norway::from_str(&text)
-        .map_err(|e| ConvertError::Config { path: path.to_owned(), message: e.to_string() })?;
+    parse_arch(&read_text(path)?, path)
+}
+
+/// The `arch:` section of an `all_config.yaml` text (`origin` names it in errors).
+pub fn parse_arch(text: &str, origin: &Path) -> Result<ArchConfig> {
+    let all: AllConfig = serde_norway::from_str(text)
+        .map_err(|e| ConvertError::Config { path: origin.to_owned(), message: e.to_string() })?;
     Ok(all.arch)
 }
 
 pub fn read_dataset(path: &Path) -> Result<DatasetMeta> {
-    let text = read_text(path)?;
-    serde_json::from_str(&text).map_err(|e| ConvertError::Config { path: path.to_owned(), message: e.to_string() })
+    parse_dataset(&read_text(path)?, path)
+}
+
+/// A `dataset.json` text.
+pub fn parse_dataset(text: &str, origin: &Path) -> Result<DatasetMeta> {
+    serde_json::from_str(text).map_err(|e| ConvertError::Config { path: origin.to_owned(), message: e.to_string() })
 }
 
 /// Builds the runtime configuration the way the reference code derives its sizes.

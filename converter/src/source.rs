@@ -157,11 +157,16 @@ fn read_pytorch(path: &Path) -> Result<Vec<(String, HostTensor)>> {
 }
 
 fn read_safetensors(path: &Path) -> Result<Vec<(String, HostTensor)>> {
-    use safetensors::Dtype;
     let bytes = std::fs::read(path).map_err(io(path))?;
+    parse_safetensors(&bytes, path)
+}
+
+/// Every tensor of a safetensors file's bytes (`path` names it in errors).
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<(String, HostTensor)>> {
+    use safetensors::Dtype;
     let fail =
         |e: safetensors::SafeTensorError| ConvertError::Safetensors { path: path.to_owned(), message: e.to_string() };
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(fail)?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(fail)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let raw = view.data();

@@ -10,6 +10,8 @@ use hrm_runtime::blob::TensorLayout;
 use hrm_runtime::{Config, HaltRule, ModelKind, PosEncoding, Session};
 use safetensors::{Dtype, SafeTensors};
 
+pub mod fuzzing;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()

@@ -39,6 +39,22 @@ fn check_grid(g: &Grid, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// One task from its JSON text, with its grids checked.
+pub fn parse_task(text: &str, id: &str) -> Result<Task> {
+    let mut task: Task = serde_json::from_str(text).context("not an ARC task")?;
+    task.id = id.to_string();
+    for (i, p) in task.train.iter().chain(&task.test).enumerate() {
+        check_grid(&p.input, &format!("pair {i} input"))?;
+        if let Some(o) = &p.output {
+            check_grid(o, &format!("pair {i} output"))?;
+        }
+    }
+    if task.train.iter().any(|p| p.output.is_none()) {
+        bail!("a demonstration pair has no output");
+    }
+    Ok(task)
+}
+
 /// Reads one task file, or every `*.json` of a directory (sorted by name).
 pub fn read_tasks(path: &Path) -> Result<Vec<Task>> {
     let files: Vec<PathBuf> = if path.is_dir() {

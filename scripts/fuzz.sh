@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Fuzzing with cargo fuzz (libFuzzer): the blob parser and one inference segment, the checkpoint
+# readers (safetensors, PyTorch zip, configs), and the puzzle / maze / ARC / serial-line parsers.
+# Target bodies live in tests/src/fuzzing.rs; inputs that ever crashed go to
+# tests/fixtures/fuzz/TARGET/, where `cargo test` replays them.
+#
+#   scripts/fuzz.sh seed                 write the seed corpora (fuzz/corpus/TARGET)
+#   scripts/fuzz.sh run TARGET SECONDS   fuzz one target
+#   scripts/fuzz.sh ci [SECONDS]         every target for SECONDS (default 60); what CI runs
+#
+# cargo fuzz needs nightly flags: RUSTC_BOOTSTRAP=1 lets the stable toolchain take them. The
+# targets are built without a sanitizer (`-s none`): the code is safe Rust, and the executions
+# per second are what finds bugs; debug assertions (overflow checks) stay on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUSTC_BOOTSTRAP=1
+TARGETS=(blob blob_resealed safetensors pytorch configs puzzles)
+
+need_cargo_fuzz() {
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+}
+
+seed() {
+  cargo run --quiet --locked -p hrm-tests --example fuzz_seeds -- fuzz/corpus
+}
+
+# Runs one target; prints "TARGET EXECS SECONDS" and fails on a finding.
+run() {
+  local target="$1" seconds="$2" log="fuzz/artifacts/$1.log"
+  mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
+  set +e
+  (cd fuzz && cargo fuzz run --sanitizer none "$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 \
+    -artifact_prefix="artifacts/$target/") > "$log" 2>&1
+  local status=$?
+  set -e
+  local execs
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  local cov
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -o '[0-9]*')
+  echo "$target execs=${execs:-?} seconds=$seconds coverage=${cov:-?}"
+  if [ $status -ne 0 ]; then
+    tail -40 "$log" >&2
+    echo "fuzz: $target found a problem; the input is in fuzz/artifacts/$target/ (copy it to tests/fixtures/fuzz/$target/)" >&2
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  seed) seed ;;
+  run)
+    need_cargo_fuzz
+    run "${2:?target}" "${3:-60}"
+    ;;
+  ci)
+    need_cargo_fuzz
+    seed
+    (cd fuzz && cargo fuzz build --sanitizer none)
+    for t in "${TARGETS[@]}"; do run "$t" "${2:-60}"; done
+    ;;
+  *)
+    sed -n '2,13p' "$0" >&2
+    exit 2
+    ;;
+esac
