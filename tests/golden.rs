@@ -101,3 +101,21 @@ fn fixtures_are_identical_to_the_shared_golden_files() {
     }
     assert!(compared >= 10, "only {compared} fixture files");
 }
+
+/// The runtime's two strategies (whole sequence for a block covering it; blocks of rows for a
+/// small block, as on a microcontroller) give the reference's answers alike.
+#[test]
+fn small_work_blocks_match_the_reference_too() {
+    for case in golden_cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        for block in [1, 5] {
+            let mut ck = Checkpoint::load(&case.join(weights_file(&case)), &Overrides::default()).unwrap();
+            ck.config.block = block;
+            let blob = hrm_convert::write_blob(&ck, DType::F32).unwrap();
+            let expected = read_safetensors(&case.join("expected.safetensors"));
+            let segments = ck.config.halt_max_steps as usize;
+            let run = run_blob(&blob, &expected["inputs"], &expected["puzzle_identifiers"], segments);
+            assert_matches(&format!("{name} (block {block})"), ck.config.kind, &run, &expected);
+        }
+    }
+}

@@ -99,6 +99,7 @@ fn small_config() -> impl Strategy<Value = Config> {
                     rope_theta: 10000.0,
                     rms_norm_eps: 1e-5,
                     halt_exploration_prob: 0.1,
+                    block: 1 + (seq % 5),
                 }
             },
         )

@@ -44,6 +44,7 @@ fn describe(path: &Path, out: &mut String) -> Result<()> {
     writeln!(out, "positions     {:?}  rope_theta {}", c.pos_encoding, c.rope_theta)?;
     writeln!(out, "swiglu        expansion {}  inter {}  mlp_t inter {}", c.expansion, c.mlp_inter, c.mlp_t_inter)?;
     writeln!(out, "rms_norm_eps  {:e}", c.rms_norm_eps)?;
+    writeln!(out, "row block     {} (rows per weight pass; the arena grows with it)", c.block)?;
     writeln!(out, "arena         {} bytes (header says {})", c.arena_bytes(), header.arena_bytes)?;
     writeln!(out, "blob length   {} bytes (file has {})", header.blob_len, blob.len())?;
     writeln!(out, "header CRC    ok")?;

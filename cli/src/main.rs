@@ -53,6 +53,10 @@ struct ConvertArgs {
     /// The dataset metadata, if not `dataset.json` beside the weights.
     #[arg(long)]
     dataset: Option<PathBuf>,
+    /// Rows pushed through each weight matrix at once: more is faster, fewer needs less RAM
+    /// (1 for the smallest arena on a microcontroller).
+    #[arg(long, default_value_t = hrm_runtime::config::DEFAULT_BLOCK, value_parser = clap::value_parser!(u32).range(1..=256))]
+    block: u32,
 }
 
 #[derive(Subcommand)]
@@ -142,8 +146,9 @@ fn main() -> ExitCode {
 
 fn convert(args: ConvertArgs) -> Result<()> {
     let overrides = hrm_convert::Overrides { arch: args.config, dataset: args.dataset };
-    let checkpoint = hrm_convert::Checkpoint::load(&args.src, &overrides)
+    let mut checkpoint = hrm_convert::Checkpoint::load(&args.src, &overrides)
         .with_context(|| format!("cannot convert {}", args.src.display()))?;
+    checkpoint.config.block = args.block;
     let blob = hrm_convert::write_blob(&checkpoint, args.weights.into())?;
     write_atomically(&args.out, &blob)?;
     let c = &checkpoint.config;

@@ -152,6 +152,7 @@ pub fn to_config(arch: &ArchConfig, data: &DatasetMeta, arch_path: &Path) -> Res
         rope_theta: arch.rope_theta as f32,
         rms_norm_eps: arch.rms_norm_eps as f32,
         halt_exploration_prob: arch.halt_exploration_prob as f32,
+        block: hrm_runtime::config::DEFAULT_BLOCK,
     };
     config.validate().map_err(|e| err(e.to_string()))?;
     Ok(config)

@@ -497,7 +497,7 @@ impl Header {
         if stored != computed {
             return Err(Error::HeaderCrcMismatch { stored, computed });
         }
-        let mut i = 108;
+        let mut i = 112;
         while i < HEADER_CRC_AT {
             if u8_at(b, i) != 0 {
                 return Err(Error::InvalidHeader("reserved bytes are not zero"));
@@ -545,6 +545,7 @@ impl Header {
             rope_theta: f32_at(b, 72),
             rms_norm_eps: f32_at(b, 76),
             halt_exploration_prob: f32_at(b, 80),
+            block: u32_at(b, 108),
         };
         Ok(Header {
             config,
@@ -599,6 +600,7 @@ impl Header {
         put(&mut b, 88, &self.arena_bytes.to_le_bytes());
         put(&mut b, 96, &self.blob_len.to_le_bytes());
         put(&mut b, 104, &self.payload_crc.to_le_bytes());
+        put(&mut b, 108, &c.block.to_le_bytes());
         let crc = CRC32.checksum(b.get(..HEADER_CRC_AT).unwrap_or(&[]));
         put(&mut b, HEADER_CRC_AT, &crc.to_le_bytes());
         b

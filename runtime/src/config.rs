@@ -65,6 +65,11 @@ pub struct Config {
     pub rms_norm_eps: f32,
     /// Used by training only; kept so that a blob describes its model completely.
     pub halt_exploration_prob: f32,
+    /// The width of the runtime's work blocks: query rows of attention scored at once, and
+    /// intermediate units of a SwiGLU computed at once. Every weight matrix is read once per
+    /// call whatever the block; a larger block means fewer, larger products and more working
+    /// memory. Chosen at conversion (`hrm convert --block`).
+    pub block: u32,
 }
 
 /// Bounds on header fields: generous for real models, small enough that every derived size fits
@@ -79,7 +84,12 @@ pub mod limits {
     pub const MAX_VOCAB: u32 = 1 << 16;
     pub const MAX_PUZZLE_IDS: u32 = 1 << 24;
     pub const MAX_INTER: u32 = 1 << 18;
+    pub const MAX_BLOCK: u32 = 256;
 }
+
+/// The block `hrm convert` uses unless told otherwise: wide enough for the SIMD kernels to run
+/// near their peak, small enough for the arena of the official 27M model to stay near 1.2 MiB.
+pub const DEFAULT_BLOCK: u32 = 128;
 
 /// Where each buffer lives inside the arena, in `f32` elements from its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +136,43 @@ impl Config {
         }
     }
 
+    /// Query rows scored at once: `min(block, S)`.
+    pub const fn query_block(&self) -> usize {
+        let s = self.positions();
+        let r = self.block as usize;
+        if r < s {
+            r
+        } else {
+            s
+        }
+    }
+
+    /// Intermediate units of a SwiGLU of width `inter` computed at once: `min(block, inter)`.
+    pub const fn inter_block(&self, inter: u32) -> usize {
+        let r = self.block as usize;
+        let i = inter as usize;
+        if r < i {
+            r
+        } else {
+            i
+        }
+    }
+
+    /// Scratch of a SwiGLU of width `inter` over `rows` rows. With a block covering all rows,
+    /// the activation of every row is kept (`rows × inter`) and built a block of intermediate
+    /// units at a time (`rows × 2·min(block, inter)`), so that each weight is read once; with a
+    /// smaller block, `block` rows at a time go through the whole SwiGLU (`block × 2·inter`),
+    /// reading the weights once per block of rows but needing little memory.
+    pub const fn swiglu_scratch(&self, rows: usize, inter: u32) -> usize {
+        let b = self.block as usize;
+        let i = inter as usize;
+        if b >= rows {
+            rows.saturating_mul(i).saturating_add(rows.saturating_mul(self.inter_block(inter).saturating_mul(2)))
+        } else {
+            b.saturating_mul(i.saturating_mul(2))
+        }
+    }
+
     /// The arena layout. Sizes saturate instead of overflowing; [`Config::validate`] rejects
     /// configurations where that could happen.
     pub const fn arena_plan(&self) -> ArenaPlan {
@@ -134,18 +181,18 @@ impl Config {
         let state = s.saturating_mul(h);
         let logits = (self.seq_len as usize).saturating_mul(self.vocab_size as usize);
 
-        // Channel SwiGLU, one row at a time: gate|up, then the down projection.
-        let mlp = (self.mlp_inter as usize).saturating_mul(2).saturating_add(h);
-        // Attention: the whole Q|K|V projection, one row of scores, the concatenated heads and
-        // the output projection of one row.
+        // Channel SwiGLU over S rows, into an `[S, h]` projection: see `swiglu_scratch`.
+        let mlp = state.saturating_add(self.swiglu_scratch(s, self.mlp_inter));
+        // Attention: Q, K `[S, h]` and Vᵀ `[h, S]`, the heads' outputs `[S, h]`, and the scores of
+        // a block of query rows.
         let attention = if self.has_attention() {
-            s.saturating_mul(h.saturating_mul(3)).saturating_add(s).saturating_add(h.saturating_mul(2))
+            state.saturating_mul(4).saturating_add(self.query_block().saturating_mul(s))
         } else {
             0
         };
-        // Sequence SwiGLU, one channel (column) at a time: the column, gate|up, the projection.
+        // Sequence SwiGLU on the transposed state `[h, S]` (h rows), into an `[h, S]` projection.
         let token_mix = if self.mlp_t {
-            (self.mlp_t_inter as usize).saturating_mul(2).saturating_add(s.saturating_mul(2))
+            state.saturating_mul(2).saturating_add(self.swiglu_scratch(h, self.mlp_t_inter))
         } else {
             0
         };
@@ -200,9 +247,9 @@ impl Config {
         let bad = |cond: bool, why: &'static str| if cond { Err(Error::InvalidHeader(why)) } else { Ok(()) };
         bad(self.hidden_size == 0 || self.hidden_size > MAX_HIDDEN, "hidden_size out of range")?;
         bad(self.num_heads == 0 || self.num_heads > MAX_HEADS, "num_heads out of range")?;
-        bad(self.hidden_size % self.num_heads != 0, "hidden_size is not a multiple of num_heads")?;
+        bad(!self.hidden_size.is_multiple_of(self.num_heads), "hidden_size is not a multiple of num_heads")?;
         bad(
-            self.pos_encoding == PosEncoding::Rope && self.head_dim() % 2 != 0,
+            self.pos_encoding == PosEncoding::Rope && !self.head_dim().is_multiple_of(2),
             "rotary embedding needs an even head dimension",
         )?;
         bad(self.l_layers == 0 || self.l_layers > MAX_LAYERS, "L_layers out of range")?;
@@ -246,6 +293,7 @@ impl Config {
         bad(!(self.rope_theta.is_finite() && self.rope_theta > 0.0), "rope_theta must be finite and positive")?;
         bad(!self.expansion.is_finite(), "expansion must be finite")?;
         bad(!self.halt_exploration_prob.is_finite(), "halt_exploration_prob must be finite")?;
+        bad(self.block == 0 || self.block > MAX_BLOCK, "block out of range")?;
 
         // Every product the runtime forms must fit a usize, also on 32-bit targets.
         let s = self.positions() as u64;
@@ -255,6 +303,7 @@ impl Config {
             s * h * 4,
             s * s,
             inter * 2 * h.max(s),
+            u64::from(self.block) * s * 2,
             u64::from(self.num_puzzle_identifiers) * u64::from(self.puzzle_emb_ndim),
             u64::from(self.vocab_size) * h,
         ];

@@ -23,7 +23,7 @@
 #![no_std]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 pub mod blob;
@@ -37,5 +37,5 @@ pub mod sudoku;
 pub use blob::{DType, Header, TensorId};
 pub use config::{Config, HaltRule, ModelKind, PosEncoding};
 pub use error::{Error, TensorProblem};
-pub use model::{Matrix, Model, Weights};
+pub use model::{Columns, Matrix, Model, Weights};
 pub use session::{Arena, Halting, SegmentOutcome, Session};

@@ -37,6 +37,42 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Rows `start..start + n` as a matrix of their own (the Q, K and V parts of `qkv_proj`).
+    pub fn rows(&self, start: usize, n: usize) -> Result<Matrix<'a>, Error> {
+        let range = start.saturating_mul(self.cols)..start.saturating_add(n).saturating_mul(self.cols);
+        let missing = Error::OutputLength { expected: range.end, got: self.rows.saturating_mul(self.cols) };
+        let weights = match self.weights {
+            Weights::F32(w) => Weights::F32(w.get(range).ok_or(missing)?),
+            Weights::F16(w) => Weights::F16(w.get(range).ok_or(missing)?),
+            Weights::Bf16(w) => Weights::Bf16(w.get(range).ok_or(missing)?),
+        };
+        Ok(Matrix { rows: n, cols: self.cols, weights })
+    }
+
+    /// `Y = X · Wᵀ` for `rows` rows of `X` (`xs` apart; each row's first `cols` values are
+    /// used) into `rows` rows of `Y` (`ys` apart).
+    pub fn matmul(&self, x: &[f32], xs: usize, y: &mut [f32], ys: usize, rows: usize) -> Result<(), Error> {
+        let d = kernels::Dims { rows, out: self.rows, k: self.cols, xs, ws: self.cols, ys, accumulate: false };
+        match self.weights {
+            Weights::F32(w) => kernels::matmul(x, w, y, d),
+            Weights::F16(w) => kernels::matmul(x, w, y, d),
+            Weights::Bf16(w) => kernels::matmul(x, w, y, d),
+        }
+    }
+
+    /// Columns `start..start + n` of every row: a matrix whose rows lie `cols` apart.
+    pub fn columns(&self, start: usize, n: usize) -> Result<Columns<'a>, Error> {
+        if start.saturating_add(n) > self.cols {
+            return Err(Error::OutputLength { expected: start.saturating_add(n), got: self.cols });
+        }
+        let weights = match self.weights {
+            Weights::F32(w) => Weights::F32(w.get(start..).unwrap_or(&[])),
+            Weights::F16(w) => Weights::F16(w.get(start..).unwrap_or(&[])),
+            Weights::Bf16(w) => Weights::Bf16(w.get(start..).unwrap_or(&[])),
+        };
+        Ok(Columns { rows: self.rows, cols: n, stride: self.cols, weights })
+    }
+
     /// Writes `row` widened to `f32` into `out` (up to `out.len()` values).
     pub fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), Error> {
         let start = row.checked_mul(self.cols).ok_or(Error::OutputLength { expected: 0, got: 0 })?;
@@ -56,6 +92,29 @@ impl<'a> Matrix<'a> {
             Weights::F32(w) => w.get(i).copied(),
             Weights::F16(w) => w.get(i).map(|v| v.to_f32()),
             Weights::Bf16(w) => w.get(i).map(|v| v.to_f32()),
+        }
+    }
+}
+
+/// Some columns of a [`Matrix`]: `rows` rows of `cols` elements, `stride` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub stride: usize,
+    pub weights: Weights<'a>,
+}
+
+impl Columns<'_> {
+    /// `Y (+)= X · Wᵀ` with these columns as `W`; `d` must name their shape.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32], d: kernels::Dims) -> Result<(), Error> {
+        if d.out != self.rows || d.k != self.cols || d.ws != self.stride {
+            return Err(Error::OutputLength { expected: self.rows, got: d.out });
+        }
+        match self.weights {
+            Weights::F32(w) => kernels::matmul(x, w, y, d),
+            Weights::F16(w) => kernels::matmul(x, w, y, d),
+            Weights::Bf16(w) => kernels::matmul(x, w, y, d),
         }
     }
 }

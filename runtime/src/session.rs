@@ -174,9 +174,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let prefix = c.puzzle_emb_len as usize;
         let lm = self.model.tensor(TensorId::LmHead)?;
         let token_rows = self.z_h.get(prefix * h..).unwrap_or(&[]);
-        for (z, out) in token_rows.chunks_exact(h).zip(self.logits.chunks_exact_mut(c.vocab_size as usize)) {
-            lm.matvec(z, out)?;
-        }
+        lm.matmul(token_rows, h, self.logits, c.vocab_size as usize, c.seq_len as usize)?;
         let first = self.z_h.get(..h).ok_or(Error::NotReset)?;
         self.model.tensor(TensorId::QHeadWeight)?.matvec(first, &mut self.q)?;
         let bias = self.model.tensor(TensorId::QHeadBias)?;
@@ -280,24 +278,30 @@ impl Net<'_, '_> {
         Ok(())
     }
 
-    /// `z ← rms_norm(z + attention(z))`, row by row once Q, K and V are known.
+    /// `z ← rms_norm(z + attention(z))`. Every product covers all positions at once, so each
+    /// weight matrix is read once: Q, K and Vᵀ, then the scores of a block of query rows per head,
+    /// the heads' outputs, and one output projection.
     fn attention(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = c.positions();
         let hd = c.head_dim();
-        let heads = c.num_heads as usize;
+        let r = c.query_block();
         let wqkv = self.layer(level, layer, LayerPart::Qkv)?;
         let wo = self.layer(level, layer, LayerPart::AttnOut)?;
 
-        let (qkv, rest) = split(scratch, s * 3 * h)?;
-        let (scores, rest) = split(rest, s)?;
-        let (concat, rest) = split(rest, h)?;
-        let (proj, _) = split(rest, h)?;
+        let (q, rest) = split(scratch, s * h)?;
+        let (k, rest) = split(rest, s * h)?;
+        let (vt, rest) = split(rest, h * s)?;
+        let (heads_out, rest) = split(rest, s * h)?;
+        let (scores, _) = split(rest, r * s)?;
 
-        for (x, out) in z.chunks_exact(h).zip(qkv.chunks_exact_mut(3 * h)) {
-            wqkv.matvec(x, out)?;
-        }
+        wqkv.rows(0, h)?.matmul(z, h, q, h, s)?;
+        wqkv.rows(h, h)?.matmul(z, h, k, h, s)?;
+        // V lands in the output buffer first, then is stored transposed: P·V is then a product
+        // with the rows of Vᵀ, like every other.
+        wqkv.rows(2 * h, h)?.matmul(z, h, heads_out, h, s)?;
+        kernels::transpose(heads_out, s, h, vt);
         if c.pos_encoding == PosEncoding::Rope {
             let half = hd / 2;
             let (cos, sin) =
@@ -305,81 +309,127 @@ impl Net<'_, '_> {
                     (Weights::F32(cos), Weights::F32(sin)) => (cos, sin),
                     _ => return Err(Error::InvalidHeader("rotary table must be f32")),
                 };
-            for ((row, cos), sin) in qkv.chunks_exact_mut(3 * h).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half))
+            for (((q_row, k_row), cos), sin) in
+                q.chunks_exact_mut(h).zip(k.chunks_exact_mut(h)).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half))
             {
-                // Q and K heads only: the first 2·h values of the row.
-                let qk = row.get_mut(..2 * h).unwrap_or(&mut []);
-                for head in qk.chunks_exact_mut(hd) {
+                for head in q_row.chunks_exact_mut(hd).chain(k_row.chunks_exact_mut(hd)) {
                     kernels::rope(head, cos, sin);
                 }
             }
         }
 
         let scale = 1.0 / libm::sqrtf(hd as f32);
-        for (i, x) in z.chunks_exact_mut(h).enumerate() {
-            for head in 0..heads {
-                let q_at = i * 3 * h + head * hd;
-                let q = qkv.get(q_at..q_at + hd).ok_or(Error::NotReset)?;
-                for (score, row) in scores.iter_mut().zip(qkv.chunks_exact(3 * h)) {
-                    let k = row.get(h + head * hd..h + head * hd + hd).unwrap_or(&[]);
-                    *score = kernels::dot(k, q) * scale;
-                }
-                kernels::softmax(scores);
-                let out = concat.get_mut(head * hd..head * hd + hd).ok_or(Error::NotReset)?;
-                out.fill(0.0);
-                for (&p, row) in scores.iter().zip(qkv.chunks_exact(3 * h)) {
-                    let v = row.get(2 * h + head * hd..2 * h + head * hd + hd).unwrap_or(&[]);
-                    for (o, &vv) in out.iter_mut().zip(v) {
-                        *o += p * vv;
+        for head in 0..c.num_heads as usize {
+            let off = head * hd;
+            let k_rows = k.get(off..).unwrap_or(&[]);
+            let vt_rows = vt.get(off * s..).unwrap_or(&[]);
+            for start in (0..s).step_by(r) {
+                let n = r.min(s - start);
+                let q_rows = q.get(start * h + off..).unwrap_or(&[]);
+                let d = kernels::Dims { rows: n, out: s, k: hd, xs: h, ws: h, ys: s, accumulate: false };
+                kernels::matmul(q_rows, k_rows, scores, d)?;
+                for row in scores.chunks_exact_mut(s).take(n) {
+                    for v in row.iter_mut() {
+                        *v *= scale;
                     }
+                    kernels::softmax(row);
                 }
+                let out = heads_out.get_mut(start * h + off..).unwrap_or(&mut []);
+                let d = kernels::Dims { rows: n, out: hd, k: s, xs: s, ws: s, ys: h, accumulate: false };
+                kernels::matmul(scores, vt_rows, out, d)?;
             }
-            wo.matvec(concat, proj)?;
-            kernels::add_assign(x, proj);
+        }
+        // The projection goes into Q's buffer, free by now.
+        wo.matmul(heads_out, h, q, h, s)?;
+        for (x, p) in z.chunks_exact_mut(h).zip(q.chunks_exact(h)) {
+            kernels::add_assign(x, p);
             kernels::rms_norm(x, c.rms_norm_eps);
         }
         Ok(())
     }
 
     /// TRM `mlp_t`: for every channel, `column ← rms_norm(column + swiglu_S(column))` where the
-    /// column is that channel over all S positions.
+    /// column is that channel over all S positions: a SwiGLU over the transposed state.
     fn token_mix(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = c.positions();
-        let inter = c.mlp_t_inter as usize;
         let wgu = self.layer(level, layer, LayerPart::TokenGateUp)?;
         let wd = self.layer(level, layer, LayerPart::TokenDown)?;
-        let (column, rest) = split(scratch, s)?;
-        let (gate_up, rest) = split(rest, 2 * inter)?;
-        let (proj, _) = split(rest, s)?;
-        for channel in 0..h {
-            kernels::gather_column(z, h, channel, column);
-            wgu.matvec(column, gate_up)?;
-            let act = kernels::swiglu(gate_up);
-            wd.matvec(act, proj)?;
-            kernels::add_assign(column, proj);
+        let (columns, rest) = split(scratch, h * s)?;
+        let (proj, rest) = split(rest, h * s)?;
+        kernels::transpose(z, s, h, columns);
+        swiglu_rows(*c, &wgu, &wd, c.mlp_t_inter, columns, h, proj, rest)?;
+        for (column, p) in columns.chunks_exact_mut(s).zip(proj.chunks_exact(s)) {
+            kernels::add_assign(column, p);
             kernels::rms_norm(column, c.rms_norm_eps);
-            kernels::scatter_column(z, h, channel, column);
         }
+        kernels::transpose(columns, h, s, z);
         Ok(())
     }
 
-    /// `z ← rms_norm(z + swiglu(z))`, one row at a time.
+    /// `z ← rms_norm(z + swiglu(z))` over all rows.
     fn channel_mlp(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
-        let inter = c.mlp_inter as usize;
+        let s = z.len() / h;
         let wgu = self.layer(level, layer, LayerPart::GateUp)?;
         let wd = self.layer(level, layer, LayerPart::Down)?;
-        let (gate_up, rest) = split(scratch, 2 * inter)?;
-        let (proj, _) = split(rest, h)?;
-        for x in z.chunks_exact_mut(h) {
-            wgu.matvec(x, gate_up)?;
-            let act = kernels::swiglu(gate_up);
-            wd.matvec(act, proj)?;
-            kernels::add_assign(x, proj);
+        let (proj, rest) = split(scratch, s * h)?;
+        swiglu_rows(*c, &wgu, &wd, c.mlp_inter, z, s, proj, rest)?;
+        for (x, p) in z.chunks_exact_mut(h).zip(proj.chunks_exact(h)) {
+            kernels::add_assign(x, p);
             kernels::rms_norm(x, c.rms_norm_eps);
+        }
+        Ok(())
+    }
+}
+
+/// `out = swiglu(x)` for `rows` rows of `x` (width `gate_up.cols`), `out` rows of
+/// `down.rows` values; the two strategies of [`Config::swiglu_scratch`].
+#[allow(clippy::too_many_arguments)]
+fn swiglu_rows(
+    c: Config,
+    gate_up: &Matrix<'_>,
+    down: &Matrix<'_>,
+    inter: u32,
+    x: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), Error> {
+    let width = gate_up.cols;
+    let out_width = down.rows;
+    let inter = inter as usize;
+    let block = c.block as usize;
+    if block >= rows {
+        // Every row at once: the activation `[rows, inter]`, a block of units at a time.
+        let b = c.inter_block(inter as u32);
+        let (act, rest) = split(scratch, rows * inter)?;
+        let (gu, _) = split(rest, rows * 2 * b)?;
+        for start in (0..inter).step_by(b) {
+            let n = b.min(inter - start);
+            gate_up.rows(start, n)?.matmul(x, width, gu, 2 * b, rows)?;
+            gate_up.rows(inter + start, n)?.matmul(x, width, gu.get_mut(b..).unwrap_or(&mut []), 2 * b, rows)?;
+            for (row, a) in gu.chunks_exact(2 * b).zip(act.chunks_exact_mut(inter)).take(rows) {
+                let (g, u) = row.split_at(b);
+                let a = a.get_mut(start..start + n).unwrap_or(&mut []);
+                for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
+                    *a = kernels::silu(g) * u;
+                }
+            }
+        }
+        down.matmul(act, inter, out, out_width, rows)
+    } else {
+        // A block of rows at a time through the whole SwiGLU.
+        let (gu, _) = split(scratch, block * 2 * inter)?;
+        for start in (0..rows).step_by(block) {
+            let n = block.min(rows - start);
+            gate_up.matmul(x.get(start * width..).unwrap_or(&[]), width, gu, 2 * inter, n)?;
+            for row in gu.chunks_exact_mut(2 * inter).take(n) {
+                kernels::swiglu(row);
+            }
+            down.matmul(gu, 2 * inter, out.get_mut(start * out_width..).unwrap_or(&mut []), out_width, n)?;
         }
         Ok(())
     }

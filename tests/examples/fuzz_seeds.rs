@@ -77,6 +77,17 @@ fn main() {
         write(&out.join("configs"), &name, &[yaml, b"\0".to_vec(), json].concat());
     }
 
+    // Inputs kept in the repository (tests/fixtures/fuzz/TARGET: small seeds and every input that
+    // ever crashed a target).
+    if let Ok(targets) = std::fs::read_dir(root.join("tests/fixtures/fuzz")) {
+        for target in targets.flatten() {
+            for file in std::fs::read_dir(target.path()).into_iter().flatten().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                write(&out.join(target.file_name()), &name, &std::fs::read(file.path()).unwrap());
+            }
+        }
+    }
+
     // Puzzles: the firmware's files, and the public data when it is there.
     for file in ["puzzles.txt", "malformed.txt"] {
         write(&out.join("puzzles"), file, &std::fs::read(root.join("firmware-examples").join(file)).unwrap());

@@ -216,6 +216,7 @@ pub fn tiny_sudoku_config() -> Config {
         rope_theta: 10000.0,
         rms_norm_eps: 1e-5,
         halt_exploration_prob: 0.1,
+        block: 4,
     }
 }
 

@@ -94,6 +94,7 @@ pub fn model_config(arch: Arch, preset: Preset, data: DataShape) -> Config {
         rope_theta: 10000.0,
         rms_norm_eps: 1e-5,
         halt_exploration_prob: 0.1,
+        block: hrm_runtime::config::DEFAULT_BLOCK,
     }
 }
 

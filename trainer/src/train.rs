@@ -27,8 +27,9 @@ use crate::tasks::TaskKind;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    #[arg(long, value_enum)]
-    pub task: TaskKind,
+    /// The task (a resumed run keeps its own).
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    pub task: Option<TaskKind>,
     #[arg(long, value_enum, default_value = "hrm")]
     pub arch: Arch,
     #[arg(long, value_enum, default_value = "tiny")]
@@ -62,6 +63,9 @@ pub struct TrainArgs {
     pub batch_size: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Segments per example at most (the preset's `halt_max_steps` otherwise).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub halt_max_steps: Option<u32>,
     /// Evaluate every N steps (0: only at the end).
     #[arg(long, default_value_t = 200)]
     pub eval_every: u64,
@@ -105,11 +109,25 @@ pub struct Settings {
     pub seed: u64,
     pub hyper: Hyper,
     pub data: DataSettings,
+    /// Overrides the preset's `halt_max_steps`.
+    #[serde(default)]
+    pub halt_max_steps: Option<u32>,
     /// Length of the cosine schedule (`--steps`, or none: constant after warm-up).
     pub schedule_steps: Option<u64>,
     pub eval_every: u64,
     pub log_every: u64,
     pub checkpoint_minutes: f64,
+}
+
+impl Settings {
+    /// The model of this run: the preset's, with the run's overrides.
+    pub fn model_config(&self, shape: presets::DataShape) -> Config {
+        let mut config = presets::model_config(self.arch, self.preset, shape);
+        if let Some(n) = self.halt_max_steps {
+            config.halt_max_steps = n;
+        }
+        config
+    }
 }
 
 pub fn parse_device(spec: &str) -> Result<Device> {
@@ -194,7 +212,7 @@ pub struct Trainer {
 impl Trainer {
     pub fn new(settings: Settings, device: &Device) -> Result<Trainer> {
         let data = data::build(&settings.data, settings.seed)?;
-        let config = presets::model_config(settings.arch, settings.preset, data.shape);
+        let config = settings.model_config(data.shape);
         config.validate().map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
         let mut init_rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x1417);
         let net = Net::init(config, &mut init_rng, device)?;
@@ -432,7 +450,7 @@ impl Trainer {
         )
         .with_context(|| format!("{}/config.json", dir.display()))?;
         let data = data::build(&settings.data, settings.seed)?;
-        let config = presets::model_config(settings.arch, settings.preset, data.shape);
+        let config = settings.model_config(data.shape);
         let (tensors, metadata) = run_dir::read_tensors(&dir.join("train_state.safetensors"), device)?;
         let meta: StateMeta = serde_json::from_str(metadata.get("state").context("train_state has no state record")?)?;
         let get = |name: &str| tensors.get(name).with_context(|| format!("train_state lacks {name}"));
@@ -499,7 +517,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             bail!("{} already holds a run: pass --resume to continue it, or choose another --out", dir.display());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut hyper = presets::hyper(args.task, args.arch, args.preset);
+        let task = args.task.context("--task is required for a new run")?;
+        let mut hyper = presets::hyper(task, args.arch, args.preset);
         if let Some(b) = args.batch_size {
             hyper.batch_size = b;
         }
@@ -512,7 +531,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             seed: args.seed,
             hyper,
             data: DataSettings {
-                task: args.task,
+                task,
                 data: args.data.clone(),
                 eval_data: args.eval_data.clone(),
                 givens: args.givens,
@@ -521,12 +540,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 augmentations: args.augmentations,
                 eval_count: args.eval_count,
             },
+            halt_max_steps: args.halt_max_steps,
             schedule_steps: args.steps,
             eval_every: args.eval_every,
             log_every: args.log_every.max(1),
             checkpoint_minutes: args.checkpoint_minutes,
         };
-        eprintln!("preparing data ({:?}) ...", args.task);
+        eprintln!("preparing data ({task:?}) ...");
         let t = Trainer::new(settings, &device)?;
         run_dir::write_atomically(&dir.join("config.json"), serde_json::to_string_pretty(&t.settings)?.as_bytes())?;
         let _ = std::fs::remove_file(dir.join("metrics.jsonl"));

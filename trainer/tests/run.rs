@@ -12,7 +12,7 @@ use hrm_trainer::train::{self, TrainArgs};
 
 fn args(out: &Path, task: TaskKind, arch: hrm_trainer::presets::Arch, steps: u64) -> TrainArgs {
     TrainArgs {
-        task,
+        task: Some(task),
         arch,
         preset: hrm_trainer::presets::Preset::Tiny,
         data: None,
@@ -25,6 +25,7 @@ fn args(out: &Path, task: TaskKind, arch: hrm_trainer::presets::Arch, steps: u64
         seed: 7,
         batch_size: Some(8),
         lr: None,
+        halt_max_steps: None,
         eval_every: 4,
         eval_count: 8,
         log_every: 1,

@@ -1,0 +1,581 @@
+//! The numeric kernels: every loop over weights or activations lives here so that faster
+//! versions (SIMD, quantised) can replace them one by one.
+//!
+//! The products that dominate, `Y = X · Wᵀ` over a block of rows ([`matmul`]), have SIMD
+//! micro-kernels: AVX-512F or AVX2 + FMA on x86-64 (chosen at compile time from the target
+//! features, or at run time with the `std` feature), NEON on aarch64, and portable Rust
+//! elsewhere (Cortex-M among them). The rest is plain scalar Rust written so that the compiler
+//! can vectorise it. Safe kernels never index out of bounds: lengths are checked once at entry
+//! and the loops run over iterators; the SIMD ones run only after [`check_matmul`].
+
+use half::{bf16, f16};
+
+use crate::Error;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// A stored weight element that widens to `f32`.
+pub trait Element: Copy + Default + bytemuck::Pod + SimdElement {
+    fn to_f32(self) -> f32;
+}
+
+#[cfg(target_arch = "aarch64")]
+use neon::NeonElement as SimdElement;
+#[cfg(target_arch = "x86_64")]
+use x86::X86Element as SimdElement;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+/// No SIMD loads on this architecture.
+pub trait SimdElement {}
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+impl<T> SimdElement for T {}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Element for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+impl Element for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+}
+
+const LANES: usize = 8;
+
+/// `Σ w[i]·x[i]` over the shorter of the two, with [`LANES`] independent partial sums.
+#[inline]
+pub fn dot<E: Element>(w: &[E], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let wc = w.chunks_exact(LANES);
+    let xc = x.chunks_exact(LANES);
+    let (wr, xr) = (wc.remainder(), xc.remainder());
+    for (wv, xv) in wc.zip(xc) {
+        for ((a, &wi), &xi) in acc.iter_mut().zip(wv).zip(xv) {
+            *a += wi.to_f32() * xi;
+        }
+    }
+    let mut tail = 0.0f32;
+    for (&wi, &xi) in wr.iter().zip(xr) {
+        tail += wi.to_f32() * xi;
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail
+}
+
+/// `y = W·x` for a row-major `W[y.len(), x.len()]` (the reference stores linear layers as
+/// `[out, in]`).
+pub fn matvec<E: Element>(w: &[E], x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    let (k, out) = (x.len(), y.len());
+    if w.len() != k.saturating_mul(out) {
+        return Err(Error::OutputLength { expected: k.saturating_mul(out), got: w.len() });
+    }
+    matmul(x, w, y, Dims::dense(1, out, k))
+}
+
+/// The shape of a product `Y = X · Wᵀ`: `rows` rows of `k` activations `xs` apart, `out` weight
+/// rows of `k` elements `ws` apart, `rows` rows of `out` results `ys` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub rows: usize,
+    pub out: usize,
+    pub k: usize,
+    pub xs: usize,
+    pub ws: usize,
+    pub ys: usize,
+    /// `Y += X · Wᵀ` instead of `Y = X · Wᵀ` (a product split along `k`).
+    pub accumulate: bool,
+}
+
+impl Dims {
+    /// Dense operands: rows of `k` inputs and of `out` results, back to back.
+    pub const fn dense(rows: usize, out: usize, k: usize) -> Dims {
+        Dims { rows, out, k, xs: k, ws: k, ys: out, accumulate: false }
+    }
+}
+
+/// Whether `len` holds `rows` rows of `width` values `stride` apart.
+fn holds(len: usize, rows: usize, width: usize, stride: usize) -> bool {
+    rows == 0
+        || (width <= stride
+            && (rows - 1).checked_mul(stride).and_then(|v| v.checked_add(width)).is_some_and(|need| need <= len))
+}
+
+/// Checks that the operands hold the rows `d` describes.
+pub fn check_matmul(x_len: usize, w_len: usize, y_len: usize, d: Dims) -> Result<(), Error> {
+    let short = |need: usize, got: usize| Err(Error::OutputLength { expected: need, got });
+    if !holds(x_len, d.rows, d.k, d.xs) {
+        return short(d.rows.saturating_mul(d.xs), x_len);
+    }
+    if !holds(w_len, d.out, d.k, d.ws) {
+        return short(d.out.saturating_mul(d.ws), w_len);
+    }
+    if !holds(y_len, d.rows, d.out, d.ys) {
+        return short(d.rows.saturating_mul(d.ys), y_len);
+    }
+    Ok(())
+}
+
+/// `Y[r][o] = Σ_i X[r][i] · W[o][i]` (see [`Dims`]); `W` in its stored `[out, in]` layout, read
+/// in place. Each weight row is read once for all the rows of the block.
+pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul(x.len(), w.len(), y.len(), d)?;
+    if d.rows == 0 || d.out == 0 {
+        return Ok(());
+    }
+    if d.k == 0 {
+        for r in 0..d.rows {
+            if let (Some(row), false) = (y.get_mut(r * d.ys..r * d.ys + d.out), d.accumulate) {
+                row.fill(0.0);
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        match cpu::x86_level() {
+            // SAFETY: the CPU has the features (checked at compile or run time) and
+            // `check_matmul` verified every row the kernels touch.
+            cpu::X86Level::Avx512 => unsafe {
+                x86::matmul_avx512(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d);
+                return Ok(());
+            },
+            cpu::X86Level::Avx2 => unsafe {
+                x86::matmul_avx2(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d);
+                return Ok(());
+            },
+            cpu::X86Level::Baseline => {}
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        // SAFETY: NEON is part of the target; `check_matmul` verified every row touched.
+        unsafe { neon::matmul(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d) };
+        return Ok(());
+    }
+    #[allow(unreachable_code)]
+    {
+        matmul_portable(x, w, y, d);
+        Ok(())
+    }
+}
+
+/// The portable product: weight row by weight row, so that each is read once per block of
+/// rows (from flash, on a microcontroller).
+fn matmul_portable<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) {
+    for o in 0..d.out {
+        let w_row = w.get(o * d.ws..o * d.ws + d.k).unwrap_or(&[]);
+        for r in 0..d.rows {
+            let x_row = x.get(r * d.xs..r * d.xs + d.k).unwrap_or(&[]);
+            if let Some(out) = y.get_mut(r * d.ys + o) {
+                let v = dot(w_row, x_row);
+                *out = if d.accumulate { *out + v } else { v };
+            }
+        }
+    }
+}
+
+/// Which x86-64 kernels this CPU runs.
+#[cfg(target_arch = "x86_64")]
+pub mod cpu {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum X86Level {
+        Baseline,
+        Avx2,
+        Avx512,
+    }
+
+    /// From the compile-time target features (`-C target-cpu=native`), else detected once at run
+    /// time with the `std` feature, else the SSE2 baseline.
+    #[inline]
+    pub fn x86_level() -> X86Level {
+        if cfg!(all(target_feature = "avx512f", target_feature = "fma", target_feature = "f16c")) {
+            return X86Level::Avx512;
+        }
+        #[cfg(feature = "std")]
+        {
+            use core::sync::atomic::{AtomicU8, Ordering};
+            static LEVEL: AtomicU8 = AtomicU8::new(0);
+            let cached = LEVEL.load(Ordering::Relaxed);
+            let level = if cached != 0 {
+                cached
+            } else {
+                let detected = if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c")
+                {
+                    3
+                } else if std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c")
+                {
+                    2
+                } else {
+                    1
+                };
+                LEVEL.store(detected, Ordering::Relaxed);
+                detected
+            };
+            // A cap set by HRM_KERNELS, never above what the CPU has.
+            let level = forced_level().map_or(level, |f| f.min(level));
+            return match level {
+                3 => X86Level::Avx512,
+                2 => X86Level::Avx2,
+                _ => X86Level::Baseline,
+            };
+        }
+        #[allow(unreachable_code)]
+        if cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c")) {
+            X86Level::Avx2
+        } else {
+            X86Level::Baseline
+        }
+    }
+
+    /// `HRM_KERNELS=avx2|baseline` caps the level (for benchmarks and tests of each kernel).
+    #[cfg(feature = "std")]
+    fn forced_level() -> Option<u8> {
+        use core::sync::atomic::{AtomicU8, Ordering};
+        static FORCED: AtomicU8 = AtomicU8::new(0);
+        let v = match FORCED.load(Ordering::Relaxed) {
+            0 => {
+                let v = match std::env::var("HRM_KERNELS").as_deref() {
+                    Ok("baseline") => 1,
+                    Ok("avx2") => 2,
+                    _ => 3,
+                };
+                FORCED.store(v, Ordering::Relaxed);
+                v
+            }
+            v => v,
+        };
+        (v < 3).then_some(v)
+    }
+}
+
+/// `y = W·x` where `x` is a column of a row-major matrix: `x[i] = src[i·stride + col]`.
+/// Used by `mlp_t`, which mixes the sequence axis of each channel.
+pub fn gather_column(src: &[f32], stride: usize, col: usize, out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(src.chunks_exact(stride)) {
+        *o = row.get(col).copied().unwrap_or(0.0);
+    }
+}
+
+/// Inverse of [`gather_column`].
+pub fn scatter_column(dst: &mut [f32], stride: usize, col: usize, values: &[f32]) {
+    for (v, row) in values.iter().zip(dst.chunks_exact_mut(stride)) {
+        if let Some(d) = row.get_mut(col) {
+            *d = *v;
+        }
+    }
+}
+
+/// `v ← v / sqrt(mean(v²) + eps)` (the reference's post-norm, no learned scale).
+pub fn rms_norm(v: &mut [f32], eps: f32) {
+    if v.is_empty() {
+        return;
+    }
+    let mut acc = [0.0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let mut tail = 0.0f32;
+    for &x in chunks.remainder() {
+        tail += x * x;
+    }
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x * x;
+        }
+    }
+    let sum = acc.iter().sum::<f32>() + tail;
+    let mean = sum / v.len() as f32;
+    let scale = 1.0 / libm::sqrtf(mean + eps);
+    for x in v.iter_mut() {
+        *x *= scale;
+    }
+}
+
+/// `a ← a + b` elementwise.
+pub fn add_assign(a: &mut [f32], b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// `a ← a + (b + c)` elementwise, the reference's order for `z_L + (z_H + x)`.
+pub fn add_sum_assign(a: &mut [f32], b: &[f32], c: &[f32]) {
+    for ((x, &y), &z) in a.iter_mut().zip(b).zip(c) {
+        *x += y + z;
+    }
+}
+
+/// `e^x` to within 2 ulp on the range that matters (below −87.3 it returns 0, above 88.3 it
+/// saturates), branch-free so that loops over slices vectorise: `x = n·ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, `e^r` by a degree-7 Taylor polynomial, `2^n` by building the exponent bits.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.33, 88.3);
+    let n = (x * core::f32::consts::LOG2_E + 0.5).floor_approx();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let bits = ((n as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+/// `floor` without a libm call (the value is in a small range, so the i32 round trip is exact).
+trait FloorApprox {
+    fn floor_approx(self) -> Self;
+}
+
+impl FloorApprox for f32 {
+    #[inline(always)]
+    fn floor_approx(self) -> f32 {
+        let t = self as i32 as f32;
+        if t > self {
+            t - 1.0
+        } else {
+            t
+        }
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for x in v.iter_mut() {
+        *x = exp(*x - max);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in v.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// `dst[c][r] = src[r][c]` for a row-major `src[rows, cols]`.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    if cols == 0 || rows == 0 {
+        return;
+    }
+    for (r, row) in src.chunks_exact(cols).take(rows).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            if let Some(d) = dst.get_mut(c * rows + r) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// `g · sigmoid(g)`.
+#[inline]
+pub fn silu(g: f32) -> f32 {
+    g / (1.0 + exp(-g))
+}
+
+/// SwiGLU activation in place: `gate_up = [gate | up]` → `gate[i] ← silu(gate[i]) · up[i]`;
+/// returns the activated half.
+pub fn swiglu(gate_up: &mut [f32]) -> &mut [f32] {
+    let (gate, up) = gate_up.split_at_mut(gate_up.len() / 2);
+    for (g, &u) in gate.iter_mut().zip(up.iter()) {
+        *g = silu(*g) * u;
+    }
+    gate
+}
+
+/// Rotary embedding of one head vector at one position: halves `[v1, v2]` become
+/// `[v1·cos − v2·sin, v2·cos + v1·sin]` (the reference's `rotate_half`, not interleaved pairs).
+pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = v.len() / 2;
+    let (v1, v2) = v.split_at_mut(half);
+    for (((a, b), &c), &s) in v1.iter_mut().zip(v2.iter_mut()).zip(cos).zip(sin) {
+        let (x1, x2) = (*a, *b);
+        *a = x1 * c - x2 * s;
+        *b = x2 * c + x1 * s;
+    }
+}
+
+/// Index of the largest value (the first one on ties), as `torch.argmax`.
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &x) in v.iter().enumerate() {
+        if x > best_value {
+            best = i;
+            best_value = x;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matvec_matches_naive_sum_for_all_dtypes() {
+        let rows = 5;
+        let cols = 19; // not a multiple of the lanes
+        let w: [f32; 95] = core::array::from_fn(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0);
+        let x: [f32; 19] = core::array::from_fn(|i| (i as f32 - 9.0) / 8.0);
+        let mut want = [0.0f32; 5];
+        for r in 0..rows {
+            want[r] = (0..cols).map(|c| w[r * cols + c] * x[c]).sum();
+        }
+        let mut y = [0.0f32; 5];
+        matvec(&w, &x, &mut y).unwrap();
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // The values are exact in f16 and bf16 (quarters of small integers).
+        let w16: [f16; 95] = core::array::from_fn(|i| f16::from_f32(w[i]));
+        let wb16: [bf16; 95] = core::array::from_fn(|i| bf16::from_f32(w[i]));
+        matvec(&w16, &x, &mut y).unwrap();
+        assert!(y.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5));
+        matvec(&wb16, &x, &mut y).unwrap();
+        assert!(y.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5));
+        assert!(matvec(&w[..94], &x, &mut y).is_err());
+    }
+
+    fn naive(x: &[f32], xs: usize, w: &[f32], k: usize, rows: usize) -> std::vec::Vec<f32> {
+        let out = w.len() / k;
+        let mut y = std::vec![0.0f32; rows * out];
+        for r in 0..rows {
+            for o in 0..out {
+                y[r * out + o] = (0..k).map(|i| x[r * xs + i] * w[o * k + i]).sum();
+            }
+        }
+        y
+    }
+
+    /// Every kernel this machine runs, on awkward shapes (tails in every dimension, strided
+    /// rows), for every element type, against a naive sum.
+    #[test]
+    fn every_matmul_kernel_matches_a_naive_sum() {
+        for &k in &[1usize, 3, 7, 8, 16, 17, 31, 33, 64, 100] {
+            for rows in 1..=9 {
+                for out in [1usize, 2, 3, 5, 8, 9] {
+                    let xs = k + 3;
+                    let x: std::vec::Vec<f32> = (0..rows * xs).map(|i| ((i * 37 % 23) as f32 - 11.0) / 8.0).collect();
+                    let w: std::vec::Vec<f32> = (0..out * k).map(|i| ((i * 11 % 17) as f32 - 8.0) / 4.0).collect();
+                    let want = naive(&x, xs, &w, k, rows);
+                    let w16: std::vec::Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                    let wb: std::vec::Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+                    let close = |y: &[f32], what: &str| {
+                        for r in 0..rows {
+                            for o in 0..out {
+                                let (a, b) = (y[r * (out + 1) + o], want[r * out + o]);
+                                assert!(
+                                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                                    "{what} k {k} rows {rows} out {out}: {a} vs {b}"
+                                );
+                            }
+                        }
+                    };
+                    let mut y = std::vec![0.0f32; rows * (out + 1)];
+                    let s = Dims { rows, out, k, xs, ws: k, ys: out + 1, accumulate: false };
+                    matmul(&x, &w, &mut y, s).unwrap();
+                    close(&y, "dispatch f32");
+                    matmul(&x, &w16, &mut y, s).unwrap();
+                    close(&y, "dispatch f16");
+                    matmul(&x, &wb, &mut y, s).unwrap();
+                    close(&y, "dispatch bf16");
+                    matmul_portable(&x, &w, &mut y, s);
+                    close(&y, "portable");
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        if std::is_x86_feature_detected!("avx2")
+                            && std::is_x86_feature_detected!("fma")
+                            && std::is_x86_feature_detected!("f16c")
+                        {
+                            unsafe { x86::matmul_avx2(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), s) };
+                            close(&y, "avx2 f32");
+                            unsafe { x86::matmul_avx2(x.as_ptr(), w16.as_ptr(), y.as_mut_ptr(), s) };
+                            close(&y, "avx2 f16");
+                            unsafe { x86::matmul_avx2(x.as_ptr(), wb.as_ptr(), y.as_mut_ptr(), s) };
+                            close(&y, "avx2 bf16");
+                        }
+                        if std::is_x86_feature_detected!("avx512f")
+                            && std::is_x86_feature_detected!("fma")
+                            && std::is_x86_feature_detected!("f16c")
+                        {
+                            unsafe { x86::matmul_avx512(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), s) };
+                            close(&y, "avx512 f32");
+                            unsafe { x86::matmul_avx512(x.as_ptr(), w16.as_ptr(), y.as_mut_ptr(), s) };
+                            close(&y, "avx512 f16");
+                            unsafe { x86::matmul_avx512(x.as_ptr(), wb.as_ptr(), y.as_mut_ptr(), s) };
+                            close(&y, "avx512 bf16");
+                        }
+                    }
+                }
+            }
+        }
+        // Operands too short for the shape are refused, not read past.
+        let mut y = [0.0f32; 4];
+        let d = Dims::dense(2, 2, 4);
+        assert!(matmul(&[1.0; 8], &[1.0f32; 8], &mut y, d).is_ok());
+        assert!(matmul(&[1.0; 7], &[1.0f32; 8], &mut y, d).is_err());
+        assert!(matmul(&[1.0; 8], &[1.0f32; 7], &mut y, d).is_err());
+        assert!(matmul(&[1.0; 8], &[1.0f32; 8], &mut y[..3], d).is_err());
+        assert!(matmul(&[1.0; 8], &[1.0f32; 8], &mut y, Dims { xs: 3, ..d }).is_err());
+        // Strided weight rows (a head of K inside a wider matrix).
+        let w = [1.0f32, 2.0, 9.0, 3.0, 4.0, 9.0];
+        let strided = Dims { rows: 1, out: 2, k: 2, xs: 2, ws: 3, ys: 2, accumulate: false };
+        matmul(&[1.0, 1.0], &w, &mut y[..2], strided).unwrap();
+        assert_eq!(&y[..2], &[3.0, 7.0]);
+        matmul(&[1.0, 1.0], &w, &mut y[..2], Dims { accumulate: true, ..strided }).unwrap();
+        assert_eq!(&y[..2], &[6.0, 14.0]);
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp(x));
+            worst = worst.max((got - want).abs() / want);
+            x += 0.001_7;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert!(exp(-200.0) < 1.2e-38);
+        assert!(exp(200.0).is_finite());
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn norms_and_activations() {
+        let mut v = [3.0f32, 4.0];
+        rms_norm(&mut v, 0.0);
+        // mean of squares 12.5 → scale 1/sqrt(12.5)
+        assert!((v[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6);
+        let mut p = [1.0f32, 2.0, 3.0];
+        softmax(&mut p);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[2] > p[1] && p[1] > p[0]);
+        let mut gu = [0.0f32, 1.0, 5.0, 2.0];
+        let out = swiglu(&mut gu);
+        assert_eq!(out[0], 0.0);
+        assert!((out[1] - 2.0 / (1.0 + (-1.0f32).exp()) * 1.0).abs() < 1e-6);
+        let mut h = [1.0f32, 2.0, 3.0, 4.0];
+        rope(&mut h, &[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(h, [-3.0, 2.0, 1.0, 4.0]);
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+    }
+}
