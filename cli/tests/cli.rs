@@ -176,7 +176,9 @@ fn inspect_describes_a_valid_blob() {
     let o = hrm(&["inspect", p(&blob)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    let arena = tiny_sudoku_config().arena_bytes();
+    // `hrm convert` plans for its default row block, not the test config's small one.
+    let config = hrm_runtime::Config { block: hrm_runtime::config::DEFAULT_BLOCK, ..tiny_sudoku_config() };
+    let arena = config.arena_bytes();
     for needle in [
         "model         Hrm".to_string(),
         format!("arena         {arena} bytes"),
