@@ -47,6 +47,17 @@ fn fuzz_regression_inputs_are_handled() {
     eprintln!("{ran} regression inputs");
 }
 
+/// A checkpoint on which candle's pickle reader panics (found by the `pytorch` fuzz target) is
+/// a clear error naming the file, from the converter and from `hrm convert`.
+#[test]
+fn a_checkpoint_that_panics_the_pickle_reader_is_an_error() {
+    let path = hrm_tests::repo_root().join("tests/fixtures/fuzz/pytorch/rebuild-args-index");
+    let err = hrm_convert::source::read_tensors(&path, hrm_convert::WeightsFormat::PyTorch)
+        .expect_err("a malformed checkpoint must not convert");
+    let text = err.to_string();
+    assert!(text.contains("rebuild-args-index") && text.contains("malformed checkpoint"), "{text}");
+}
+
 fn small_config() -> impl Strategy<Value = Config> {
     (
         any::<bool>(),

@@ -133,6 +133,45 @@ pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<Vec<(String, H
 }
 
 fn read_pytorch(path: &Path) -> Result<Vec<(String, HostTensor)>> {
+    contain_panics(path, || read_pytorch_unguarded(path))
+}
+
+thread_local! {
+    /// Set while [`contain_panics`] runs on this thread: its panics are errors, not messages.
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `read` (candle's PyTorch reader), turning a panic into an error for `path`.
+///
+/// candle's zip-pickle reader is not hardened against hostile files: fuzzing found an index out
+/// of range in its `rebuild_args` (tests/fixtures/fuzz/pytorch/rebuild-args-index). A checkpoint
+/// is untrusted input, so its panics become `ConvertError::Pickle`. The process-wide panic hook
+/// is wrapped once so that a contained panic prints nothing; every other panic reaches the hook
+/// that was installed before.
+fn contain_panics<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
+    WRAP_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINED.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = CONTAINED.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    CONTAINED.with(|c| c.set(was));
+    result.unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(ConvertError::Pickle { path: path.to_owned(), message: format!("malformed checkpoint (the reader failed: {why})") })
+    })
+}
+
+fn read_pytorch_unguarded(path: &Path) -> Result<Vec<(String, HostTensor)>> {
     use candle_core::DType;
     let fail = |e: candle_core::Error| ConvertError::Pickle { path: path.to_owned(), message: e.to_string() };
     let pth = candle_core::pickle::PthTensors::new(path, None).map_err(fail)?;
