@@ -35,6 +35,9 @@ enum Command {
     Train(Box<hrm_trainer::train::TrainArgs>),
     /// Accuracy of a run directory (trainer) or a blob (runtime) on a task's data.
     Eval(hrm_trainer::evaluate::EvalArgs),
+    /// Generate Sudoku puzzles or mazes (reproducible from a seed).
+    #[command(subcommand)]
+    Generate(hrm_trainer::generate::GenerateArgs),
 }
 
 #[derive(Args)]
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
         Command::Solve(SolveTask::Sudoku(args)) => solve::sudoku(&args),
         Command::Train(args) => hrm_trainer::train::run(&args).map(|()| Outcome::Ok),
         Command::Eval(args) => hrm_trainer::evaluate::run(&args).map(|()| Outcome::Ok),
+        Command::Generate(args) => hrm_trainer::generate::run(&args).map(|()| Outcome::Ok),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 pub mod data;
 pub mod eval;
 pub mod evaluate;
+pub mod generate;
 pub mod loss;
 pub mod model;
 pub mod optim;
