@@ -58,3 +58,9 @@ fn runtime_builds_for_cortex_m4f() {
 fn runtime_builds_for_cortex_m0() {
     build("thumbv6m-none-eabi");
 }
+
+/// aarch64 without an OS: the NEON matrix kernels compile (they cannot run here).
+#[test]
+fn runtime_builds_for_aarch64_with_neon() {
+    build("aarch64-unknown-none");
+}
