@@ -23,6 +23,9 @@ pub struct InferArgs {
     out: PathBuf,
     #[command(flatten)]
     halting: HaltingArgs,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// Integers of a safetensors tensor.
@@ -67,13 +70,12 @@ pub fn run(args: &InferArgs) -> Result<()> {
     }
 
     let halting = args.halting.halting();
-    let mut arena = vec![0u8; model.arena_bytes()];
-    let mut session = Session::new(model, &mut arena)?;
     let progress = ProgressBar::new(batch as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} examples {elapsed}<{eta}")
             .unwrap_or(ProgressStyle::default_bar()),
     );
-    let mut examples = Vec::with_capacity(batch);
+    // The inputs, checked before any work.
+    let mut rows = Vec::with_capacity(batch);
     for (b, row) in tokens.chunks_exact(seq_len).enumerate() {
         let row: Vec<u32> = row
             .iter()
@@ -84,23 +86,51 @@ pub fn run(args: &InferArgs) -> Result<()> {
             .collect::<Result<_>>()?;
         let id = ids[b];
         let id = u32::try_from(id).with_context(|| format!("example {b}: puzzle identifier {id} is negative"))?;
-        session.reset(&row, id).with_context(|| format!("example {b}"))?;
-        let limit = match halting {
-            Halting::Fixed | Halting::Adaptive => c.halt_max_steps,
-            Halting::Segments(n) => n,
-        };
-        let mut segments = Vec::new();
-        for _ in 0..limit {
-            let outcome = session.step()?;
-            segments.push((session.logits().to_vec(), outcome.q_halt, outcome.q_continue));
-            if halting == Halting::Adaptive && outcome.halt_requested {
-                break;
-            }
-        }
-        let mut predictions = vec![0u32; seq_len];
-        session.predictions(&mut predictions)?;
-        examples.push(Example { segments, predictions });
-        progress.inc(1);
+        rows.push((b, row, id));
+    }
+    let limit = match halting {
+        Halting::Fixed | Halting::Adaptive => c.halt_max_steps,
+        Halting::Segments(n) => n,
+    };
+    // One session per thread over the shared model, examples in order.
+    let threads = crate::threads(args.threads).min(batch).max(1);
+    let chunk = batch.div_ceil(threads).max(1);
+    let results: Vec<Result<Vec<Example>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| {
+                let progress = &progress;
+                scope.spawn(move || -> Result<Vec<Example>> {
+                    let mut arena = vec![0u8; model.arena_bytes()];
+                    let mut session = Session::new(model, &mut arena)?;
+                    let mut out = Vec::with_capacity(part.len());
+                    for (b, row, id) in part {
+                        session.reset(row, *id).with_context(|| format!("example {b}"))?;
+                        let mut segments = Vec::new();
+                        for _ in 0..limit {
+                            let outcome = session.step()?;
+                            segments.push((session.logits().to_vec(), outcome.q_halt, outcome.q_continue));
+                            if halting == Halting::Adaptive && outcome.halt_requested {
+                                break;
+                            }
+                        }
+                        let mut predictions = vec![0u32; seq_len];
+                        session.predictions(&mut predictions)?;
+                        out.push(Example { segments, predictions });
+                        progress.inc(1);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread failed"))))
+            .collect()
+    });
+    let mut examples = Vec::with_capacity(batch);
+    for r in results {
+        examples.extend(r?);
     }
     progress.finish_and_clear();
 

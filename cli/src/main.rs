@@ -204,6 +204,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// `--threads N`, or every core.
+pub fn threads(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+/// Keeps what it holds at a 64-byte boundary: the runtime reads weights in place.
+#[repr(C, align(64))]
+struct Aligned<T: ?Sized>(T);
+
+/// The default Sudoku model (`models/sudoku`: trained by this project; see its README), in the
+/// binary.
+static DEFAULT_SUDOKU: &Aligned<[u8]> = &Aligned(*include_bytes!("../../models/sudoku/sudoku.blob"));
+
+/// The built-in Sudoku model, validated.
+pub fn default_sudoku_model() -> Result<Model<'static>> {
+    Model::from_bytes(&DEFAULT_SUDOKU.0).context("the built-in Sudoku model is damaged (rebuild hrm)")
+}
+
 /// Reads a blob file into aligned memory.
 pub fn read_blob(path: &Path) -> Result<AlignedBlob> {
     AlignedBlob::read(path).with_context(|| format!("cannot read blob {}", path.display()))

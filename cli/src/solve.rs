@@ -18,14 +18,17 @@ pub struct SudokuArgs {
     /// (a `puzzle,...` header line, blank lines and `#` comments are skipped).
     #[arg(long, short)]
     file: Option<PathBuf>,
-    /// The model blob.
+    /// A model blob (default: the Sudoku model built into `hrm`, see models/sudoku).
     #[arg(long, short)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Exit with status 2 unless every answer is a valid completion of its puzzle.
     #[arg(long)]
     check: bool,
     #[command(flatten)]
     halting: HaltingArgs,
+    /// Solver threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// A puzzle and where it came from, for error messages.
@@ -79,36 +82,65 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
         bail!("malformed puzzle{}:\n  {}", if problems.len() > 1 { "s" } else { "" }, problems.join("\n  "));
     }
 
-    let blob = crate::read_blob(&args.model)?;
-    let model = crate::load_model(&args.model, &blob)?;
+    let blob;
+    let (model, name) = match &args.model {
+        Some(path) => {
+            blob = crate::read_blob(path)?;
+            (crate::load_model(path, &blob)?, path.display().to_string())
+        }
+        None => (crate::default_sudoku_model()?, "the built-in model".to_string()),
+    };
     let c = model.config();
     if c.seq_len as usize != sudoku::CELLS || c.vocab_size != sudoku::VOCAB {
         bail!(
             "{} is not a Sudoku model (seq_len {}, vocab {}; a Sudoku model has {} and {})",
-            args.model.display(),
+            name,
             c.seq_len,
             c.vocab_size,
             sudoku::CELLS,
             sudoku::VOCAB
         );
     }
-    let mut arena = vec![0u8; model.arena_bytes()];
-    let mut session = Session::new(model, &mut arena)?;
     let halting = args.halting.halting();
+    // One session (and arena) per thread over the shared model; answers keep the input order.
+    let threads = crate::threads(args.threads).min(grids.len()).max(1);
+    let chunk = grids.len().div_ceil(threads).max(1);
+    let solved: Vec<Result<Vec<(Grid, u32)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = grids
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<Vec<(Grid, u32)>> {
+                    let mut arena = vec![0u8; model.arena_bytes()];
+                    let mut session = Session::new(model, &mut arena)?;
+                    let mut predictions = [0u32; sudoku::CELLS];
+                    let mut out = Vec::with_capacity(part.len());
+                    for grid in part {
+                        session.reset(&sudoku::to_tokens(grid), 0)?;
+                        let segments = session.run(halting)?;
+                        session.predictions(&mut predictions)?;
+                        out.push((sudoku::from_tokens(&predictions), segments));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a solver thread failed"))))
+            .collect()
+    });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut valid, mut segments) = (0usize, 0u64);
-    let mut predictions = [0u32; sudoku::CELLS];
-    for grid in &grids {
-        session.reset(&sudoku::to_tokens(grid), 0)?;
-        segments += u64::from(session.run(halting)?);
-        session.predictions(&mut predictions)?;
-        let answer = sudoku::from_tokens(&predictions);
-        if sudoku::is_solution(grid, &answer) {
-            valid += 1;
+    let mut answers = grids.iter();
+    for part in solved {
+        for (answer, used) in part? {
+            let Some(grid) = answers.next() else { break };
+            valid += usize::from(sudoku::is_solution(grid, &answer));
+            segments += u64::from(used);
+            let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
+            writeln!(out, "{line}")?;
         }
-        let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
-        writeln!(out, "{line}")?;
     }
     out.flush()?;
     let n = grids.len();

@@ -274,3 +274,19 @@ fn adaptive_infer_records_segments_per_example() {
         hrm(&["infer", p(&blob), "--inputs", p(&inputs), "--out", p(&out), "--segments", "0"]).status.code() == Some(2)
     );
 }
+
+/// `hrm solve sudoku` without `--model` uses the model built into the binary, and solves puzzles
+/// it never saw (generated here from a seed the training never used) with 40 or more givens.
+#[test]
+fn the_built_in_model_solves_held_out_puzzles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("held-out.csv");
+    let o = hrm(&["generate", "sudoku", "--givens", "40..=50", "--count", "100", "--seed", "4242", "--out", p(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hrm(&["solve", "sudoku", "--file", p(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 100);
+    let err = stderr(&o);
+    let valid: usize = err.split('/').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    assert!(valid >= 90, "only {valid}/100 held-out puzzles solved: {err}");
+}
