@@ -167,7 +167,10 @@ fn contain_panics<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T>
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
-        Err(ConvertError::Pickle { path: path.to_owned(), message: format!("malformed checkpoint (the reader failed: {why})") })
+        Err(ConvertError::Pickle {
+            path: path.to_owned(),
+            message: format!("malformed checkpoint (the reader failed: {why})"),
+        })
     })
 }
 
