@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hrm_runtime::{Halting, Session};
+use hrm_runtime::Halting;
 use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::{Dtype, SafeTensors};
 
@@ -93,45 +93,22 @@ pub fn run(args: &InferArgs) -> Result<()> {
         Halting::Segments(n) => n,
     };
     // One session per thread over the shared model, examples in order.
-    let threads = crate::threads(args.threads).min(batch).max(1);
-    let chunk = batch.div_ceil(threads).max(1);
-    let results: Vec<Result<Vec<Example>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|part| {
-                let progress = &progress;
-                scope.spawn(move || -> Result<Vec<Example>> {
-                    let mut arena = vec![0u8; model.arena_bytes()];
-                    let mut session = Session::new(model, &mut arena)?;
-                    let mut out = Vec::with_capacity(part.len());
-                    for (b, row, id) in part {
-                        session.reset(row, *id).with_context(|| format!("example {b}"))?;
-                        let mut segments = Vec::new();
-                        for _ in 0..limit {
-                            let outcome = session.step()?;
-                            segments.push((session.logits().to_vec(), outcome.q_halt, outcome.q_continue));
-                            if halting == Halting::Adaptive && outcome.halt_requested {
-                                break;
-                            }
-                        }
-                        let mut predictions = vec![0u32; seq_len];
-                        session.predictions(&mut predictions)?;
-                        out.push(Example { segments, predictions });
-                        progress.inc(1);
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread failed"))))
-            .collect()
-    });
-    let mut examples = Vec::with_capacity(batch);
-    for r in results {
-        examples.extend(r?);
-    }
+    let examples =
+        hrm_trainer::eval::in_sessions(model, &rows, crate::threads(args.threads), |session, (b, row, id)| {
+            session.reset(row, *id).with_context(|| format!("example {b}"))?;
+            let mut segments = Vec::new();
+            for _ in 0..limit {
+                let outcome = session.step()?;
+                segments.push((session.logits().to_vec(), outcome.q_halt, outcome.q_continue));
+                if halting == Halting::Adaptive && outcome.halt_requested {
+                    break;
+                }
+            }
+            let mut predictions = vec![0u32; seq_len];
+            session.predictions(&mut predictions)?;
+            progress.inc(1);
+            Ok(Example { segments, predictions })
+        })?;
     progress.finish_and_clear();
 
     // Examples that halted early keep their last outputs in the later segments.

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hrm_runtime::sudoku::{self, Grid};
-use hrm_runtime::Session;
 
 use crate::{HaltingArgs, Outcome};
 
@@ -103,44 +102,22 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
     }
     let halting = args.halting.halting();
     // One session (and arena) per thread over the shared model; answers keep the input order.
-    let threads = crate::threads(args.threads).min(grids.len()).max(1);
-    let chunk = grids.len().div_ceil(threads).max(1);
-    let solved: Vec<Result<Vec<(Grid, u32)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = grids
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Result<Vec<(Grid, u32)>> {
-                    let mut arena = vec![0u8; model.arena_bytes()];
-                    let mut session = Session::new(model, &mut arena)?;
-                    let mut predictions = [0u32; sudoku::CELLS];
-                    let mut out = Vec::with_capacity(part.len());
-                    for grid in part {
-                        session.reset(&sudoku::to_tokens(grid), 0)?;
-                        let segments = session.run(halting)?;
-                        session.predictions(&mut predictions)?;
-                        out.push((sudoku::from_tokens(&predictions), segments));
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a solver thread failed"))))
-            .collect()
-    });
+    let threads = crate::threads(args.threads);
+    let solved = hrm_trainer::eval::in_sessions(model, &grids, threads, |session, grid| {
+        session.reset(&sudoku::to_tokens(grid), 0)?;
+        let segments = session.run(halting)?;
+        let mut predictions = [0u32; sudoku::CELLS];
+        session.predictions(&mut predictions)?;
+        Ok((sudoku::from_tokens(&predictions), segments))
+    })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut valid, mut segments) = (0usize, 0u64);
-    let mut answers = grids.iter();
-    for part in solved {
-        for (answer, used) in part? {
-            let Some(grid) = answers.next() else { break };
-            valid += usize::from(sudoku::is_solution(grid, &answer));
-            segments += u64::from(used);
-            let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
-            writeln!(out, "{line}")?;
-        }
+    for (grid, (answer, used)) in grids.iter().zip(&solved) {
+        valid += usize::from(sudoku::is_solution(grid, answer));
+        segments += u64::from(*used);
+        let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
+        writeln!(out, "{line}")?;
     }
     out.flush()?;
     let n = grids.len();

@@ -290,3 +290,19 @@ fn the_built_in_model_solves_held_out_puzzles() {
     let valid: usize = err.split('/').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
     assert!(valid >= 90, "only {valid}/100 held-out puzzles solved: {err}");
 }
+
+/// Puzzles spread over threads come back in input order, the same answers as one thread gives.
+#[test]
+fn solve_gives_the_same_answers_in_order_on_any_number_of_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("puzzles.csv");
+    let o = hrm(&["generate", "sudoku", "--givens", "25..=50", "--count", "13", "--seed", "99", "--out", p(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = hrm(&["solve", "sudoku", "--file", p(&file), "--threads", "1"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert_eq!(stdout(&one).lines().count(), 13);
+    for threads in ["2", "3", "5"] {
+        let many = hrm(&["solve", "sudoku", "--file", p(&file), "--threads", threads]);
+        assert_eq!(stdout(&many), stdout(&one), "--threads {threads}");
+    }
+}

@@ -102,34 +102,48 @@ impl Predictor for BlobPredictor {
 
     fn predict(&mut self, examples: &[Example], halting: Halting) -> Result<Vec<Prediction>> {
         let model = Model::from_bytes_skip_payload_crc(&self.blob)?;
-        let chunk = examples.len().div_ceil(self.threads).max(1);
-        let results: Vec<Result<Vec<Prediction>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = examples
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || -> Result<Vec<Prediction>> {
-                        let mut arena = vec![0u8; model.arena_bytes()];
-                        let mut session = Session::new(model, &mut arena)?;
-                        let mut out = Vec::with_capacity(part.len());
-                        for e in part {
-                            session.reset(&e.inputs, e.puzzle_id)?;
-                            let segments = session.run(halting)?;
-                            let mut tokens = vec![0u32; e.inputs.len()];
-                            session.predictions(&mut tokens)?;
-                            out.push(Prediction { tokens, segments });
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("worker panicked")))).collect()
-        });
-        let mut all = Vec::with_capacity(examples.len());
-        for r in results {
-            all.extend(r?);
-        }
-        Ok(all)
+        in_sessions(model, examples, self.threads, |session, e| {
+            session.reset(&e.inputs, e.puzzle_id)?;
+            let segments = session.run(halting)?;
+            let mut tokens = vec![0u32; e.inputs.len()];
+            session.predictions(&mut tokens)?;
+            Ok(Prediction { tokens, segments })
+        })
     }
+}
+
+/// Runs `work` on every item, on `threads` threads at most, each with its own runtime session
+/// (and arena) over the one shared model; the results keep the items' order. What the
+/// `hrm infer`, `solve` and `eval` commands use to spread puzzles over cores.
+pub fn in_sessions<T: Sync, R: Send>(
+    model: Model<'_>,
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&mut Session<'_, '_>, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let work = &work;
+    let results: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<Vec<R>> {
+                    let mut arena = vec![0u8; model.arena_bytes()];
+                    let mut session = Session::new(model, &mut arena)?;
+                    part.iter().map(|item| work(&mut session, item)).collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked"))))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(items.len());
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
 }
 
 /// Metrics of one evaluation.
