@@ -275,14 +275,21 @@ fn adaptive_infer_records_segments_per_example() {
     );
 }
 
+/// `hrm generate sudoku` into `dir/puzzles.csv`.
+fn generate_sudoku(dir: &Path, givens: &str, count: usize, seed: u64) -> PathBuf {
+    let file = dir.join("puzzles.csv");
+    let (count, seed) = (count.to_string(), seed.to_string());
+    let o = hrm(&["generate", "sudoku", "--givens", givens, "--count", &count, "--seed", &seed, "--out", p(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    file
+}
+
 /// `hrm solve sudoku` without `--model` uses the model built into the binary, and solves puzzles
 /// it never saw (generated here from a seed the training never used) with 40 or more givens.
 #[test]
 fn the_built_in_model_solves_held_out_puzzles() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("held-out.csv");
-    let o = hrm(&["generate", "sudoku", "--givens", "40..=50", "--count", "100", "--seed", "4242", "--out", p(&file)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let file = generate_sudoku(tmp.path(), "40..=50", 100, 4242);
     let o = hrm(&["solve", "sudoku", "--file", p(&file)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 100);
@@ -295,9 +302,7 @@ fn the_built_in_model_solves_held_out_puzzles() {
 #[test]
 fn solve_gives_the_same_answers_in_order_on_any_number_of_threads() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("puzzles.csv");
-    let o = hrm(&["generate", "sudoku", "--givens", "25..=50", "--count", "13", "--seed", "99", "--out", p(&file)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let file = generate_sudoku(tmp.path(), "25..=50", 13, 99);
     let one = hrm(&["solve", "sudoku", "--file", p(&file), "--threads", "1"]);
     assert!(one.status.success(), "{}", stderr(&one));
     assert_eq!(stdout(&one).lines().count(), 13);
