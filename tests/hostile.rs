@@ -116,11 +116,29 @@ fn small_config() -> impl Strategy<Value = Config> {
         )
 }
 
-fn round(v: f32, dtype: DType) -> f32 {
+/// What a blob of `dtype` stores for element `i` of a `[rows, cols]` tensor (vectors stay f32
+/// when the weights are quantised).
+fn stored(data: &[f32], rank: usize, cols: usize, i: usize, dtype: DType) -> f32 {
+    let v = data[i];
+    let rows = data.len() / cols;
     match dtype {
-        DType::F32 => v,
+        _ if rank == 1 && matches!(dtype, DType::I8 | DType::Q4) => v,
+        DType::F32 | DType::I32 => v,
         DType::F16 => half::f16::from_f32(v).to_f32(),
         DType::Bf16 => half::bf16::from_f32(v).to_f32(),
+        DType::I8 => {
+            let (scales, q) = hrm_convert::quantise_i8(data, rows, cols);
+            scales[i / cols] * f32::from(q[i])
+        }
+        DType::Q4 => {
+            let (scales, nibbles) = hrm_convert::quantise_q4(data, rows, cols);
+            let (row, col) = (i / cols, i % cols);
+            let block = row * cols.div_ceil(32) + col / 32;
+            let j = col % 32;
+            let byte = nibbles[block * 16 + j % 16];
+            let nibble = if j < 16 { byte & 15 } else { byte >> 4 };
+            scales[block].to_f32() * (f32::from(nibble) - 8.0)
+        }
     }
 }
 
@@ -130,7 +148,7 @@ proptest! {
     /// Any valid configuration and weights survive checkpoint → blob → model unchanged (up to
     /// the stored element type), and the model runs.
     #[test]
-    fn blobs_round_trip(config in small_config(), seed in any::<u64>(), dtype in prop::sample::select(vec![DType::F32, DType::F16, DType::Bf16])) {
+    fn blobs_round_trip(config in small_config(), seed in any::<u64>(), dtype in prop::sample::select(vec![DType::F32, DType::F16, DType::Bf16, DType::I8, DType::Q4])) {
         prop_assume!(config.validate().is_ok());
         let tensors = hrm_tests::synthetic_tensors(&config, seed);
         let ck = Checkpoint::from_tensors(config, tensors.clone()).unwrap();
@@ -139,12 +157,13 @@ proptest! {
         prop_assert_eq!(*model.config(), config);
         prop_assert_eq!(model.arena_bytes(), config.arena_bytes());
         let layout = TensorLayout::new(config);
-        for (name, HostTensor { data, .. }) in &tensors {
+        for (name, HostTensor { data, shape }) in &tensors {
             let id = hrm_runtime::TensorId::from_reference_name(hrm_convert::strip_prefixes(name)).unwrap();
             prop_assert!(layout.index_of(id).is_some());
             let m = model.tensor(id).unwrap();
-            for (i, &v) in data.iter().enumerate() {
-                prop_assert_eq!(m.get(i).unwrap(), round(v, dtype), "{} [{}]", name, i);
+            let cols = *shape.last().unwrap();
+            for i in 0..data.len() {
+                prop_assert_eq!(m.get(i).unwrap(), stored(data, shape.len(), cols, i, dtype), "{} [{}]", name, i);
             }
         }
         let mut arena = vec![0u8; model.arena_bytes()];
@@ -153,6 +172,33 @@ proptest! {
         session.reset(&tokens, config.num_puzzle_identifiers - 1).unwrap();
         prop_assert_eq!(session.run(hrm_runtime::Halting::Fixed).unwrap(), 2);
         prop_assert!(session.logits().iter().all(|v| v.is_finite()));
+    }
+
+    /// Fixed-point blobs of any valid configuration calibrate, validate and run, and give the
+    /// same answers as the same blob run again (the integer path has no state beyond its carry).
+    #[test]
+    fn fixed_point_blobs_run(config in small_config(), seed in any::<u64>()) {
+        prop_assume!(config.validate().is_ok());
+        let ck = Checkpoint::from_tensors(config, hrm_tests::synthetic_tensors(&config, seed)).unwrap();
+        let tokens: Vec<u32> = (0..config.seq_len).map(|i| (i * 7 + 3) % config.vocab_size).collect();
+        let formats = hrm_convert::calibrate(&ck, &[(tokens.clone(), 0)], &|| ()).unwrap();
+        let options = hrm_convert::BlobOptions {
+            weights: DType::I8,
+            activations: hrm_runtime::Activations::Fixed,
+            formats: Some(formats),
+        };
+        let blob = hrm_convert::write_blob_with(&ck, &options).unwrap();
+        let model = Model::from_bytes(&blob).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut session = hrm_runtime::Session::new(model, &mut arena).unwrap();
+        let mut answers = [vec![0u32; tokens.len()], vec![0u32; tokens.len()]];
+        for answer in &mut answers {
+            session.reset(&tokens, config.num_puzzle_identifiers - 1).unwrap();
+            prop_assert_eq!(session.run(hrm_runtime::Halting::Fixed).unwrap(), 2);
+            session.predictions(answer).unwrap();
+        }
+        prop_assert_eq!(&answers[0], &answers[1]);
+        prop_assert!(answers[0].iter().all(|&t| t < config.vocab_size));
     }
 
     /// A grid's text parses back to the grid unless two givens clash, and tokens round trip.

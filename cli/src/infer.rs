@@ -42,6 +42,38 @@ fn ints(st: &SafeTensors, name: &str, file: &std::path::Path) -> Result<(Vec<usi
     Ok((t.shape().to_vec(), values))
 }
 
+/// The examples of a safetensors batch: `inputs` `[B, seq_len]` and `puzzle_identifiers` `[B]`,
+/// checked against the model's `seq_len` (tokens and identifiers are checked by the session).
+pub fn read_batch(path: &std::path::Path, c: &hrm_runtime::Config) -> Result<Vec<(Vec<u32>, u32)>> {
+    let seq_len = c.seq_len as usize;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let (shape, tokens) = ints(&st, "inputs", path)?;
+    let (id_shape, ids) = ints(&st, "puzzle_identifiers", path)?;
+    let [batch, len] = shape[..] else {
+        bail!("{}: `inputs` has shape {shape:?}, expected [batch, seq_len]", path.display())
+    };
+    if len != seq_len {
+        bail!("{}: `inputs` rows have {len} tokens, the model takes seq_len = {seq_len}", path.display());
+    }
+    if id_shape != [batch] {
+        bail!("{}: `puzzle_identifiers` has shape {id_shape:?}, expected [{batch}]", path.display());
+    }
+    let mut rows = Vec::with_capacity(batch);
+    for (b, (row, &id)) in tokens.chunks_exact(seq_len.max(1)).zip(&ids).enumerate() {
+        let row: Vec<u32> = row
+            .iter()
+            .enumerate()
+            .map(|(p, &t)| {
+                u32::try_from(t).with_context(|| format!("example {b}: token {t} at position {p} is negative"))
+            })
+            .collect::<Result<_>>()?;
+        let id = u32::try_from(id).with_context(|| format!("example {b}: puzzle identifier {id} is negative"))?;
+        rows.push((row, id));
+    }
+    Ok(rows)
+}
+
 struct Example {
     /// Per segment: logits, q_halt, q_continue.
     segments: Vec<(Vec<f32>, f32, f32)>,
@@ -54,40 +86,15 @@ pub fn run(args: &InferArgs) -> Result<()> {
     let c = *model.config();
     let seq_len = c.seq_len as usize;
 
-    let bytes = std::fs::read(&args.inputs).with_context(|| format!("cannot read {}", args.inputs.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{}: not a safetensors file", args.inputs.display()))?;
-    let (shape, tokens) = ints(&st, "inputs", &args.inputs)?;
-    let (id_shape, ids) = ints(&st, "puzzle_identifiers", &args.inputs)?;
-    let [batch, len] = shape[..] else {
-        bail!("{}: `inputs` has shape {shape:?}, expected [batch, seq_len]", args.inputs.display())
-    };
-    if len != seq_len {
-        bail!("{}: `inputs` rows have {len} tokens, the model takes seq_len = {seq_len}", args.inputs.display());
-    }
-    if id_shape != [batch] {
-        bail!("{}: `puzzle_identifiers` has shape {id_shape:?}, expected [{batch}]", args.inputs.display());
-    }
+    let rows = read_batch(&args.inputs, &c)?;
+    let batch = rows.len();
+    let rows: Vec<(usize, Vec<u32>, u32)> = rows.into_iter().enumerate().map(|(b, (row, id))| (b, row, id)).collect();
 
     let halting = args.halting.halting();
     let progress = ProgressBar::new(batch as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} examples {elapsed}<{eta}")
             .unwrap_or(ProgressStyle::default_bar()),
     );
-    // The inputs, checked before any work.
-    let mut rows = Vec::with_capacity(batch);
-    for (b, row) in tokens.chunks_exact(seq_len).enumerate() {
-        let row: Vec<u32> = row
-            .iter()
-            .enumerate()
-            .map(|(p, &t)| {
-                u32::try_from(t).with_context(|| format!("example {b}: token {t} at position {p} is negative"))
-            })
-            .collect::<Result<_>>()?;
-        let id = ids[b];
-        let id = u32::try_from(id).with_context(|| format!("example {b}: puzzle identifier {id} is negative"))?;
-        rows.push((b, row, id));
-    }
     let limit = match halting {
         Halting::Fixed | Halting::Adaptive => c.halt_max_steps,
         Halting::Segments(n) => n,
@@ -99,7 +106,9 @@ pub fn run(args: &InferArgs) -> Result<()> {
             let mut segments = Vec::new();
             for _ in 0..limit {
                 let outcome = session.step()?;
-                segments.push((session.logits().to_vec(), outcome.q_halt, outcome.q_continue));
+                let mut logits = vec![0.0f32; seq_len * c.vocab_size as usize];
+                session.logits_into(&mut logits)?;
+                segments.push((logits, outcome.q_halt, outcome.q_continue));
                 if halting == Halting::Adaptive && outcome.halt_requested {
                     break;
                 }

@@ -45,6 +45,14 @@ fn describe(path: &Path, out: &mut String) -> Result<()> {
     writeln!(out, "swiglu        expansion {}  inter {}  mlp_t inter {}", c.expansion, c.mlp_inter, c.mlp_t_inter)?;
     writeln!(out, "rms_norm_eps  {:e}", c.rms_norm_eps)?;
     writeln!(out, "row block     {} (rows per weight pass; the arena grows with it)", c.block)?;
+    writeln!(
+        out,
+        "activations   {}",
+        match header.activations {
+            hrm_runtime::Activations::F32 => "f32",
+            hrm_runtime::Activations::Fixed => "fixed point (integer only; formats calibrated at conversion)",
+        }
+    )?;
     writeln!(out, "arena         {} bytes (header says {})", c.arena_bytes(), header.arena_bytes)?;
     writeln!(out, "blob length   {} bytes (file has {})", header.blob_len, blob.len())?;
     writeln!(out, "header CRC    ok")?;
@@ -68,7 +76,7 @@ fn describe(path: &Path, out: &mut String) -> Result<()> {
     };
     writeln!(out, "tensors       {}", header.tensor_count)?;
     writeln!(out, "  {:>3}  {:<44} {:<5} {:>14} {:>10} {:>10}", "#", "name", "type", "shape", "offset", "bytes")?;
-    let mut weight_bytes = [0u64; 3];
+    let mut weight_bytes = [0u64; 6];
     for index in 0..count.min(4096) {
         let Ok(e) = TensorEntry::read(&blob, index) else { break };
         let name =
@@ -87,11 +95,12 @@ fn describe(path: &Path, out: &mut String) -> Result<()> {
             e.len
         )?;
     }
-    writeln!(
-        out,
-        "data          f32 {} bytes, f16 {} bytes, bf16 {} bytes",
-        weight_bytes[0], weight_bytes[1], weight_bytes[2]
-    )?;
+    let by_type: Vec<String> = (0..6u8)
+        .filter_map(|code| DType::from_code(code).map(|d| (d, weight_bytes[code as usize])))
+        .filter(|&(_, bytes)| bytes > 0)
+        .map(|(d, bytes)| format!("{d} {bytes} bytes"))
+        .collect();
+    writeln!(out, "data          {} (quantised types include their scales)", by_type.join(", "))?;
     match model {
         Ok(_) => {
             writeln!(out, "status        valid")?;

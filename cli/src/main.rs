@@ -47,9 +47,19 @@ struct ConvertArgs {
     /// Where to write the blob.
     #[arg(long)]
     out: PathBuf,
-    /// Element type of the stored weights.
+    /// Element type of the stored weight matrices: int8 has one scale per row, int4 one per
+    /// block of 32 values (vectors stay f32 then).
     #[arg(long, value_enum, default_value_t = WeightType::F32)]
     weights: WeightType,
+    /// Arithmetic of the forward pass: f32, or fixed point (integer only, for cores without an
+    /// FPU; needs --weights int8 and --calibrate).
+    #[arg(long, value_enum, default_value_t = ActivationType::F32)]
+    activations: ActivationType,
+    /// Inputs to calibrate the fixed-point formats on: the task's data (Sudoku: a
+    /// `puzzle,solution` CSV or one puzzle per line; mazes: a maze file) or a safetensors file
+    /// with `inputs` and `puzzle_identifiers`. The first 256 examples are used.
+    #[arg(long, value_name = "FILE")]
+    calibrate: Option<PathBuf>,
     /// The training config, if not `all_config.yaml` beside the weights.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -73,7 +83,18 @@ enum WeightType {
     F32,
     F16,
     Bf16,
+    Int8,
+    Int4,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ActivationType {
+    F32,
+    Fixed,
+}
+
+/// Examples a fixed-point calibration runs on, at most.
+const CALIBRATION_EXAMPLES: usize = 256;
 
 impl From<WeightType> for DType {
     fn from(w: WeightType) -> DType {
@@ -81,6 +102,8 @@ impl From<WeightType> for DType {
             WeightType::F32 => DType::F32,
             WeightType::F16 => DType::F16,
             WeightType::Bf16 => DType::Bf16,
+            WeightType::Int8 => DType::I8,
+            WeightType::Int4 => DType::Q4,
         }
     }
 }
@@ -153,12 +176,34 @@ fn convert(args: ConvertArgs) -> Result<()> {
     let mut checkpoint = hrm_convert::Checkpoint::load(&args.src, &overrides)
         .with_context(|| format!("cannot convert {}", args.src.display()))?;
     checkpoint.config.block = args.block;
-    let blob = hrm_convert::write_blob(&checkpoint, args.weights.into())?;
+    let mut options = hrm_convert::BlobOptions::weights(args.weights.into());
+    match (args.activations, &args.calibrate) {
+        (ActivationType::F32, Some(_)) => anyhow::bail!("--calibrate is for --activations fixed"),
+        (ActivationType::F32, None) => {}
+        (ActivationType::Fixed, None) => {
+            anyhow::bail!("--activations fixed needs --calibrate FILE (inputs from the task's data)")
+        }
+        (ActivationType::Fixed, Some(file)) => {
+            if options.weights != DType::I8 {
+                anyhow::bail!("--activations fixed needs --weights int8");
+            }
+            let inputs = calibration_inputs(file, &checkpoint.config)?;
+            let progress = indicatif::ProgressBar::new(inputs.len() as u64).with_style(
+                indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} examples {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let formats = hrm_convert::calibrate(&checkpoint, &inputs, &|| progress.inc(1))?;
+            progress.finish_and_clear();
+            options.activations = hrm_runtime::Activations::Fixed;
+            options.formats = Some(formats);
+        }
+    }
+    let blob = hrm_convert::write_blob_with(&checkpoint, &options)?;
     write_atomically(&args.out, &blob)?;
     let c = &checkpoint.config;
     let files = checkpoint.files.as_ref();
     eprintln!(
-        "wrote {}: {:?} h={} layers H{}/L{} cycles {}/{} seq_len={} vocab={}, {} parameters, {} weights, {} bytes, arena {} bytes{}",
+        "wrote {}: {:?} h={} layers H{}/L{} cycles {}/{} seq_len={} vocab={}, {} parameters, {} weights, {} activations, {} bytes, arena {} bytes{}",
         args.out.display(),
         c.kind,
         c.hidden_size,
@@ -170,11 +215,63 @@ fn convert(args: ConvertArgs) -> Result<()> {
         c.vocab_size,
         checkpoint.parameters(),
         DType::from(args.weights),
+        options.activations.name(),
         blob.len(),
         c.arena_bytes(),
         files.map(|f| format!(" (from {})", f.weights.display())).unwrap_or_default(),
     );
     Ok(())
+}
+
+/// Calibration examples (tokens, puzzle identifier) from `path`: a safetensors batch, or the
+/// task's own data for a Sudoku (81 tokens, vocabulary 11) or 30×30 maze (900 tokens) model.
+fn calibration_inputs(path: &Path, config: &hrm_runtime::Config) -> Result<Vec<(Vec<u32>, u32)>> {
+    let mut inputs = if path.extension().is_some_and(|e| e == "safetensors") {
+        infer::read_batch(path, config)?
+    } else if config.seq_len == 81 && config.vocab_size == 11 {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("puzzle")) {
+                continue;
+            }
+            let puzzle = line.split(',').next().unwrap_or_default().trim();
+            let grid = hrm_runtime::sudoku::parse(puzzle)
+                .map_err(|e| anyhow::anyhow!("{}:{}: puzzle {e}", path.display(), n + 1))?;
+            out.push((hrm_runtime::sudoku::to_tokens(&grid).to_vec(), 0));
+            if out.len() == CALIBRATION_EXAMPLES {
+                break;
+            }
+        }
+        out
+    } else if config.seq_len == 900 {
+        let mazes = hrm_trainer::tasks::maze::read_mazes(path)?;
+        mazes.iter().map(|m| (m.input_tokens(), 0)).collect()
+    } else {
+        anyhow::bail!(
+            "{}: give the calibration inputs as a safetensors file with `inputs` and `puzzle_identifiers`",
+            path.display()
+        );
+    };
+    inputs.truncate(CALIBRATION_EXAMPLES);
+    if inputs.is_empty() {
+        anyhow::bail!("{}: no calibration examples", path.display());
+    }
+    for (tokens, id) in &inputs {
+        if tokens.len() != config.seq_len as usize || tokens.iter().any(|&t| t >= config.vocab_size) {
+            anyhow::bail!(
+                "{}: an example does not fit the model (seq_len {}, vocabulary {})",
+                path.display(),
+                config.seq_len,
+                config.vocab_size
+            );
+        }
+        if *id >= config.num_puzzle_identifiers {
+            anyhow::bail!("{}: puzzle identifier {id} is not below {}", path.display(), config.num_puzzle_identifiers);
+        }
+    }
+    Ok(inputs)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

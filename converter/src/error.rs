@@ -25,6 +25,8 @@ pub enum ConvertError {
     NonFinite { name: String },
     #[error("tensor `{name}` holds values beyond the range of {dtype}; store the weights as f32 or bf16")]
     Range { name: String, dtype: &'static str },
+    #[error("{0}")]
+    Options(String),
     #[error("invalid model: {0}")]
     Model(#[from] hrm_runtime::Error),
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hrm_runtime::blob::{self, Header, TensorEntry, TensorId, TensorLayout, TensorSpec, HEADER_LEN};
-use hrm_runtime::{Config, DType, Model};
+use hrm_runtime::{Activations, Config, DType, Model};
 
 pub use error::{ConvertError, Result};
 pub use source::{HostTensor, Overrides, SourceFiles, WeightsFormat};
@@ -86,7 +86,7 @@ impl Checkpoint {
         }
         for index in 0..layout.count() {
             let spec = layout.spec(index).ok_or(hrm_runtime::Error::InvalidHeader("layout"))?;
-            if !spec.always_f32() && !tensors.contains_key(&spec.id.code()) {
+            if !spec.derived() && !tensors.contains_key(&spec.id.code()) {
                 return Err(ConvertError::MissingTensor(spec.id.to_string()));
             }
         }
@@ -145,12 +145,66 @@ impl std::ops::Deref for AlignedBlob {
     }
 }
 
-fn encode(values: &[f32], dtype: DType, out: &mut Vec<u8>) {
+/// Appends `values` (`rows × cols`, row-major) stored as `dtype`; see `runtime/FORMAT.md`.
+fn encode(values: &[f32], rows: usize, cols: usize, dtype: DType, out: &mut Vec<u8>) {
     match dtype {
         DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
         DType::Bf16 => values.iter().for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
+        DType::I32 => values.iter().for_each(|v| out.extend_from_slice(&(*v as i32).to_le_bytes())),
+        DType::I8 => {
+            let (scales, q) = quantise_i8(values, rows, cols);
+            scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+            out.extend(q.iter().map(|&v| v as u8));
+        }
+        DType::Q4 => {
+            let (scales, nibbles) = quantise_q4(values, rows, cols);
+            scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+            out.extend_from_slice(&nibbles);
+        }
     }
+}
+
+/// Symmetric int8 per row: `scale = max|v| / 127`, `q = round(v / scale)`.
+pub fn quantise_i8(values: &[f32], rows: usize, cols: usize) -> (Vec<f32>, Vec<i8>) {
+    let mut scales = Vec::with_capacity(rows);
+    let mut q = Vec::with_capacity(values.len());
+    for row in values.chunks(cols.max(1)).take(rows) {
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = max / 127.0;
+        scales.push(scale);
+        for &v in row {
+            let x = if scale > 0.0 { (v / scale).round().clamp(-127.0, 127.0) } else { 0.0 };
+            q.push(x as i8);
+        }
+    }
+    (scales, q)
+}
+
+/// ggml's Q4_0 per block of 32 values along a row (the last block of a row zero-padded): the
+/// value of largest magnitude `m` maps to −8, `scale = m / −8` (stored as f16), and
+/// `q = clamp(round(v / scale) + 8, 0, 15)`; byte `j` of a block holds `q[j] | q[j + 16] << 4`.
+pub fn quantise_q4(values: &[f32], rows: usize, cols: usize) -> (Vec<half::f16>, Vec<u8>) {
+    use hrm_runtime::blob::{Q4_BLOCK, Q4_BLOCK_BYTES};
+    let nb = cols.div_ceil(Q4_BLOCK);
+    let mut scales = Vec::with_capacity(rows * nb);
+    let mut nibbles = Vec::with_capacity(rows * nb * Q4_BLOCK_BYTES);
+    for row in values.chunks(cols.max(1)).take(rows) {
+        for block in 0..nb {
+            let mut v = [0.0f32; Q4_BLOCK];
+            let part = &row[block * Q4_BLOCK..((block + 1) * Q4_BLOCK).min(cols)];
+            v[..part.len()].copy_from_slice(part);
+            let m = v.iter().fold(0.0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
+            let scale = half::f16::from_f32(m / -8.0);
+            let d = scale.to_f32();
+            scales.push(scale);
+            let q = |x: f32| if d != 0.0 { ((x / d).round() + 8.0).clamp(0.0, 15.0) as u8 } else { 8 };
+            for j in 0..Q4_BLOCK_BYTES {
+                nibbles.push(q(v[j]) | (q(v[j + Q4_BLOCK_BYTES]) << 4));
+            }
+        }
+    }
+    (scales, nibbles)
 }
 
 /// The rotary table, `[S, head_dim / 2]`, as the reference computes it.
@@ -166,29 +220,76 @@ fn rope_table(config: &Config, sin: bool) -> Vec<f32> {
     out
 }
 
+/// How to store a model: weight type, arithmetic, and the fixed-point formats when needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobOptions {
+    /// Element type of the weight matrices (vectors such as `H_init` and biases stay `f32`
+    /// when this is a quantised type; the rotary tables are always `f32`).
+    pub weights: DType,
+    pub activations: Activations,
+    /// Fraction bits of every fixed-point site ([`hrm_runtime::fixed::Sites`]); required with
+    /// [`Activations::Fixed`] (see [`calibrate`]).
+    pub formats: Option<Vec<i32>>,
+}
+
+impl BlobOptions {
+    pub fn weights(weights: DType) -> BlobOptions {
+        BlobOptions { weights, activations: Activations::F32, formats: None }
+    }
+}
+
 /// Writes the blob of `checkpoint` with weights stored as `weights` (the rotary tables stay f32),
 /// then loads it back with the runtime to prove it valid.
 pub fn write_blob(checkpoint: &Checkpoint, weights: DType) -> Result<AlignedBlob> {
+    write_blob_with(checkpoint, &BlobOptions::weights(weights))
+}
+
+/// Writes the blob of `checkpoint` as `options` say, then loads it back with the runtime.
+pub fn write_blob_with(checkpoint: &Checkpoint, options: &BlobOptions) -> Result<AlignedBlob> {
     let config = checkpoint.config;
-    let layout = TensorLayout::new(config);
+    let weights = options.weights;
+    if matches!(weights, DType::I32) {
+        return Err(ConvertError::Options("i32 is not a weight type".into()));
+    }
+    if options.activations == Activations::Fixed && weights != DType::I8 {
+        return Err(ConvertError::Options("fixed-point activations need int8 weights (--weights int8)".into()));
+    }
+    let layout = TensorLayout::of(config, options.activations);
     let count = layout.count();
     let table_end = HEADER_LEN + count * blob::ENTRY_LEN;
     let mut out = vec![0u8; blob::align_up(table_end)];
     for index in 0..count {
         let spec = layout.spec(index).ok_or(hrm_runtime::Error::InvalidHeader("layout"))?;
+        let quantised = matches!(weights, DType::I8 | DType::Q4);
         let (values, dtype) = match spec.id {
             TensorId::RopeCos => (rope_table(&config, false), DType::F32),
             TensorId::RopeSin => (rope_table(&config, true), DType::F32),
+            TensorId::ActivationFormats => {
+                let formats = options
+                    .formats
+                    .as_ref()
+                    .ok_or_else(|| ConvertError::Options("fixed-point activations need calibrated formats".into()))?;
+                if formats.len() != spec.elements() {
+                    return Err(ConvertError::Options(format!(
+                        "{} activation formats given, the model has {} sites",
+                        formats.len(),
+                        spec.elements()
+                    )));
+                }
+                (formats.iter().map(|&f| f as f32).collect(), DType::I32)
+            }
             id => {
                 let t = checkpoint.tensor(id).ok_or_else(|| ConvertError::MissingTensor(id.to_string()))?;
                 if weights == DType::F16 && t.data.iter().any(|v| v.abs() > f32::from(half::f16::MAX)) {
                     return Err(ConvertError::Range { name: id.to_string(), dtype: "f16" });
                 }
-                (t.data.clone(), weights)
+                let dtype = if quantised && spec.rank == 1 { DType::F32 } else { weights };
+                (t.data.clone(), dtype)
             }
         };
         let offset = out.len();
-        encode(&values, dtype, &mut out);
+        let (rows, cols) = spec.rows_cols();
+        encode(&values, rows, cols, dtype, &mut out);
         let len = out.len() - offset;
         let mut shape = [0u32; 4];
         shape[..2].copy_from_slice(&spec.shape);
@@ -206,6 +307,7 @@ pub fn write_blob(checkpoint: &Checkpoint, weights: DType) -> Result<AlignedBlob
     }
     let header = Header {
         config,
+        activations: options.activations,
         tensor_count: count as u32,
         arena_bytes: config.arena_bytes() as u64,
         blob_len: out.len() as u64,
@@ -215,4 +317,50 @@ pub fn write_blob(checkpoint: &Checkpoint, weights: DType) -> Result<AlignedBlob
     let blob = AlignedBlob::from_bytes(&out);
     Model::from_bytes(&blob)?;
     Ok(blob)
+}
+
+/// The largest magnitude seen at every fixed-point site.
+struct MaxAbs(Vec<f32>);
+
+impl hrm_runtime::fixed::Observer for MaxAbs {
+    fn observe(&mut self, site: usize, values: &[f32]) {
+        if let Some(m) = self.0.get_mut(site) {
+            *m = values.iter().fold(*m, |m, v| m.max(v.abs()));
+        }
+    }
+}
+
+/// The format of a site whose values reached `max_abs` during calibration: as many fraction
+/// bits as keep `2 · max_abs` (one bit of headroom for inputs beyond the calibration set)
+/// within the `i16` range, between [`hrm_runtime::fixed::MIN_FRAC`] and `MAX_FRAC`.
+pub fn format_for(max_abs: f32) -> i32 {
+    use hrm_runtime::fixed::{MAX_FRAC, MIN_FRAC};
+    let mut frac = MAX_FRAC;
+    while frac > MIN_FRAC && 2.0 * f64::from(max_abs) * 2f64.powi(frac) > 32767.0 {
+        frac -= 1;
+    }
+    frac
+}
+
+/// Calibrates the fixed-point formats: runs the model with `int8` weights and `f32` activations
+/// on `inputs` (tokens and puzzle identifier), every segment, records the largest magnitude at
+/// each site and picks its format ([`format_for`]). `progress` is called after each example.
+pub fn calibrate(checkpoint: &Checkpoint, inputs: &[(Vec<u32>, u32)], progress: &dyn Fn()) -> Result<Vec<i32>> {
+    if inputs.is_empty() {
+        return Err(ConvertError::Options("the calibration set is empty".into()));
+    }
+    let blob = write_blob(checkpoint, DType::I8)?;
+    let model = Model::from_bytes(&blob)?;
+    let mut arena = AlignedBlob::from_bytes(&vec![0u8; model.arena_bytes()]);
+    let mut session = hrm_runtime::Session::new(model, arena.as_mut_bytes())?;
+    let sites = hrm_runtime::fixed::Sites::new(model.config());
+    let mut seen = MaxAbs(vec![0.0; sites.count()]);
+    for (tokens, puzzle_id) in inputs {
+        session.reset(tokens, *puzzle_id)?;
+        for _ in 0..model.config().halt_max_steps {
+            session.step_observed(&mut seen)?;
+        }
+        progress();
+    }
+    Ok(seen.0.iter().map(|&m| format_for(m)).collect())
 }

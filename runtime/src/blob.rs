@@ -33,14 +33,28 @@ pub const fn align_up(n: usize) -> usize {
     }
 }
 
-/// Element type of a stored tensor. Codes 3.. are reserved for the quantised formats
-/// (int8 per-row, int4 blocks, fixed point) of a later version.
+/// Element type of a stored tensor.
+///
+/// The quantised types keep their scales beside the values, in the tensor's own data (see
+/// `FORMAT.md`): a row of `I8` is `scale · q` with one `f32` scale per row; a row of `Q4` is cut
+/// into blocks of 32 values, each `scale · (nibble − 8)` with one `f16` scale per block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
     F32,
     F16,
     Bf16,
+    /// Symmetric int8, one `f32` scale per row (per output channel).
+    I8,
+    /// 4-bit values in blocks of 32 along a row, one `f16` scale per block (ggml's Q4_0 scheme).
+    Q4,
+    /// Plain `i32` (the fixed-point path's table of activation formats).
+    I32,
 }
+
+/// Values per block of [`DType::Q4`].
+pub const Q4_BLOCK: usize = 32;
+/// Bytes of one [`DType::Q4`] block's values (two per byte).
+pub const Q4_BLOCK_BYTES: usize = Q4_BLOCK / 2;
 
 impl DType {
     pub const fn code(self) -> u8 {
@@ -48,6 +62,9 @@ impl DType {
             DType::F32 => 0,
             DType::F16 => 1,
             DType::Bf16 => 2,
+            DType::I8 => 3,
+            DType::Q4 => 4,
+            DType::I32 => 5,
         }
     }
 
@@ -56,14 +73,34 @@ impl DType {
             0 => Some(DType::F32),
             1 => Some(DType::F16),
             2 => Some(DType::Bf16),
+            3 => Some(DType::I8),
+            4 => Some(DType::Q4),
+            5 => Some(DType::I32),
             _ => None,
         }
     }
 
-    pub const fn size(self) -> usize {
+    /// Bytes a `rows × cols` tensor of this type takes, scales included (`None` on overflow).
+    pub const fn bytes(self, rows: usize, cols: usize) -> Option<usize> {
+        let elements = match rows.checked_mul(cols) {
+            Some(n) => n,
+            None => return None,
+        };
         match self {
-            DType::F32 => 4,
-            DType::F16 | DType::Bf16 => 2,
+            DType::F32 | DType::I32 => elements.checked_mul(4),
+            DType::F16 | DType::Bf16 => elements.checked_mul(2),
+            // Scales first (4-byte aligned at the tensor's 64-byte aligned start), then values.
+            DType::I8 => match rows.checked_mul(4) {
+                Some(scales) => scales.checked_add(elements),
+                None => None,
+            },
+            DType::Q4 => match rows.checked_mul(cols.div_ceil(Q4_BLOCK)) {
+                Some(blocks) => match blocks.checked_mul(2 + Q4_BLOCK_BYTES) {
+                    Some(n) => Some(n),
+                    None => None,
+                },
+                None => None,
+            },
         }
     }
 
@@ -72,6 +109,9 @@ impl DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::Bf16 => "bf16",
+            DType::I8 => "int8",
+            DType::Q4 => "int4",
+            DType::I32 => "i32",
         }
     }
 }
@@ -120,6 +160,9 @@ pub enum TensorId {
     /// `cos` of the rotary table, `[S, head_dim / 2]` (the reference repeats it twice).
     RopeCos,
     RopeSin,
+    /// The fixed-point path's activation formats (`i32`, see [`crate::fixed::Sites`]); only in
+    /// blobs with fixed-point activations.
+    ActivationFormats,
     Layer {
         level: Level,
         layer: u16,
@@ -141,6 +184,7 @@ impl TensorId {
             TensorId::PositionEmbedding => 8 << 24,
             TensorId::RopeCos => 9 << 24,
             TensorId::RopeSin => 10 << 24,
+            TensorId::ActivationFormats => 11 << 24,
             TensorId::Layer { level, layer, part } => {
                 let kind: u32 = match part {
                     LayerPart::Qkv => 16,
@@ -178,6 +222,7 @@ impl TensorId {
                 8 => Some(TensorId::PositionEmbedding),
                 9 => Some(TensorId::RopeCos),
                 10 => Some(TensorId::RopeSin),
+                11 => Some(TensorId::ActivationFormats),
                 _ => None,
             };
         }
@@ -255,6 +300,7 @@ impl fmt::Display for TensorId {
             TensorId::PositionEmbedding => f.write_str("embed_pos.embedding_weight"),
             TensorId::RopeCos => f.write_str("rotary_emb.cos"),
             TensorId::RopeSin => f.write_str("rotary_emb.sin"),
+            TensorId::ActivationFormats => f.write_str("fixed_point.activation_formats"),
             TensorId::Layer { level, layer, part } => {
                 let level = match level {
                     Level::H => "H",
@@ -294,6 +340,28 @@ impl TensorSpec {
     pub const fn always_f32(&self) -> bool {
         matches!(self.id, TensorId::RopeCos | TensorId::RopeSin)
     }
+
+    /// Tensors the converter derives instead of reading them from a checkpoint.
+    pub const fn derived(&self) -> bool {
+        matches!(self.id, TensorId::RopeCos | TensorId::RopeSin | TensorId::ActivationFormats)
+    }
+
+    /// The element types this tensor may be stored as.
+    pub const fn allows(&self, dtype: DType) -> bool {
+        match self.id {
+            TensorId::RopeCos | TensorId::RopeSin => matches!(dtype, DType::F32),
+            TensorId::ActivationFormats => matches!(dtype, DType::I32),
+            _ => !matches!(dtype, DType::I32),
+        }
+    }
+
+    /// `(rows, cols)`: a vector is one row.
+    pub const fn rows_cols(&self) -> (usize, usize) {
+        match self.rank {
+            1 => (1, self.shape[0] as usize),
+            _ => (self.shape[0] as usize, self.shape[1] as usize),
+        }
+    }
 }
 
 /// The tensors a configuration requires, in the order the table stores them:
@@ -302,18 +370,25 @@ impl TensorSpec {
 #[derive(Debug, Clone, Copy)]
 pub struct TensorLayout {
     config: Config,
+    activations: Activations,
 }
 
 const PARTS_PER_LAYER: usize = 4;
 
 impl TensorLayout {
+    /// The tensors of an `f32`-activation blob of `config`.
     pub const fn new(config: Config) -> Self {
-        TensorLayout { config }
+        TensorLayout { config, activations: Activations::F32 }
     }
 
-    fn fixed(&self) -> (usize, [Option<TensorId>; 10]) {
+    /// The tensors of a blob with this header's configuration and activation arithmetic.
+    pub const fn of(config: Config, activations: Activations) -> Self {
+        TensorLayout { config, activations }
+    }
+
+    fn fixed(&self) -> (usize, [Option<TensorId>; 11]) {
         let c = &self.config;
-        let mut ids = [None; 10];
+        let mut ids = [None; 11];
         let mut n = 0;
         let mut push = |id| {
             if let Some(slot) = ids.get_mut(n) {
@@ -337,6 +412,9 @@ impl TensorLayout {
                 push(TensorId::RopeSin);
             }
             PosEncoding::None => {}
+        }
+        if let Activations::Fixed = self.activations {
+            push(TensorId::ActivationFormats);
         }
         (n, ids)
     }
@@ -409,6 +487,7 @@ impl TensorLayout {
             TensorId::PuzzleEmbedding => two(c.num_puzzle_identifiers, c.puzzle_emb_ndim),
             TensorId::PositionEmbedding => two(s, h),
             TensorId::RopeCos | TensorId::RopeSin => two(s, (c.head_dim() / 2) as u32),
+            TensorId::ActivationFormats => one(crate::fixed::Sites::new(c).count() as u32),
             TensorId::Layer { part, .. } => match part {
                 LayerPart::Qkv => two(3 * h, h),
                 LayerPart::AttnOut => two(h, h),
@@ -425,6 +504,8 @@ impl TensorLayout {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Header {
     pub config: Config,
+    /// How the forward pass computes: in `f32`, or in fixed point (integer only).
+    pub activations: Activations,
     pub tensor_count: u32,
     /// Exact working memory a session needs, in bytes (must equal `config.arena_bytes()`).
     pub arena_bytes: u64,
@@ -434,8 +515,31 @@ pub struct Header {
     pub payload_crc: u32,
 }
 
-/// Activation arithmetic recorded in the header; only `f32` exists in version 1.
-const ACTIVATIONS_F32: u8 = 0;
+/// The arithmetic of the forward pass, header byte 11.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activations {
+    /// `f32` activations (weights of any type are widened in registers).
+    F32,
+    /// Integer-only: activations in fixed point with the formats calibrated at conversion,
+    /// `int8` weights, `i32`/`i64` accumulation (see [`crate::fixed`]).
+    Fixed,
+}
+
+impl Activations {
+    pub const fn code(self) -> u8 {
+        match self {
+            Activations::F32 => 0,
+            Activations::Fixed => 1,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Activations::F32 => "f32",
+            Activations::Fixed => "fixed",
+        }
+    }
+}
 
 fn put(b: &mut [u8], off: usize, bytes: &[u8]) {
     if let Some(dst) = b.get_mut(off..off + bytes.len()) {
@@ -519,9 +623,11 @@ impl Header {
         if flags & !0b11 != 0 {
             return Err(Error::InvalidHeader("unknown flags"));
         }
-        if b[11] != ACTIVATIONS_F32 {
-            return Err(Error::InvalidHeader("unknown activation arithmetic"));
-        }
+        let activations = match b[11] {
+            0 => Activations::F32,
+            1 => Activations::Fixed,
+            _ => return Err(Error::InvalidHeader("unknown activation arithmetic")),
+        };
         let config = Config {
             kind,
             pos_encoding,
@@ -549,6 +655,7 @@ impl Header {
         };
         Ok(Header {
             config,
+            activations,
             tensor_count: u32_at(b, 84),
             arena_bytes: u64_at(b, 88),
             blob_len: u64_at(b, 96),
@@ -572,7 +679,7 @@ impl Header {
             PosEncoding::Learned => 2,
         };
         let flags = u8::from(c.mlp_t) | (u8::from(c.halt_rule == HaltRule::HaltPositive) << 1);
-        put(&mut b, 8, &[kind, pos, flags, ACTIVATIONS_F32]);
+        put(&mut b, 8, &[kind, pos, flags, self.activations.code()]);
         let fields = [
             c.hidden_size,
             c.num_heads,

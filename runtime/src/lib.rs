@@ -29,13 +29,14 @@ extern crate std;
 pub mod blob;
 pub mod config;
 mod error;
+pub mod fixed;
 pub mod kernels;
 mod model;
 mod session;
 pub mod sudoku;
 
-pub use blob::{DType, Header, TensorId};
+pub use blob::{Activations, DType, Header, TensorId};
 pub use config::{Config, HaltRule, ModelKind, PosEncoding};
 pub use error::{Error, TensorProblem};
-pub use model::{Columns, Matrix, Model, Weights};
+pub use model::{Matrix, Model, Weights};
 pub use session::{Arena, Halting, SegmentOutcome, Session};

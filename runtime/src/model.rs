@@ -2,7 +2,9 @@
 
 use half::{bf16, f16};
 
-use crate::blob::{self, DType, Header, TensorEntry, TensorId, TensorLayout, HEADER_LEN, TENSOR_ALIGN};
+use crate::blob::{
+    self, DType, Header, TensorEntry, TensorId, TensorLayout, HEADER_LEN, Q4_BLOCK, Q4_BLOCK_BYTES, TENSOR_ALIGN,
+};
 use crate::config::Config;
 use crate::error::TensorProblem;
 use crate::kernels;
@@ -14,6 +16,19 @@ pub enum Weights<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     Bf16(&'a [bf16]),
+    /// Row `r` is `scales[r] · values[r·cols ..][..cols]`.
+    I8 {
+        scales: &'a [f32],
+        values: &'a [i8],
+    },
+    /// Row `r`, block `b` (32 values) is `scales[r·nb + b] · (nibble − 8)`, its 16 bytes at
+    /// `nibbles[(r·nb + b)·16 ..]`: byte `j` holds value `j` (low nibble) and `j + 16` (high).
+    Q4 {
+        scales: &'a [f16],
+        nibbles: &'a [u8],
+    },
+    /// Plain integers (not a weight: the fixed-point path's format table).
+    I32(&'a [i32]),
 }
 
 /// A row-major matrix (a vector is a single row) of stored weights.
@@ -24,27 +39,51 @@ pub struct Matrix<'a> {
     pub weights: Weights<'a>,
 }
 
+/// Floats of the stack panel a quantised matrix is widened into, a piece at a time (the
+/// `f32` kernels then run on it): small on microcontrollers, a few cache lines elsewhere.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const PANEL: usize = 1024;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const PANEL: usize = 256;
+/// Weight rows per panel (the widest register tile of the `f32` kernels).
+const PANEL_ROWS: usize = 4;
+
 impl<'a> Matrix<'a> {
     /// `y = W·x` with `W[rows, cols]`.
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         if x.len() != self.cols || y.len() != self.rows {
             return Err(Error::OutputLength { expected: self.rows, got: y.len() });
         }
-        match self.weights {
-            Weights::F32(w) => kernels::matvec(w, x, y),
-            Weights::F16(w) => kernels::matvec(w, x, y),
-            Weights::Bf16(w) => kernels::matvec(w, x, y),
-        }
+        self.matmul(x, self.cols, y, self.rows, 1)
+    }
+
+    /// Blocks of 32 values per row of a [`Weights::Q4`] matrix.
+    fn q4_blocks(&self) -> usize {
+        self.cols.div_ceil(Q4_BLOCK)
     }
 
     /// Rows `start..start + n` as a matrix of their own (the Q, K and V parts of `qkv_proj`).
     pub fn rows(&self, start: usize, n: usize) -> Result<Matrix<'a>, Error> {
-        let range = start.saturating_mul(self.cols)..start.saturating_add(n).saturating_mul(self.cols);
-        let missing = Error::OutputLength { expected: range.end, got: self.rows.saturating_mul(self.cols) };
+        let end = start.checked_add(n).filter(|&e| e <= self.rows);
+        let end = end.ok_or(Error::OutputLength { expected: start.saturating_add(n), got: self.rows })?;
+        let per_row = |width: usize| start.saturating_mul(width)..end.saturating_mul(width);
+        let missing = Error::OutputLength { expected: end, got: self.rows };
         let weights = match self.weights {
-            Weights::F32(w) => Weights::F32(w.get(range).ok_or(missing)?),
-            Weights::F16(w) => Weights::F16(w.get(range).ok_or(missing)?),
-            Weights::Bf16(w) => Weights::Bf16(w.get(range).ok_or(missing)?),
+            Weights::F32(w) => Weights::F32(w.get(per_row(self.cols)).ok_or(missing)?),
+            Weights::F16(w) => Weights::F16(w.get(per_row(self.cols)).ok_or(missing)?),
+            Weights::Bf16(w) => Weights::Bf16(w.get(per_row(self.cols)).ok_or(missing)?),
+            Weights::I32(w) => Weights::I32(w.get(per_row(self.cols)).ok_or(missing)?),
+            Weights::I8 { scales, values } => Weights::I8 {
+                scales: scales.get(per_row(1)).ok_or(missing)?,
+                values: values.get(per_row(self.cols)).ok_or(missing)?,
+            },
+            Weights::Q4 { scales, nibbles } => {
+                let nb = self.q4_blocks();
+                Weights::Q4 {
+                    scales: scales.get(per_row(nb)).ok_or(missing)?,
+                    nibbles: nibbles.get(per_row(nb * Q4_BLOCK_BYTES)).ok_or(missing)?,
+                }
+            }
         };
         Ok(Matrix { rows: n, cols: self.cols, weights })
     }
@@ -57,66 +96,87 @@ impl<'a> Matrix<'a> {
             Weights::F32(w) => kernels::matmul(x, w, y, d),
             Weights::F16(w) => kernels::matmul(x, w, y, d),
             Weights::Bf16(w) => kernels::matmul(x, w, y, d),
+            Weights::I8 { .. } | Weights::Q4 { .. } => self.matmul_widened(x, y, d),
+            Weights::I32(_) => Err(Error::InvalidHeader("an integer table is not a weight matrix")),
         }
     }
 
-    /// Columns `start..start + n` of every row: a matrix whose rows lie `cols` apart.
-    pub fn columns(&self, start: usize, n: usize) -> Result<Columns<'a>, Error> {
-        if start.saturating_add(n) > self.cols {
-            return Err(Error::OutputLength { expected: start.saturating_add(n), got: self.cols });
-        }
-        let weights = match self.weights {
-            Weights::F32(w) => Weights::F32(w.get(start..).unwrap_or(&[])),
-            Weights::F16(w) => Weights::F16(w.get(start..).unwrap_or(&[])),
-            Weights::Bf16(w) => Weights::Bf16(w.get(start..).unwrap_or(&[])),
-        };
-        Ok(Columns { rows: self.rows, cols: n, stride: self.cols, weights })
-    }
-
-    /// Writes `row` widened to `f32` into `out` (up to `out.len()` values).
-    pub fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), Error> {
-        let start = row.checked_mul(self.cols).ok_or(Error::OutputLength { expected: 0, got: 0 })?;
-        let range = start..start.saturating_add(self.cols);
-        let missing = Error::OutputLength { expected: self.cols, got: 0 };
-        match self.weights {
-            Weights::F32(w) => widen(w.get(range).ok_or(missing)?, out),
-            Weights::F16(w) => widen(w.get(range).ok_or(missing)?, out),
-            Weights::Bf16(w) => widen(w.get(range).ok_or(missing)?, out),
+    /// The product for quantised weights: a panel of at most [`PANEL_ROWS`] rows and a slice
+    /// of their columns is widened to `f32` on the stack, then multiplied by the `f32` kernels
+    /// with every activation row; the weights are never widened whole.
+    fn matmul_widened(&self, x: &[f32], y: &mut [f32], d: kernels::Dims) -> Result<(), Error> {
+        kernels::check_matmul(x.len(), self.rows.saturating_mul(self.cols), y.len(), d)?;
+        // Columns per panel: a whole number of int4 blocks.
+        let kc = (PANEL / PANEL_ROWS / Q4_BLOCK * Q4_BLOCK).max(Q4_BLOCK);
+        let mut panel = [0.0f32; PANEL];
+        for o in (0..d.out).step_by(PANEL_ROWS) {
+            let n = PANEL_ROWS.min(d.out - o);
+            for k0 in (0..d.k).step_by(kc) {
+                let kn = kc.min(d.k - k0);
+                for (i, row) in panel.chunks_exact_mut(kn).take(n).enumerate() {
+                    self.widen_row(o + i, k0, row)?;
+                }
+                let part = kernels::Dims { out: n, k: kn, ws: kn, accumulate: k0 > 0, ..d };
+                let xp = x.get(k0..).unwrap_or(&[]);
+                let yp = y.get_mut(o..).unwrap_or(&mut []);
+                kernels::matmul(xp, panel.get(..n * kn).unwrap_or(&[]), yp, part)?;
+            }
         }
         Ok(())
     }
 
+    /// Writes `out.len()` values of row `row` from column `col` on, widened to `f32`.
+    fn widen_row(&self, row: usize, col: usize, out: &mut [f32]) -> Result<(), Error> {
+        let missing = Error::OutputLength { expected: col.saturating_add(out.len()), got: self.cols };
+        if row >= self.rows || col.saturating_add(out.len()) > self.cols {
+            return Err(missing);
+        }
+        let at = row * self.cols + col;
+        let range = at..at + out.len();
+        match self.weights {
+            Weights::F32(w) => widen(w.get(range).ok_or(missing)?, out),
+            Weights::F16(w) => widen(w.get(range).ok_or(missing)?, out),
+            Weights::Bf16(w) => widen(w.get(range).ok_or(missing)?, out),
+            Weights::I32(_) => return Err(Error::InvalidHeader("an integer table is not a weight matrix")),
+            Weights::I8 { scales, values } => {
+                let scale = *scales.get(row).ok_or(missing)?;
+                for (o, &q) in out.iter_mut().zip(values.get(range).ok_or(missing)?) {
+                    *o = scale * f32::from(q);
+                }
+            }
+            Weights::Q4 { scales, nibbles } => {
+                let nb = self.q4_blocks();
+                for (i, o) in out.iter_mut().enumerate() {
+                    let c = col + i;
+                    let block = row * nb + c / Q4_BLOCK;
+                    let j = c % Q4_BLOCK;
+                    let byte = *nibbles.get(block * Q4_BLOCK_BYTES + j % Q4_BLOCK_BYTES).ok_or(missing)?;
+                    let nibble = if j < Q4_BLOCK_BYTES { byte & 0x0f } else { byte >> 4 };
+                    *o = scales.get(block).ok_or(missing)?.to_f32() * f32::from(i8::try_from(nibble).unwrap_or(8) - 8);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `row` widened to `f32` into `out` (up to `out.len()` values).
+    pub fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), Error> {
+        let n = out.len().min(self.cols);
+        self.widen_row(row, 0, out.get_mut(..n).unwrap_or(&mut []))
+    }
+
     /// Element `i` (row-major) widened to `f32`.
     pub fn get(&self, i: usize) -> Option<f32> {
-        match self.weights {
-            Weights::F32(w) => w.get(i).copied(),
-            Weights::F16(w) => w.get(i).map(|v| v.to_f32()),
-            Weights::Bf16(w) => w.get(i).map(|v| v.to_f32()),
-        }
+        let mut v = [0.0f32];
+        let (row, col) = (i.checked_div(self.cols)?, i.checked_rem(self.cols)?);
+        self.widen_row(row, col, &mut v).ok()?;
+        Some(v[0])
     }
 }
 
-/// Some columns of a [`Matrix`]: `rows` rows of `cols` elements, `stride` apart.
-#[derive(Debug, Clone, Copy)]
-pub struct Columns<'a> {
-    pub rows: usize,
-    pub cols: usize,
-    pub stride: usize,
-    pub weights: Weights<'a>,
-}
-
-impl Columns<'_> {
-    /// `Y (+)= X · Wᵀ` with these columns as `W`; `d` must name their shape.
-    pub fn matmul(&self, x: &[f32], y: &mut [f32], d: kernels::Dims) -> Result<(), Error> {
-        if d.out != self.rows || d.k != self.cols || d.ws != self.stride {
-            return Err(Error::OutputLength { expected: self.rows, got: d.out });
-        }
-        match self.weights {
-            Weights::F32(w) => kernels::matmul(x, w, y, d),
-            Weights::F16(w) => kernels::matmul(x, w, y, d),
-            Weights::Bf16(w) => kernels::matmul(x, w, y, d),
-        }
-    }
+/// The bytes of a tensor as elements of `T`, read in place.
+fn cast<T: bytemuck::AnyBitPattern>(bytes: &[u8]) -> Result<&[T], Error> {
+    bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned)
 }
 
 fn widen<E: kernels::Element>(src: &[E], out: &mut [f32]) {
@@ -181,7 +241,7 @@ impl<'a> Model<'a> {
         if header.arena_bytes != config.arena_bytes() as u64 {
             return Err(Error::InvalidHeader("arena_bytes does not match the configuration"));
         }
-        let layout = TensorLayout::new(config);
+        let layout = TensorLayout::of(config, header.activations);
         if header.tensor_count as usize != layout.count() {
             return Err(Error::InvalidHeader("tensor_count does not match the configuration"));
         }
@@ -208,13 +268,14 @@ impl<'a> Model<'a> {
             return Err(fail(TensorProblem::UnexpectedId { expected: spec.id.code(), found: entry.id }));
         }
         let dtype = DType::from_code(entry.dtype).ok_or(fail(TensorProblem::DType))?;
-        if spec.always_f32() && dtype != DType::F32 {
+        if !spec.allows(dtype) {
             return Err(fail(TensorProblem::DType));
         }
         if !entry.matches_shape(&spec) {
             return Err(fail(TensorProblem::Shape));
         }
-        let bytes = (spec.elements() as u64).checked_mul(dtype.size() as u64);
+        let (rows, cols) = spec.rows_cols();
+        let bytes = dtype.bytes(rows, cols).map(|b| b as u64);
         if bytes != Some(entry.len) {
             return Err(fail(TensorProblem::Length));
         }
@@ -237,15 +298,22 @@ impl<'a> Model<'a> {
         let len = usize::try_from(entry.len).map_err(|_| fail(TensorProblem::OutOfBounds))?;
         let end = start.checked_add(len).ok_or(fail(TensorProblem::OutOfBounds))?;
         let bytes = self.blob.get(start..end).ok_or(fail(TensorProblem::OutOfBounds))?;
+        let (rows, cols) = spec.rows_cols();
         let weights = match DType::from_code(entry.dtype) {
-            Some(DType::F32) => Weights::F32(bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned)?),
-            Some(DType::F16) => Weights::F16(bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned)?),
-            Some(DType::Bf16) => Weights::Bf16(bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned)?),
+            Some(DType::F32) => Weights::F32(cast(bytes)?),
+            Some(DType::F16) => Weights::F16(cast(bytes)?),
+            Some(DType::Bf16) => Weights::Bf16(cast(bytes)?),
+            Some(DType::I32) => Weights::I32(cast(bytes)?),
+            Some(DType::I8) => {
+                let (scales, values) = bytes.split_at_checked(rows * 4).ok_or(fail(TensorProblem::Length))?;
+                Weights::I8 { scales: cast(scales)?, values: bytemuck::cast_slice(values) }
+            }
+            Some(DType::Q4) => {
+                let blocks = rows * cols.div_ceil(Q4_BLOCK);
+                let (scales, nibbles) = bytes.split_at_checked(blocks * 2).ok_or(fail(TensorProblem::Length))?;
+                Weights::Q4 { scales: cast(scales)?, nibbles }
+            }
             None => return Err(fail(TensorProblem::DType)),
-        };
-        let (rows, cols) = match spec.rank {
-            1 => (1, spec.shape[0] as usize),
-            _ => (spec.shape[0] as usize, spec.shape[1] as usize),
         };
         Ok(Matrix { rows, cols, weights })
     }

@@ -2,6 +2,7 @@
 
 use crate::blob::{LayerPart, Level, TensorId};
 use crate::config::{ArenaPlan, Config, HaltRule, ModelKind, PosEncoding};
+use crate::fixed::{self, LayerSite, Observer, Sites};
 use crate::kernels;
 use crate::model::{Matrix, Model, Weights};
 use crate::Error;
@@ -69,6 +70,9 @@ pub struct Session<'m, 'a> {
     loaded: bool,
     segments: u32,
     q: [f32; 2],
+    /// The integer forward pass, for a blob with fixed-point activations (then every buffer
+    /// above holds `i32`s).
+    fixed: Option<fixed::Forward<'m>>,
 }
 
 fn split(buf: &mut [f32], at: usize) -> Result<(&mut [f32], &mut [f32]), Error> {
@@ -90,7 +94,11 @@ impl<'m, 'a> Session<'m, 'a> {
         let (input, rest) = split(rest, logits - input)?;
         let (logits, rest) = split(rest, scratch - logits)?;
         let (scratch, _) = split(rest, scratch_len)?;
-        Ok(Session { model, config, z_h, z_l, input, logits, scratch, loaded: false, segments: 0, q: [0.0; 2] })
+        let fixed = match model.header().activations {
+            crate::Activations::F32 => None,
+            crate::Activations::Fixed => Some(fixed::Forward::new(model)?),
+        };
+        Ok(Session { model, config, z_h, z_l, input, logits, scratch, loaded: false, segments: 0, q: [0.0; 2], fixed })
     }
 
     pub fn model(&self) -> &Model<'m> {
@@ -110,6 +118,12 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         if puzzle_id >= c.num_puzzle_identifiers {
             return Err(Error::InvalidPuzzleId { id: puzzle_id, count: c.num_puzzle_identifiers });
+        }
+        if let Some(forward) = self.fixed {
+            forward.embed(tokens, puzzle_id, &mut self.integers())?;
+            self.segments = 0;
+            self.loaded = true;
+            return Ok(());
         }
         let h = c.hidden_size as usize;
         let prefix = c.puzzle_emb_len as usize;
@@ -149,25 +163,63 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
+    /// The buffers as the integer path sees them.
+    fn integers(&mut self) -> fixed::State<'_> {
+        fixed::State {
+            z_h: bytemuck::cast_slice_mut(self.z_h),
+            z_l: bytemuck::cast_slice_mut(self.z_l),
+            input: bytemuck::cast_slice_mut(self.input),
+            logits: bytemuck::cast_slice_mut(self.logits),
+            scratch: bytemuck::cast_slice_mut(self.scratch),
+        }
+    }
+
     /// Runs one ACT segment from the current carry and computes its logits and Q values.
     pub fn step(&mut self) -> Result<SegmentOutcome, Error> {
+        self.step_observed(&mut fixed::Ignore)
+    }
+
+    /// [`Session::step`], showing `observer` the activations at every [`Sites`] site (`f32`
+    /// blobs only; the converter calibrates the fixed-point formats with it).
+    pub fn step_observed(&mut self, observer: &mut dyn Observer) -> Result<SegmentOutcome, Error> {
         if !self.loaded {
             return Err(Error::NotReset);
         }
+        if let Some(forward) = self.fixed {
+            let o = forward.step(&mut self.integers())?;
+            let index = self.segments;
+            self.segments = self.segments.saturating_add(1);
+            // The only floating-point operations of a fixed-point session: the Q values as
+            // numbers for the caller (the halting decision was taken on the integers).
+            self.q = [fixed_to_f32(o.q_halt, o.frac), fixed_to_f32(o.q_continue, o.frac)];
+            return Ok(SegmentOutcome {
+                index,
+                q_halt: self.q[0],
+                q_continue: self.q[1],
+                halt_requested: o.halt_requested,
+                at_max: self.segments >= self.config.halt_max_steps,
+            });
+        }
         let c = self.config;
-        let net = Net { model: &self.model, config: &c };
+        let sites = Sites::new(&c);
+        let net = Net { model: &self.model, config: &c, sites };
         // TRM has one network for both roles; HRM's H role has its own.
         let h_level = match c.kind {
             ModelKind::Hrm => Level::H,
             ModelKind::Trm => Level::L,
         };
+        if self.segments == 0 {
+            observer.observe(Sites::STATE, self.input);
+        }
         for _ in 0..c.h_cycles {
             for _ in 0..c.l_cycles {
                 kernels::add_sum_assign(self.z_l, self.z_h, self.input);
-                net.module(Level::L, self.z_l, self.scratch)?;
+                observer.observe(Sites::STATE, self.z_l);
+                net.module(Level::L, self.z_l, self.scratch, observer)?;
             }
             kernels::add_assign(self.z_h, self.z_l);
-            net.module(h_level, self.z_h, self.scratch)?;
+            observer.observe(Sites::STATE, self.z_h);
+            net.module(h_level, self.z_h, self.scratch, observer)?;
         }
 
         let h = c.hidden_size as usize;
@@ -181,6 +233,8 @@ impl<'m, 'a> Session<'m, 'a> {
         for (i, q) in self.q.iter_mut().enumerate() {
             *q += bias.get(i).unwrap_or(0.0);
         }
+        observer.observe(Sites::LOGITS, self.logits);
+        observer.observe(Sites::Q, &self.q);
 
         let index = self.segments;
         self.segments = self.segments.saturating_add(1);
@@ -212,9 +266,32 @@ impl<'m, 'a> Session<'m, 'a> {
         self.segments
     }
 
-    /// Logits of the latest segment, `[seq_len, vocab_size]` row-major.
+    /// Logits of the latest segment, `[seq_len, vocab_size]` row-major, of an `f32` blob
+    /// (empty for a fixed-point blob: see [`Session::logits_into`]).
     pub fn logits(&self) -> &[f32] {
+        if self.fixed.is_some() {
+            return &[];
+        }
         self.logits
+    }
+
+    /// Writes the logits of the latest segment into `out` (`seq_len · vocab_size` values),
+    /// converting them from fixed point for a fixed-point blob.
+    pub fn logits_into(&self, out: &mut [f32]) -> Result<(), Error> {
+        if out.len() != self.logits.len() {
+            return Err(Error::OutputLength { expected: self.logits.len(), got: out.len() });
+        }
+        match self.fixed {
+            None => out.copy_from_slice(self.logits),
+            Some(forward) => {
+                let frac = forward.format(Sites::LOGITS);
+                let ints: &[i32] = bytemuck::cast_slice(self.logits);
+                for (o, &v) in out.iter_mut().zip(ints) {
+                    *o = fixed_to_f32(v, frac);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn q_halt(&self) -> f32 {
@@ -225,13 +302,19 @@ impl<'m, 'a> Session<'m, 'a> {
         self.q[1]
     }
 
-    /// The carry `z_H`, `[S, h]` (prefix rows first).
+    /// The carry `z_H`, `[S, h]` (prefix rows first); empty for a fixed-point blob.
     pub fn z_h(&self) -> &[f32] {
+        if self.fixed.is_some() {
+            return &[];
+        }
         self.z_h
     }
 
-    /// The carry `z_L`, `[S, h]`.
+    /// The carry `z_L`, `[S, h]`; empty for a fixed-point blob.
     pub fn z_l(&self) -> &[f32] {
+        if self.fixed.is_some() {
+            return &[];
+        }
         self.z_l
     }
 
@@ -239,6 +322,9 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn predictions(&self, out: &mut [u32]) -> Result<(), Error> {
         let v = self.config.vocab_size as usize;
         let n = self.config.seq_len as usize;
+        if let Some(forward) = self.fixed {
+            return forward.predictions(bytemuck::cast_slice(self.logits), out);
+        }
         if out.len() != n {
             return Err(Error::OutputLength { expected: n, got: out.len() });
         }
@@ -253,6 +339,7 @@ impl<'m, 'a> Session<'m, 'a> {
 struct Net<'r, 'm> {
     model: &'r Model<'m>,
     config: &'r Config,
+    sites: Sites,
 }
 
 impl Net<'_, '_> {
@@ -261,19 +348,30 @@ impl Net<'_, '_> {
         self.model.tensor(TensorId::Layer { level, layer, part })
     }
 
+    /// The calibration site of `layer` of `level` (H layers first, then L).
+    fn site(&self, level: Level, layer: u32, site: LayerSite) -> usize {
+        let index = match level {
+            Level::H => layer as usize,
+            Level::L => self.config.h_module_layers() as usize + layer as usize,
+        };
+        self.sites.layer(index, site)
+    }
+
     /// `z ← blocks(z)`; the caller has already added the input injection.
-    fn module(&self, level: Level, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+    fn module(&self, level: Level, z: &mut [f32], scratch: &mut [f32], obs: &mut dyn Observer) -> Result<(), Error> {
         let layers = match level {
             Level::H => self.config.h_layers,
             Level::L => self.config.l_layers,
         };
         for layer in 0..layers {
             if self.config.has_attention() {
-                self.attention(level, layer, z, scratch)?;
+                self.attention(level, layer, z, scratch, obs)?;
             } else {
-                self.token_mix(level, layer, z, scratch)?;
+                self.token_mix(level, layer, z, scratch, obs)?;
             }
-            self.channel_mlp(level, layer, z, scratch)?;
+            obs.observe(Sites::STATE, z);
+            self.channel_mlp(level, layer, z, scratch, obs)?;
+            obs.observe(Sites::STATE, z);
         }
         Ok(())
     }
@@ -281,7 +379,14 @@ impl Net<'_, '_> {
     /// `z ← rms_norm(z + attention(z))`. Every product covers all positions at once, so each
     /// weight matrix is read once: Q, K and Vᵀ, then the scores of a block of query rows per head,
     /// the heads' outputs, and one output projection.
-    fn attention(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+    fn attention(
+        &self,
+        level: Level,
+        layer: u32,
+        z: &mut [f32],
+        scratch: &mut [f32],
+        obs: &mut dyn Observer,
+    ) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = c.positions();
@@ -317,6 +422,10 @@ impl Net<'_, '_> {
                 }
             }
         }
+        let site_in = self.site(level, layer, LayerSite::MixerIn);
+        obs.observe(site_in, q);
+        obs.observe(site_in, k);
+        obs.observe(site_in, vt);
 
         let scale = 1.0 / libm::sqrtf(hd as f32);
         for head in 0..c.num_heads as usize {
@@ -339,8 +448,10 @@ impl Net<'_, '_> {
                 kernels::matmul(scores, vt_rows, out, d)?;
             }
         }
+        obs.observe(self.site(level, layer, LayerSite::MixerAct), heads_out);
         // The projection goes into Q's buffer, free by now.
         wo.matmul(heads_out, h, q, h, s)?;
+        obs.observe(self.site(level, layer, LayerSite::MixerOut), q);
         for (x, p) in z.chunks_exact_mut(h).zip(q.chunks_exact(h)) {
             kernels::add_assign(x, p);
             kernels::rms_norm(x, c.rms_norm_eps);
@@ -350,7 +461,14 @@ impl Net<'_, '_> {
 
     /// TRM `mlp_t`: for every channel, `column ← rms_norm(column + swiglu_S(column))` where the
     /// column is that channel over all S positions: a SwiGLU over the transposed state.
-    fn token_mix(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+    fn token_mix(
+        &self,
+        level: Level,
+        layer: u32,
+        z: &mut [f32],
+        scratch: &mut [f32],
+        obs: &mut dyn Observer,
+    ) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = c.positions();
@@ -359,7 +477,8 @@ impl Net<'_, '_> {
         let (columns, rest) = split(scratch, h * s)?;
         let (proj, rest) = split(rest, h * s)?;
         kernels::transpose(z, s, h, columns);
-        swiglu_rows(*c, &wgu, &wd, c.mlp_t_inter, columns, h, proj, rest)?;
+        let site = self.site(level, layer, LayerSite::MixerIn);
+        swiglu_rows(*c, &wgu, &wd, c.mlp_t_inter, columns, h, proj, rest, (obs, site))?;
         for (column, p) in columns.chunks_exact_mut(s).zip(proj.chunks_exact(s)) {
             kernels::add_assign(column, p);
             kernels::rms_norm(column, c.rms_norm_eps);
@@ -369,14 +488,22 @@ impl Net<'_, '_> {
     }
 
     /// `z ← rms_norm(z + swiglu(z))` over all rows.
-    fn channel_mlp(&self, level: Level, layer: u32, z: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+    fn channel_mlp(
+        &self,
+        level: Level,
+        layer: u32,
+        z: &mut [f32],
+        scratch: &mut [f32],
+        obs: &mut dyn Observer,
+    ) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = z.len() / h;
         let wgu = self.layer(level, layer, LayerPart::GateUp)?;
         let wd = self.layer(level, layer, LayerPart::Down)?;
         let (proj, rest) = split(scratch, s * h)?;
-        swiglu_rows(*c, &wgu, &wd, c.mlp_inter, z, s, proj, rest)?;
+        let site = self.site(level, layer, LayerSite::MlpIn);
+        swiglu_rows(*c, &wgu, &wd, c.mlp_inter, z, s, proj, rest, (obs, site))?;
         for (x, p) in z.chunks_exact_mut(h).zip(proj.chunks_exact(h)) {
             kernels::add_assign(x, p);
             kernels::rms_norm(x, c.rms_norm_eps);
@@ -397,7 +524,10 @@ fn swiglu_rows(
     rows: usize,
     out: &mut [f32],
     scratch: &mut [f32],
+    (obs, site): (&mut dyn Observer, usize),
 ) -> Result<(), Error> {
+    // The three sites of a SwiGLU follow each other: gate and up, activation, output.
+    let (site_gu, site_act, site_out) = (site, site + 1, site + 2);
     let width = gate_up.cols;
     let out_width = down.rows;
     let inter = inter as usize;
@@ -411,6 +541,11 @@ fn swiglu_rows(
             let n = b.min(inter - start);
             gate_up.rows(start, n)?.matmul(x, width, gu, 2 * b, rows)?;
             gate_up.rows(inter + start, n)?.matmul(x, width, gu.get_mut(b..).unwrap_or(&mut []), 2 * b, rows)?;
+            for row in gu.chunks_exact(2 * b).take(rows) {
+                let (g, u) = row.split_at(b);
+                obs.observe(site_gu, g.get(..n).unwrap_or(&[]));
+                obs.observe(site_gu, u.get(..n).unwrap_or(&[]));
+            }
             for (row, a) in gu.chunks_exact(2 * b).zip(act.chunks_exact_mut(inter)).take(rows) {
                 let (g, u) = row.split_at(b);
                 let a = a.get_mut(start..start + n).unwrap_or(&mut []);
@@ -419,7 +554,10 @@ fn swiglu_rows(
                 }
             }
         }
-        down.matmul(act, inter, out, out_width, rows)
+        obs.observe(site_act, act);
+        down.matmul(act, inter, out, out_width, rows)?;
+        obs.observe(site_out, out.get(..rows * out_width).unwrap_or(&[]));
+        Ok(())
     } else {
         // A block of rows at a time through the whole SwiGLU.
         let (gu, _) = split(scratch, block * 2 * inter)?;
@@ -427,10 +565,18 @@ fn swiglu_rows(
             let n = block.min(rows - start);
             gate_up.matmul(x.get(start * width..).unwrap_or(&[]), width, gu, 2 * inter, n)?;
             for row in gu.chunks_exact_mut(2 * inter).take(n) {
-                kernels::swiglu(row);
+                obs.observe(site_gu, row);
+                obs.observe(site_act, kernels::swiglu(row));
             }
-            down.matmul(gu, 2 * inter, out.get_mut(start * out_width..).unwrap_or(&mut []), out_width, n)?;
+            let out = out.get_mut(start * out_width..).unwrap_or(&mut []);
+            down.matmul(gu, 2 * inter, out, out_width, n)?;
+            obs.observe(site_out, out.get(..n * out_width).unwrap_or(&[]));
         }
         Ok(())
     }
+}
+
+/// `v · 2^-frac` as a number.
+fn fixed_to_f32(v: i32, frac: i32) -> f32 {
+    v as f32 * f32::from_bits(((127 - frac).clamp(1, 254) as u32) << 23)
 }

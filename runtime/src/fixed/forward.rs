@@ -1,0 +1,603 @@
+//! The integer-only forward pass: the same computation as the `f32` one in `session.rs`, with
+//! every activation a fixed-point integer.
+//!
+//! Conventions (TFLM / CMSIS-NN style):
+//! - an activation at a site with `f` fraction bits is `round(v · 2^f)`, saturated to ±32767
+//!   (held in the arena's 32-bit slots, so the arena plan is the `f32` one);
+//! - a product with `int8` weights accumulates `i16 × i8` in `i32` (in chunks short enough that
+//!   it cannot overflow) and then `i64`; the row's `f32` scale is read as an exact integer
+//!   mantissa and a power of two ([`decompose_f32`]), so requantisation is one integer multiply
+//!   and a rounding shift;
+//! - RMSNorm divides by an integer square root, SiLU uses a sigmoid table, softmax an `e^-x`
+//!   table, RoPE the stored table converted to Q15.
+//!
+//! Nothing here uses a floating-point instruction: the results are the same integers on every
+//! platform. `f32` values stored in the blob (scales, `H_init`, biases, the rotary table, the
+//! norm's epsilon) are only ever read as bits.
+
+use super::math::{decompose_f32, exp_neg_q30, fixed_from_f32_bits, mul_pow2_round, rsqrt, shift_round, sigmoid_q15};
+use super::{LayerSite, Sites, MAX_FRAC, MIN_FRAC};
+use crate::blob::{LayerPart, Level, TensorId, TensorLayout};
+use crate::config::{Config, HaltRule, ModelKind, PosEncoding};
+use crate::kernels::{check_matmul, Dims};
+use crate::model::{Matrix, Model, Weights};
+use crate::{Activations, DType, Error};
+
+/// The saturation bound of a stored activation.
+const ACT_MAX: i64 = 32767;
+/// Elements per `i32` partial sum of a dot product: `256 · 32767 · 127 < 2^31`.
+const DOT_CHUNK: usize = 256;
+/// `round(2^30 / √2)`: the reference's scale of `embedding + position` in Q30.
+const FRAC_1_SQRT_2_Q30: i64 = 759_250_125;
+/// Extra fraction bits of the embedding before its final rounding.
+const EMBED_EXTRA: i32 = 16;
+
+fn sat16(v: i64) -> i32 {
+    v.clamp(-ACT_MAX, ACT_MAX) as i32
+}
+
+fn sat32(v: i64) -> i32 {
+    v.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32
+}
+
+/// `v` from `from` to `to` fraction bits, rounded.
+fn rescale(v: i64, from: i32, to: i32) -> i64 {
+    shift_round(v as i128, from - to)
+}
+
+/// What one segment of the integer path produced: the Q head's two values with `frac`
+/// fraction bits, and the halting decision taken on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedOutcome {
+    pub q_halt: i32,
+    pub q_continue: i32,
+    pub frac: i32,
+    pub halt_requested: bool,
+}
+
+/// The integer forward pass of a fixed-point blob, over buffers the session carves from its
+/// arena (the `f32` plan, each slot an `i32`).
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'m> {
+    model: Model<'m>,
+    config: Config,
+    sites: Sites,
+    formats: &'m [i32],
+}
+
+/// The buffers of a session, as integers.
+pub struct State<'b> {
+    pub z_h: &'b mut [i32],
+    pub z_l: &'b mut [i32],
+    pub input: &'b mut [i32],
+    pub logits: &'b mut [i32],
+    pub scratch: &'b mut [i32],
+}
+
+fn split(buf: &mut [i32], at: usize) -> Result<(&mut [i32], &mut [i32]), Error> {
+    buf.split_at_mut_checked(at).ok_or(Error::ArenaTooSmall { needed: at, got: 0 })
+}
+
+/// Which of the `i16` or wider `i32` range a product's results saturate to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Range {
+    Activation,
+    Wide,
+}
+
+impl<'m> Forward<'m> {
+    /// Checks that the blob is a fixed-point one this path can run: every matrix `int8`, every
+    /// vector and the rotary table `f32`, and a format per site within range.
+    pub fn new(model: Model<'m>) -> Result<Forward<'m>, Error> {
+        let config = *model.config();
+        if model.header().activations != Activations::Fixed {
+            return Err(Error::InvalidHeader("not a fixed-point blob"));
+        }
+        let layout = TensorLayout::of(config, Activations::Fixed);
+        for index in 0..layout.count() {
+            let spec = layout.spec(index).ok_or(Error::InvalidHeader("tensor table layout"))?;
+            let entry = model.entry(index)?;
+            let want = match spec.id {
+                TensorId::ActivationFormats => DType::I32,
+                TensorId::RopeCos | TensorId::RopeSin => DType::F32,
+                _ if spec.rank == 1 => DType::F32,
+                _ => DType::I8,
+            };
+            if entry.dtype != want.code() {
+                return Err(Error::InvalidHeader("a fixed-point blob stores matrices as int8 and vectors as f32"));
+            }
+        }
+        let formats = match model.tensor(TensorId::ActivationFormats)?.weights {
+            Weights::I32(f) => f,
+            _ => return Err(Error::InvalidHeader("activation formats must be i32")),
+        };
+        if formats.iter().any(|f| !(MIN_FRAC..=MAX_FRAC).contains(f)) {
+            return Err(Error::InvalidHeader("activation format out of range"));
+        }
+        Ok(Forward { model, config, sites: Sites::new(&config), formats })
+    }
+
+    /// Fraction bits of `site`.
+    pub fn format(&self, site: usize) -> i32 {
+        self.formats.get(site).copied().unwrap_or(0)
+    }
+
+    fn layer(&self, level: Level, layer: u32, part: LayerPart) -> Result<Matrix<'m>, Error> {
+        let layer = u16::try_from(layer).map_err(|_| Error::InvalidHeader("layer index"))?;
+        self.model.tensor(TensorId::Layer { level, layer, part })
+    }
+
+    /// The site index of `layer` of `level` (H layers first, then L).
+    fn site(&self, level: Level, layer: u32, site: LayerSite) -> usize {
+        let index = match level {
+            Level::H => layer as usize,
+            Level::L => self.config.h_module_layers() as usize + layer as usize,
+        };
+        self.sites.layer(index, site)
+    }
+
+    /// Embeds an example (already checked by the session) and resets the carry.
+    pub fn embed(&self, tokens: &[u32], puzzle_id: u32, st: &mut State<'_>) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let prefix = c.puzzle_emb_len as usize;
+        let fz = self.format(Sites::STATE);
+        // √h in Q16, exact for square h.
+        let sqrt_h = super::math::isqrt_u64((h as u64) << 32) as i64;
+        let hi = fz + EMBED_EXTRA;
+        let tok = self.model.tensor(TensorId::TokenEmbedding)?;
+        let puzzle = if c.puzzle_emb_ndim > 0 { Some(self.model.tensor(TensorId::PuzzleEmbedding)?) } else { None };
+        let pos = match c.pos_encoding {
+            PosEncoding::Learned => Some(self.model.tensor(TensorId::PositionEmbedding)?),
+            _ => None,
+        };
+        for (p, row) in st.input.chunks_exact_mut(h).enumerate() {
+            for (i, x) in row.iter_mut().enumerate() {
+                // The value times √h, with `hi` fraction bits.
+                let mut v = if p < prefix {
+                    match puzzle {
+                        Some(m) if p * h + i < m.cols => element(&m, puzzle_id as usize, p * h + i, sqrt_h, hi)?,
+                        _ => 0,
+                    }
+                } else {
+                    let token = *tokens.get(p - prefix).ok_or(Error::InputLength { expected: 0, got: 0 })?;
+                    element(&tok, token as usize, i, sqrt_h, hi)?
+                };
+                if let Some(pos) = pos {
+                    v = shift_round((v + element(&pos, p, i, sqrt_h, hi)?) as i128 * FRAC_1_SQRT_2_Q30 as i128, 30);
+                }
+                *x = sat16(rescale(v, hi, fz));
+            }
+        }
+        let init = |id, out: &mut [i32]| -> Result<(), Error> {
+            let m = self.model.tensor(id)?;
+            let Weights::F32(v) = m.weights else { return Err(Error::InvalidHeader("init vectors must be f32")) };
+            for row in out.chunks_exact_mut(h) {
+                for (o, x) in row.iter_mut().zip(v) {
+                    *o = sat16(i64::from(fixed_from_f32_bits(x.to_bits(), fz).unwrap_or(0)));
+                }
+            }
+            Ok(())
+        };
+        init(TensorId::HInit, st.z_h)?;
+        init(TensorId::LInit, st.z_l)?;
+        Ok(())
+    }
+
+    /// One ACT segment from the current carry: the logits (format [`Sites::LOGITS`]) and Q.
+    pub fn step(&self, st: &mut State<'_>) -> Result<FixedOutcome, Error> {
+        let c = self.config;
+        let h_level = match c.kind {
+            ModelKind::Hrm => Level::H,
+            ModelKind::Trm => Level::L,
+        };
+        for _ in 0..c.h_cycles {
+            for _ in 0..c.l_cycles {
+                for ((l, &hv), &x) in st.z_l.iter_mut().zip(st.z_h.iter()).zip(st.input.iter()) {
+                    *l = sat16(i64::from(*l) + i64::from(hv) + i64::from(x));
+                }
+                self.module(Level::L, st.z_l, st.scratch)?;
+            }
+            for (hv, &l) in st.z_h.iter_mut().zip(st.z_l.iter()) {
+                *hv = sat16(i64::from(*hv) + i64::from(l));
+            }
+            self.module(h_level, st.z_h, st.scratch)?;
+        }
+
+        let h = c.hidden_size as usize;
+        let prefix = c.puzzle_emb_len as usize;
+        let (fz, fl, fq) = (self.format(Sites::STATE), self.format(Sites::LOGITS), self.format(Sites::Q));
+        let lm = self.model.tensor(TensorId::LmHead)?;
+        let token_rows = st.z_h.get(prefix * h..).unwrap_or(&[]);
+        let v = c.vocab_size as usize;
+        linear(&lm, token_rows, h, st.logits, v, c.seq_len as usize, fz, fl, Range::Wide)?;
+        let mut q = [0i32; 2];
+        let first = st.z_h.get(..h).ok_or(Error::NotReset)?;
+        linear(&self.model.tensor(TensorId::QHeadWeight)?, first, h, &mut q, 2, 1, fz, fq, Range::Wide)?;
+        let Weights::F32(bias) = self.model.tensor(TensorId::QHeadBias)?.weights else {
+            return Err(Error::InvalidHeader("q_head.bias must be f32"));
+        };
+        for (q, b) in q.iter_mut().zip(bias) {
+            *q = sat32(i64::from(*q) + i64::from(fixed_from_f32_bits(b.to_bits(), fq).unwrap_or(0)));
+        }
+        let [q_halt, q_continue] = q;
+        let halt_requested = match c.halt_rule {
+            HaltRule::HaltOverContinue => q_halt > q_continue,
+            HaltRule::HaltPositive => q_halt > 0,
+        };
+        Ok(FixedOutcome { q_halt, q_continue, frac: fq, halt_requested })
+    }
+
+    /// `z ← blocks(z)`.
+    fn module(&self, level: Level, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+        let layers = match level {
+            Level::H => self.config.h_layers,
+            Level::L => self.config.l_layers,
+        };
+        for layer in 0..layers {
+            if self.config.has_attention() {
+                self.attention(level, layer, z, scratch)?;
+            } else {
+                self.token_mix(level, layer, z, scratch)?;
+            }
+            self.channel_mlp(level, layer, z, scratch)?;
+        }
+        Ok(())
+    }
+
+    /// `z ← rms_norm(z + attention(z))`, laid out as the `f32` path lays it out.
+    fn attention(&self, level: Level, layer: u32, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let s = c.positions();
+        let hd = c.head_dim();
+        let r = c.query_block();
+        let fz = self.format(Sites::STATE);
+        let fin = self.format(self.site(level, layer, LayerSite::MixerIn));
+        let fact = self.format(self.site(level, layer, LayerSite::MixerAct));
+        let fout = self.format(self.site(level, layer, LayerSite::MixerOut));
+        let wqkv = self.layer(level, layer, LayerPart::Qkv)?;
+        let wo = self.layer(level, layer, LayerPart::AttnOut)?;
+
+        let (q, rest) = split(scratch, s * h)?;
+        let (k, rest) = split(rest, s * h)?;
+        let (vt, rest) = split(rest, h * s)?;
+        let (heads_out, rest) = split(rest, s * h)?;
+        let (scores, _) = split(rest, r * s)?;
+
+        let act = Range::Activation;
+        linear(&wqkv.rows(0, h)?, z, h, q, h, s, fz, fin, act)?;
+        linear(&wqkv.rows(h, h)?, z, h, k, h, s, fz, fin, act)?;
+        linear(&wqkv.rows(2 * h, h)?, z, h, heads_out, h, s, fz, fin, act)?;
+        transpose(heads_out, s, h, vt);
+        if c.pos_encoding == PosEncoding::Rope {
+            let half = hd / 2;
+            let (Weights::F32(cos), Weights::F32(sin)) =
+                (self.model.tensor(TensorId::RopeCos)?.weights, self.model.tensor(TensorId::RopeSin)?.weights)
+            else {
+                return Err(Error::InvalidHeader("rotary table must be f32"));
+            };
+            for (((q_row, k_row), cos), sin) in
+                q.chunks_exact_mut(h).zip(k.chunks_exact_mut(h)).zip(cos.chunks_exact(half)).zip(sin.chunks_exact(half))
+            {
+                for head in q_row.chunks_exact_mut(hd).chain(k_row.chunks_exact_mut(hd)) {
+                    rope(head, cos, sin);
+                }
+            }
+        }
+
+        // 1/√head_dim as a multiplier and shift.
+        let (inv_sqrt, inv_shift) = rsqrt(hd as u64);
+        for head in 0..c.num_heads as usize {
+            let off = head * hd;
+            for start in (0..s).step_by(r) {
+                let n = r.min(s - start);
+                for (i, row) in scores.chunks_exact_mut(s).take(n).enumerate() {
+                    let qi = q.get((start + i) * h + off..(start + i) * h + off + hd).unwrap_or(&[]);
+                    // Scores with `fin` fraction bits.
+                    for (j, score) in row.iter_mut().enumerate() {
+                        let kj = k.get(j * h + off..j * h + off + hd).unwrap_or(&[]);
+                        *score = sat32(shift_round(dot_i32(qi, kj) as i128, fin));
+                    }
+                    softmax_q30(row, inv_sqrt, inv_shift, fin);
+                    for d in 0..hd {
+                        let v_row = vt.get((off + d) * s..(off + d + 1) * s).unwrap_or(&[]);
+                        let acc = dot_i32(row, v_row);
+                        if let Some(o) = heads_out.get_mut((start + i) * h + off + d) {
+                            *o = sat16(shift_round(acc as i128, 30 + fin - fact));
+                        }
+                    }
+                }
+            }
+        }
+        linear(&wo, heads_out, h, q, h, s, fact, fout, act)?;
+        for (x, p) in z.chunks_exact_mut(h).zip(q.chunks_exact(h)) {
+            residual_norm(x, p, fout, fz, self.config.rms_norm_eps.to_bits());
+        }
+        Ok(())
+    }
+
+    /// TRM `mlp_t`: the SwiGLU over the sequence axis of every channel.
+    fn token_mix(&self, level: Level, layer: u32, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let s = c.positions();
+        let wgu = self.layer(level, layer, LayerPart::TokenGateUp)?;
+        let wd = self.layer(level, layer, LayerPart::TokenDown)?;
+        let formats = self.swiglu_formats(level, layer, LayerSite::MixerIn);
+        let (columns, rest) = split(scratch, h * s)?;
+        let (proj, rest) = split(rest, h * s)?;
+        transpose(z, s, h, columns);
+        self.swiglu_rows(&wgu, &wd, c.mlp_t_inter, columns, h, proj, rest, formats)?;
+        for (column, p) in columns.chunks_exact_mut(s).zip(proj.chunks_exact(s)) {
+            residual_norm(column, p, formats.3, formats.0, c.rms_norm_eps.to_bits());
+        }
+        transpose(columns, h, s, z);
+        Ok(())
+    }
+
+    /// `z ← rms_norm(z + swiglu(z))` over all rows.
+    fn channel_mlp(&self, level: Level, layer: u32, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+        let c = self.config;
+        let h = c.hidden_size as usize;
+        let s = z.len() / h.max(1);
+        let wgu = self.layer(level, layer, LayerPart::GateUp)?;
+        let wd = self.layer(level, layer, LayerPart::Down)?;
+        let formats = self.swiglu_formats(level, layer, LayerSite::MlpIn);
+        let (proj, rest) = split(scratch, s * h)?;
+        self.swiglu_rows(&wgu, &wd, c.mlp_inter, z, s, proj, rest, formats)?;
+        for (x, p) in z.chunks_exact_mut(h).zip(proj.chunks_exact(h)) {
+            residual_norm(x, p, formats.3, formats.0, c.rms_norm_eps.to_bits());
+        }
+        Ok(())
+    }
+
+    /// `(input, gate/up, activation, output)` formats of a SwiGLU whose first site is `first`.
+    fn swiglu_formats(&self, level: Level, layer: u32, first: LayerSite) -> (i32, i32, i32, i32) {
+        let (gu, act, out) = match first {
+            LayerSite::MixerIn => (LayerSite::MixerIn, LayerSite::MixerAct, LayerSite::MixerOut),
+            _ => (LayerSite::MlpIn, LayerSite::MlpAct, LayerSite::MlpOut),
+        };
+        (
+            self.format(Sites::STATE),
+            self.format(self.site(level, layer, gu)),
+            self.format(self.site(level, layer, act)),
+            self.format(self.site(level, layer, out)),
+        )
+    }
+
+    /// `out = swiglu(x)` for `rows` rows, with the `f32` path's two strategies (the results
+    /// do not depend on which runs: every value is computed by the same integer operations).
+    #[allow(clippy::too_many_arguments)]
+    fn swiglu_rows(
+        &self,
+        gate_up: &Matrix<'_>,
+        down: &Matrix<'_>,
+        inter: u32,
+        x: &[i32],
+        rows: usize,
+        out: &mut [i32],
+        scratch: &mut [i32],
+        (fx, fgu, fact, fout): (i32, i32, i32, i32),
+    ) -> Result<(), Error> {
+        let width = gate_up.cols;
+        let out_width = down.rows;
+        let inter = inter as usize;
+        let block = self.config.block as usize;
+        let act = Range::Activation;
+        if block >= rows {
+            let b = self.config.inter_block(inter as u32);
+            let (a, rest) = split(scratch, rows * inter)?;
+            let (gu, _) = split(rest, rows * 2 * b)?;
+            for start in (0..inter).step_by(b.max(1)) {
+                let n = b.min(inter - start);
+                linear(&gate_up.rows(start, n)?, x, width, gu, 2 * b, rows, fx, fgu, act)?;
+                let up_out = gu.get_mut(b..).unwrap_or(&mut []);
+                linear(&gate_up.rows(inter + start, n)?, x, width, up_out, 2 * b, rows, fx, fgu, act)?;
+                for (row, a) in gu.chunks_exact(2 * b).zip(a.chunks_exact_mut(inter)).take(rows) {
+                    let (g, u) = row.split_at(b);
+                    let a = a.get_mut(start..start + n).unwrap_or(&mut []);
+                    for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
+                        *a = silu_mul(g, u, fgu, fact);
+                    }
+                }
+            }
+            linear(down, a, inter, out, out_width, rows, fact, fout, act)
+        } else {
+            let (gu, _) = split(scratch, block * 2 * inter)?;
+            for start in (0..rows).step_by(block.max(1)) {
+                let n = block.min(rows - start);
+                let xs = x.get(start * width..).unwrap_or(&[]);
+                linear(gate_up, xs, width, gu, 2 * inter, n, fx, fgu, act)?;
+                for row in gu.chunks_exact_mut(2 * inter).take(n) {
+                    let (g, u) = row.split_at_mut(inter);
+                    for (g, &u) in g.iter_mut().zip(u.iter()) {
+                        *g = silu_mul(*g, u, fgu, fact);
+                    }
+                }
+                let o = out.get_mut(start * out_width..).unwrap_or(&mut []);
+                linear(down, gu, 2 * inter, o, out_width, n, fact, fout, act)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The predicted token of every position: the first largest logit, as `torch.argmax`.
+    pub fn predictions(&self, logits: &[i32], out: &mut [u32]) -> Result<(), Error> {
+        let v = self.config.vocab_size as usize;
+        let n = self.config.seq_len as usize;
+        if out.len() != n {
+            return Err(Error::OutputLength { expected: n, got: out.len() });
+        }
+        for (o, row) in out.iter_mut().zip(logits.chunks_exact(v)) {
+            let mut best = 0usize;
+            for (i, &x) in row.iter().enumerate() {
+                if x > row.get(best).copied().unwrap_or(i32::MIN) {
+                    best = i;
+                }
+            }
+            *o = best as u32;
+        }
+        Ok(())
+    }
+}
+
+/// The value of `m[row][col]` times `mul` (an integer with 16 fraction bits) with `frac`
+/// fraction bits: `int8` elements through their row's scale, `f32` ones from their bits.
+fn element(m: &Matrix<'_>, row: usize, col: usize, mul: i64, frac: i32) -> Result<i64, Error> {
+    let missing = Error::OutputLength { expected: col, got: m.cols };
+    let i = row.checked_mul(m.cols).and_then(|r| r.checked_add(col)).ok_or(missing)?;
+    match m.weights {
+        Weights::I8 { scales, values } => {
+            let q = i64::from(*values.get(i).ok_or(missing)?);
+            let (mant, exp) = scale_of(scales, row)?;
+            Ok(mul_pow2_round(q * mul, mant, exp + frac - EMBED_EXTRA))
+        }
+        Weights::F32(v) => {
+            let x = i64::from(fixed_from_f32_bits(v.get(i).ok_or(missing)?.to_bits(), frac - EMBED_EXTRA).unwrap_or(0));
+            Ok(x * mul)
+        }
+        _ => Err(Error::InvalidHeader("a fixed-point blob stores matrices as int8")),
+    }
+}
+
+/// The exact mantissa and exponent of row `row`'s scale.
+fn scale_of(scales: &[f32], row: usize) -> Result<(i32, i32), Error> {
+    let bits = scales.get(row).ok_or(Error::OutputLength { expected: row, got: scales.len() })?.to_bits();
+    decompose_f32(bits).ok_or(Error::InvalidHeader("a weight scale is not finite"))
+}
+
+/// `Σ a[i]·w[i]` for `i16`-range activations and `int8` weights, exact.
+fn dot_i8(w: &[i8], x: &[i32]) -> i64 {
+    let mut total = 0i64;
+    for (wc, xc) in w.chunks(DOT_CHUNK).zip(x.chunks(DOT_CHUNK)) {
+        let mut acc = 0i32;
+        for (&w, &x) in wc.iter().zip(xc) {
+            acc = acc.wrapping_add(i32::from(w).wrapping_mul(x));
+        }
+        total += i64::from(acc);
+    }
+    total
+}
+
+/// `Σ a[i]·b[i]` in `i64` (scores, probabilities times values).
+fn dot_i32(a: &[i32], b: &[i32]) -> i64 {
+    let mut acc = 0i64;
+    for (&x, &y) in a.iter().zip(b) {
+        acc = acc.wrapping_add(i64::from(x) * i64::from(y));
+    }
+    acc
+}
+
+/// `Y = X · Wᵀ` with `int8` `W`: `rows` rows of `X` (`xs` apart, `fx` fraction bits) into
+/// `rows` rows of `Y` (`ys` apart, `fy` fraction bits). Each weight row is read once for all the
+/// rows, as in the `f32` path.
+#[allow(clippy::too_many_arguments)]
+fn linear(
+    w: &Matrix<'_>,
+    x: &[i32],
+    xs: usize,
+    y: &mut [i32],
+    ys: usize,
+    rows: usize,
+    fx: i32,
+    fy: i32,
+    range: Range,
+) -> Result<(), Error> {
+    let Weights::I8 { scales, values } = w.weights else {
+        return Err(Error::InvalidHeader("a fixed-point blob stores matrices as int8"));
+    };
+    let k = w.cols;
+    let d = Dims { rows, out: w.rows, k, xs, ws: k, ys, accumulate: false };
+    check_matmul(x.len(), values.len(), y.len(), d)?;
+    for o in 0..w.rows {
+        let w_row = values.get(o * k..o * k + k).unwrap_or(&[]);
+        let (mant, exp) = scale_of(scales, o)?;
+        for r in 0..rows {
+            let x_row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
+            let v = mul_pow2_round(dot_i8(w_row, x_row), mant, exp + fy - fx);
+            if let Some(out) = y.get_mut(r * ys + o) {
+                *out = match range {
+                    Range::Activation => sat16(v),
+                    Range::Wide => sat32(v),
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `dst[c][r] = src[r][c]` for a row-major `src[rows, cols]`.
+fn transpose(src: &[i32], rows: usize, cols: usize, dst: &mut [i32]) {
+    if cols == 0 {
+        return;
+    }
+    for (r, row) in src.chunks_exact(cols).take(rows).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            if let Some(d) = dst.get_mut(c * rows + r) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// Rotary embedding of one head (halves `[v1, v2]`), the table read as Q15.
+fn rope(v: &mut [i32], cos: &[f32], sin: &[f32]) {
+    let half = v.len() / 2;
+    let (v1, v2) = v.split_at_mut(half);
+    for (((a, b), c), s) in v1.iter_mut().zip(v2.iter_mut()).zip(cos).zip(sin) {
+        let c = i64::from(fixed_from_f32_bits(c.to_bits(), 15).unwrap_or(0));
+        let s = i64::from(fixed_from_f32_bits(s.to_bits(), 15).unwrap_or(0));
+        let (x1, x2) = (i64::from(*a), i64::from(*b));
+        *a = sat16(shift_round((x1 * c - x2 * s) as i128, 15));
+        *b = sat16(shift_round((x2 * c + x1 * s) as i128, 15));
+    }
+}
+
+/// Softmax of one row of scores (`frac` fraction bits, not yet divided by √head_dim, which
+/// `inv_sqrt · 2^-inv_shift` is), in place, as probabilities in Q30.
+fn softmax_q30(row: &mut [i32], inv_sqrt: u64, inv_shift: i32, frac: i32) {
+    let max = row.iter().copied().max().unwrap_or(0);
+    let mut sum = 0u64;
+    for x in row.iter_mut() {
+        let gap = i64::from(max) - i64::from(*x);
+        // (max − x)/√hd with 8 more fraction bits.
+        let t = shift_round(gap as i128 * inv_sqrt as i128, inv_shift - 8).max(0) as u64;
+        let e = if frac + 8 < 0 { 0 } else { exp_neg_q30(t, (frac + 8) as u32) };
+        *x = e as i32;
+        sum += u64::from(e);
+    }
+    // The largest score contributes e^0 = 2^30, so the sum is at least that.
+    let inv_sum = (1u64 << 62) / sum.max(1);
+    for x in row.iter_mut() {
+        *x = ((*x as u64 * inv_sum) >> 32) as i32;
+    }
+}
+
+/// `silu(g) · u` for `g`, `u` with `fgu` fraction bits, into `fact` fraction bits.
+fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
+    let (x, frac) = if fgu < 0 { (i64::from(g) << -fgu, 0) } else { (i64::from(g), fgu as u32) };
+    let sig = i64::from(sigmoid_q15(x, frac));
+    sat16(shift_round(i128::from(i64::from(g) * sig) * i128::from(u), 15 + 2 * fgu - fact))
+}
+
+/// `x ← rms_norm(x + p)`: `x` with `fz` fraction bits, `p` with `fp`; `eps` as `f32` bits.
+fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
+    let n = x.len() as u64;
+    if n == 0 {
+        return;
+    }
+    let mut squares = 0u64;
+    for (x, &p) in x.iter_mut().zip(p) {
+        let t = i64::from(*x) + rescale(i64::from(p), fp, fz);
+        // The sum is kept in the slot until the scale is known (it fits: two `i16`s).
+        *x = sat32(t);
+        squares = squares.saturating_add((t * t) as u64);
+    }
+    let eps = fixed_from_f32_bits(eps, 2 * fz).unwrap_or(0).max(0) as u64;
+    let mean = (squares / n).saturating_add(eps).max(1);
+    let (inv, shift) = rsqrt(mean);
+    for x in x.iter_mut() {
+        *x = sat16(shift_round(i128::from(*x) * i128::from(inv), shift - fz));
+    }
+}

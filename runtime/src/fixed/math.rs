@@ -1,0 +1,799 @@
+//! Integer-only math primitives for the fixed-point forward pass.
+//!
+//! Everything here is pure integer arithmetic on fixed-width types: no floating point, no
+//! allocation and no panics (no unchecked indexing, no division by a possible zero, no
+//! overflow), so a Cortex-M0 without an FPU and a desktop CPU give bit-identical results.
+//!
+//! Conventions shared by every function:
+//! - a fixed-point number with `f` fraction bits holds the integer `round(v · 2^f)`;
+//! - rounding is to nearest, ties away from zero (`2.5 → 3`, `-2.5 → -3`), see [`shift_round`];
+//! - results that do not fit saturate to the bounds of the result type.
+//!
+//! The sigmoid and the exponential read const tables (sampled every 1/16) and interpolate
+//! between entries with a curvature-corrected, monotone scheme, see `interp_segment`.
+#![cfg_attr(not(test), deny(clippy::float_arithmetic))]
+
+/// Fraction bits beyond which the table functions first drop input bits (see [`sigmoid_q15`]):
+/// 40 bits resolve `t` to 2^-40, far finer than any output step, and keep every intermediate
+/// product below 2^113.
+const MAX_TABLE_FRAC: u32 = 40;
+
+/// Exact decomposition of an f32 given by its bits: value = mantissa × 2^exponent with
+/// |mantissa| < 2^24 and the sign carried by the mantissa.
+///
+/// Normal numbers give the 24-bit significand (implicit bit included) and an exponent in
+/// [-149, 104]; subnormals give their 23-bit fraction and exponent -149, so they are exact too.
+/// The mantissa is not normalised (trailing zero bits are kept). Zero of either sign gives
+/// `Some((0, 0))`; infinities and NaNs give `None`.
+pub fn decompose_f32(bits: u32) -> Option<(i32, i32)> {
+    let biased = ((bits >> 23) & 0xff) as i32;
+    let fraction = (bits & 0x7f_ffff) as i32;
+    let (magnitude, exponent) = match biased {
+        0xff => return None,
+        // Subnormals have no implicit leading bit and the exponent of the smallest normal.
+        0 => (fraction, -149),
+        _ => (fraction | 0x80_0000, biased - 150),
+    };
+    if magnitude == 0 {
+        return Some((0, 0));
+    }
+    let mantissa = if bits >> 31 == 1 { -magnitude } else { magnitude };
+    Some((mantissa, exponent))
+}
+
+/// A sign and a magnitude as an i64, saturating: magnitudes above the range give `i64::MAX`
+/// or `i64::MIN` (-2^63 itself is exact).
+fn saturate(negative: bool, magnitude: u128) -> i64 {
+    match (negative, i64::try_from(magnitude)) {
+        (false, Ok(m)) => m,
+        (false, Err(_)) => i64::MAX,
+        (true, Ok(m)) => -m,
+        (true, Err(_)) => i64::MIN,
+    }
+}
+
+/// `round(v / 2^shift)` for `shift > 0`, rounding half away from zero; `v · 2^(-shift)` for
+/// `shift <= 0`. The result saturates to the i64 range.
+///
+/// Exact for every `v` and every `shift` (no intermediate overflow): for `shift >= 129` the
+/// quotient is below 1/4 and the result is 0; for `shift` in 127..=128 it is -1, 0 or 1 (for
+/// example `shift_round(i128::MIN, 128) == -1`, since -1/2 rounds away from zero). A nonzero `v`
+/// with `shift <= -64` always saturates.
+pub fn shift_round(v: i128, shift: i32) -> i64 {
+    // Work on the magnitude so that v and -v round symmetrically (half away from zero);
+    // |i128::MIN| = 2^127 fits u128.
+    let magnitude = v.unsigned_abs();
+    let s = shift.unsigned_abs();
+    let rounded = if shift > 0 {
+        if s > 128 {
+            0
+        } else {
+            // floor((floor(|v| / 2^(s-1)) + 1) / 2) = floor(|v| / 2^s + 1/2); s - 1 <= 127.
+            // halves <= 2^127, so + 1 cannot overflow.
+            let halves = magnitude >> (s - 1);
+            (halves + 1) >> 1
+        }
+    } else if magnitude == 0 {
+        0
+    } else if s >= 64 || magnitude >> 64 != 0 {
+        // At least 2^64: beyond i64 whatever the sign; u128::MAX just marks "saturate".
+        u128::MAX
+    } else {
+        // |v| < 2^64 and s < 64: the product stays below 2^128.
+        magnitude << s
+    };
+    saturate(v < 0, rounded)
+}
+
+/// `round(v × m × 2^e)`, rounding half away from zero, saturating to the i64 range.
+///
+/// The product `v × m` is exact in i128 (|v × m| <= 2^94), then scaled by [`shift_round`], so the
+/// result is exact for every `e` (`e = i32::MIN` and very negative `e` give 0; very positive `e`
+/// with a nonzero product saturate).
+pub fn mul_pow2_round(v: i64, m: i32, e: i32) -> i64 {
+    // saturating_neg maps i32::MIN to i32::MAX: both shifts are far past the 2^94 product.
+    shift_round(i128::from(v) * i128::from(m), e.saturating_neg())
+}
+
+/// `round(value × 2^frac)` of the f32 with these bits, rounding half away from zero and
+/// saturating to the i32 range; `None` for infinities and NaNs. Any `frac` is allowed,
+/// negative ones included (`-0.0` gives 0).
+pub fn fixed_from_f32_bits(bits: u32, frac: i32) -> Option<i32> {
+    let (mantissa, exponent) = decompose_f32(bits)?;
+    // exponent is in [-149, 104]; the saturating add only acts when |frac| is near 2^31,
+    // where the result is 0 or saturated either way.
+    let v = mul_pow2_round(i64::from(mantissa), 1, exponent.saturating_add(frac));
+    Some(i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX }))
+}
+
+/// `floor(sqrt(n))`, exact for every u64 (`isqrt_u64(u64::MAX) == 2^32 - 1`).
+///
+/// Digit-by-digit (base 4) method: one result bit per step, at most 32 steps, only shifts,
+/// adds and compares, so it is cheap on cores without a divider.
+pub fn isqrt_u64(n: u64) -> u64 {
+    let mut rem = n;
+    let mut root = 0u64;
+    // The largest power of four not above n (or 1 for n = 0).
+    let mut bit = 1u64 << 62;
+    while bit > n && bit > 1 {
+        bit >>= 2;
+    }
+    // When bit = 4^k, root = 2^(k+1) · P where P < 2^32 holds the result bits above k, and
+    // P = 0 for k = 31; so root + bit < 2^63 + 2^60 and nothing overflows.
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
+}
+
+/// `1 / sqrt(n)` for `n >= 1` as `(inv, shift)` with `1/sqrt(n) ≈ inv × 2^(-shift)`,
+/// `inv` in [2^31, 2^32] and `shift` in 31..=63; `n == 0` gives `(0, 0)` (callers add an epsilon
+/// first).
+///
+/// `inv` is `sqrt(floor(2^(2·shift) / n))` rounded to nearest, so its relative error against the
+/// exact value is below 2^-32 + 2^-63 (measured: 2.32e-10 ≈ 2^-32.0); the bound promised to
+/// callers is 2^-31. Costs one u128 / u64 division (a software routine on 32-bit cores) and one
+/// [`isqrt_u64`]: meant for per-row normalisation, not per element.
+pub fn rsqrt(n: u64) -> (u64, i32) {
+    if n == 0 {
+        return (0, 0);
+    }
+    // l = ceil(log2 n) in 0..=64; shift = ceil((l + 62) / 2) puts q = 2^(2·shift) / n in
+    // [2^62, 2^64), so its square root lies in [2^31, 2^32) before rounding.
+    let l = 64 - (n - 1).leading_zeros();
+    let shift = (l + 63) / 2;
+    let q = (1u128 << (2 * shift)) / u128::from(n);
+    let q = u64::try_from(q).unwrap_or(u64::MAX);
+    let root = isqrt_u64(q);
+    // Round to nearest: sqrt(q) >= root + 1/2 exactly when q >= root² + root + 1/4, i.e. (all
+    // integers) q - root² > root. root < 2^32, so root² cannot overflow, and q >= root².
+    let inv = if q - root * root > root { root + 1 } else { root };
+    (inv, shift as i32)
+}
+
+/// One step of the table interpolation: the value at `r / 2^bits` of the way from entry `p1`
+/// to entry `p2` (0 <= r < 2^bits, bits <= 40, entries below 2^31), given the neighbours `p0`
+/// before `p1` and `p3` after `p2` (`None` past a table end: extrapolated quadratically from the
+/// other three). Rounded half away from zero.
+///
+/// Why not plain linear interpolation: the chord misses the curve by `h²·f''·r(1-r)/2`, 1.54 Q15
+/// units for the sigmoid at h = 1/16 and 4.9e-4 relative for e^-t, which with the two
+/// roundings breaks the error budgets. So a correction `k·r(1-r)` is added, with `h²·f''`
+/// estimated by the mean second difference at both ends: `k = (p1 + p2 - p0 - p3) / 4`.
+/// `k` is clamped to `|k| <= |p2 - p1|`, which keeps the slope `(p2 - p1) + k·(1 - 2r)` of one
+/// sign on [0, 1]: each piece runs monotonically from `p1` to `p2`. So the interpolant is
+/// continuous, monotone wherever the table is, and never leaves [min(p1, p2), max(p1, p2)].
+fn interp_segment(p0: Option<i64>, p1: i64, p2: i64, p3: Option<i64>, r: u64, bits: u32) -> i64 {
+    let (p0, p3) = match (p0, p3) {
+        (Some(p0), Some(p3)) => (p0, p3),
+        (None, Some(p3)) => (3 * (p1 - p2) + p3, p3),
+        (Some(p0), None) => (p0, 3 * (p2 - p1) + p0),
+        (None, None) => (2 * p1 - p2, 2 * p2 - p1),
+    };
+    let d = p2 - p1;
+    // 4k, limited to 4|d|.
+    let k4 = (p1 + p2 - p0 - p3).max(-4 * d.abs()).min(4 * d.abs());
+    let one = 1i128 << bits;
+    let r = i128::from(r);
+    // y · 2^(2·bits + 2) = 4·(p1·one + d·r)·one + 4k·r·(one - r); with entries <= 2^30 each term
+    // is at most 2^112 (p1 + d·r/one stays in [0, 2^30]; 4k·r·(one - r) <= 2^32 · 2^78).
+    let scaled = 4 * (i128::from(p1) * one + i128::from(d) * r) * one + i128::from(k4) * r * (one - r);
+    shift_round(scaled, 2 * bits as i32 + 2)
+}
+
+/// `σ(x / 2^frac) × 32768` rounded to an integer in [0, 32768], for every `x` and `frac`.
+///
+/// From `SIGMOID_Q15` (σ at t = -16, -16 + 1/16, ..., 16 in Q15) with the curvature-corrected
+/// interpolation of `interp_segment`; 0 for t <= -16 and 32768 for t >= 16. Monotone
+/// non-decreasing in `x`. Max abs error against f64: 1.053 Q15 units, measured over dense sweeps
+/// for 13 widths in frac 0..=40 (the contract is <= 2; plain linear interpolation gives 2.2). `sigmoid_q15(0, f) == 16384`.
+///
+/// `frac` above 40 is allowed: `x` is first floor-shifted to 40 fraction bits (this keeps the
+/// function monotone and moves t by less than 2^-40).
+pub fn sigmoid_q15(x: i64, frac: u32) -> i32 {
+    let (x, frac) =
+        if frac > MAX_TABLE_FRAC { (x >> (frac - MAX_TABLE_FRAC).min(63), MAX_TABLE_FRAC) } else { (x, frac) };
+    // t = ±16 in the input's units; frac + 4 <= 44, so neither this nor x + lim overflows.
+    let lim = 1i64 << (frac + 4);
+    if x >= lim {
+        return 32768;
+    }
+    if x <= -lim {
+        return 0;
+    }
+    // Table position (t + 16)·16 = (x + lim)·16 / 2^frac in [0, 512): entry i plus the fraction
+    // r / 2^frac. (x + lim)·16 < 2^(frac + 9) <= 2^49.
+    let pos = ((x + lim) as u64) << 4;
+    let i = (pos >> frac) as usize;
+    let r = pos & ((1u64 << frac) - 1);
+    let at = |j: usize| SIGMOID_Q15.get(j).map(|&v| i64::from(v));
+    // i <= 511, so both entries exist; the fallback only satisfies the no-panic rule.
+    let (Some(p1), Some(p2)) = (at(i), at(i + 1)) else {
+        return 0;
+    };
+    let y = interp_segment(i.checked_sub(1).and_then(at), p1, p2, at(i + 2), r, frac);
+    y.clamp(0, 32768) as i32
+}
+
+/// `e^(-x / 2^frac) × 2^30` rounded to an integer in [0, 2^30], for every `x` and `frac`.
+///
+/// From `EXP_NEG_Q30` (e^-t at t = 0, 1/16, ..., 24 in Q30) with the curvature-corrected
+/// interpolation of `interp_segment`; 0 for t >= 24. `exp_neg_q30(0, f) == 2^30` exactly, and
+/// the function is monotone non-increasing in `x`.
+///
+/// Error, measured over dense sweeps for 13 widths in frac 0..=40: |result - e^-t·2^30| <=
+/// 1.53e-5 · e^-t·2^30 + 1. So the relative error is at most 1.53e-5 wherever the result is
+/// above 2^17 (t <= 9), and beyond that it grows as the integer output quantises the tail
+/// (up to 0.7% near t = 16, where e^-t·2^30 is only 120: no Q30 result can do better there).
+/// The largest absolute error is 15,945 Q30 units (1.5e-5 of 2^30), near t = 0.
+///
+/// `frac` above 40 is allowed: `x` is first floor-shifted to 40 fraction bits.
+pub fn exp_neg_q30(x: u64, frac: u32) -> u32 {
+    let (x, frac) =
+        if frac > MAX_TABLE_FRAC { (x >> (frac - MAX_TABLE_FRAC).min(63), MAX_TABLE_FRAC) } else { (x, frac) };
+    // t >= 24; 24 · 2^40 < 2^45.
+    if x >= 24u64 << frac {
+        return 0;
+    }
+    // Table position t·16 = x·16 / 2^frac in [0, 384): entry i plus r / 2^frac; x·16 < 2^49.
+    let pos = x << 4;
+    let i = (pos >> frac) as usize;
+    let r = pos & ((1u64 << frac) - 1);
+    let at = |j: usize| EXP_NEG_Q30.get(j).map(|&v| i64::from(v));
+    // i <= 383, so both entries exist; the fallback only satisfies the no-panic rule.
+    let (Some(p1), Some(p2)) = (at(i), at(i + 1)) else {
+        return 0;
+    };
+    let y = interp_segment(i.checked_sub(1).and_then(at), p1, p2, at(i + 2), r, frac);
+    y.clamp(0, 1 << 30) as u32
+}
+
+/// σ(t) × 32768 rounded, for t = -16 + i/16, i = 0..=512 (Q15; 1026 bytes). Non-decreasing,
+/// 0 at t = -16 and 32768 at t = 16.
+#[rustfmt::skip]
+const SIGMOID_Q15: [u16; 513] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+    2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4,
+    4, 4, 5, 5, 5, 6, 6, 6, 7, 7, 8, 8, 9, 9,
+    10, 10, 11, 12, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22,
+    23, 25, 26, 28, 30, 32, 34, 36, 38, 41, 43, 46, 49, 52,
+    56, 59, 63, 67, 72, 76, 81, 86, 92, 98, 104, 111, 118, 125,
+    133, 142, 151, 161, 171, 182, 194, 206, 219, 233, 248, 264, 281, 299,
+    318, 338, 360, 383, 407, 433, 461, 490, 521, 554, 589, 627, 666, 708,
+    753, 800, 851, 904, 961, 1021, 1084, 1152, 1223, 1299, 1379, 1464, 1554, 1649,
+    1750, 1856, 1969, 2088, 2213, 2346, 2486, 2633, 2789, 2952, 3124, 3306, 3496, 3696,
+    3906, 4126, 4357, 4599, 4851, 5115, 5391, 5678, 5978, 6289, 6613, 6949, 7297, 7658,
+    8031, 8416, 8813, 9221, 9641, 10072, 10513, 10964, 11424, 11894, 12371, 12856, 13348, 13845,
+    14347, 14852, 15361, 15872, 16384, 16896, 17407, 17916, 18421, 18923, 19420, 19912, 20397, 20874,
+    21344, 21804, 22255, 22696, 23127, 23547, 23955, 24352, 24737, 25110, 25471, 25819, 26155, 26479,
+    26790, 27090, 27377, 27653, 27917, 28169, 28411, 28642, 28862, 29072, 29272, 29462, 29644, 29816,
+    29979, 30135, 30282, 30422, 30555, 30680, 30799, 30912, 31018, 31119, 31214, 31304, 31389, 31469,
+    31545, 31616, 31684, 31747, 31807, 31864, 31917, 31968, 32015, 32060, 32102, 32141, 32179, 32214,
+    32247, 32278, 32307, 32335, 32361, 32385, 32408, 32430, 32450, 32469, 32487, 32504, 32520, 32535,
+    32549, 32562, 32574, 32586, 32597, 32607, 32617, 32626, 32635, 32643, 32650, 32657, 32664, 32670,
+    32676, 32682, 32687, 32692, 32696, 32701, 32705, 32709, 32712, 32716, 32719, 32722, 32725, 32727,
+    32730, 32732, 32734, 32736, 32738, 32740, 32742, 32743, 32745, 32746, 32747, 32749, 32750, 32751,
+    32752, 32753, 32754, 32755, 32756, 32756, 32757, 32758, 32758, 32759, 32759, 32760, 32760, 32761,
+    32761, 32762, 32762, 32762, 32763, 32763, 32763, 32764, 32764, 32764, 32764, 32765, 32765, 32765,
+    32765, 32765, 32766, 32766, 32766, 32766, 32766, 32766, 32766, 32766, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
+    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
+    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
+    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
+    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
+    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
+];
+
+/// e^(-t) × 2^30 rounded, for t = i/16, i = 0..=384 (Q30; 1540 bytes). Non-increasing,
+/// exactly 2^30 at t = 0 and 0 at t = 24.
+#[rustfmt::skip]
+const EXP_NEG_Q30: [u32; 385] = [
+    1073741824, 1008687096, 947573834, 890163238, 836230973, 785566300, 737971244, 693259826,
+    651257337, 611799650, 574732583, 539911296, 507199724, 476470046, 447602185, 420483340,
+    395007542, 371075245, 348592932, 327472754, 307632183, 288993691, 271484449, 255036038,
+    239584185, 225068513, 211432301, 198622266, 186588351, 175283534, 164663642, 154687176,
+    145315154, 136510954, 128240173, 120470494, 113171556, 106314838, 99873547, 93822515,
+    88138096, 82798079, 77781597, 73069048, 68642018, 64483209, 60576369, 56906232,
+    53458458, 50219573, 47176923, 44318618, 41633489, 39111043, 36741425, 34515374,
+    32424194, 30459711, 28614250, 26880601, 25251987, 23722047, 22284801, 20934633,
+    19666268, 18474749, 17355420, 16303908, 15316105, 14388149, 13516415, 12697497,
+    11928194, 11205501, 10526594, 9888820, 9289687, 8726853, 8198120, 7701421,
+    7234816, 6796480, 6384702, 5997873, 5634480, 5293104, 4972411, 4671148,
+    4388137, 4122274, 3872518, 3637894, 3417485, 3210430, 3015920, 2833194,
+    2661540, 2500285, 2348801, 2206494, 2072809, 1947224, 1829248, 1718419,
+    1614306, 1516500, 1424620, 1338306, 1257222, 1181051, 1109495, 1042274,
+    979126, 919804, 864075, 811724, 762544, 716344, 672943, 632171,
+    593870, 557889, 524088, 492335, 462506, 434484, 408160, 383431,
+    360200, 338377, 317876, 298616, 280524, 263528, 247562, 232563,
+    218472, 205236, 192801, 181120, 170147, 159838, 150154, 141056,
+    132510, 124482, 116940, 109855, 103199, 96947, 91073, 85555,
+    80372, 75502, 70928, 66630, 62593, 58801, 55238, 51892,
+    48748, 45794, 43020, 40413, 37965, 35665, 33504, 31474,
+    29567, 27776, 26093, 24512, 23027, 21632, 20321, 19090,
+    17933, 16847, 15826, 14867, 13966, 13120, 12325, 11579,
+    10877, 10218, 9599, 9017, 8471, 7958, 7476, 7023,
+    6597, 6198, 5822, 5469, 5138, 4827, 4534, 4260,
+    4001, 3759, 3531, 3317, 3116, 2928, 2750, 2584,
+    2427, 2280, 2142, 2012, 1890, 1776, 1668, 1567,
+    1472, 1383, 1299, 1220, 1146, 1077, 1012, 950,
+    893, 839, 788, 740, 695, 653, 614, 576,
+    542, 509, 478, 449, 422, 396, 372, 350,
+    328, 309, 290, 272, 256, 240, 226, 212,
+    199, 187, 176, 165, 155, 146, 137, 129,
+    121, 114, 107, 100, 94, 88, 83, 78,
+    73, 69, 65, 61, 57, 54, 50, 47,
+    44, 42, 39, 37, 35, 33, 31, 29,
+    27, 25, 24, 22, 21, 20, 19, 17,
+    16, 15, 14, 14, 13, 12, 11, 11,
+    10, 9, 9, 8, 8, 7, 7, 6,
+    6, 6, 5, 5, 5, 4, 4, 4,
+    4, 3, 3, 3, 3, 3, 3, 2,
+    2, 2, 2, 2, 2, 2, 2, 1,
+    1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::println;
+
+    /// Deterministic pseudo-random numbers (Knuth's MMIX LCG); the high bits are the good ones.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Mix the weak low bits with the strong high ones.
+            self.0 ^ (self.0 >> 29)
+        }
+        fn next_u32(&mut self) -> u32 {
+            (self.next_u64() >> 32) as u32
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+    }
+
+    fn sigmoid_ref(t: f64) -> f64 {
+        32768.0 / (1.0 + (-t).exp())
+    }
+
+    fn exp_ref(t: f64) -> f64 {
+        (-t).exp() * 1073741824.0
+    }
+
+    fn pow2(e: i32) -> f64 {
+        2f64.powi(e)
+    }
+
+    #[test]
+    fn tables_are_rounded_f64_values() {
+        for (i, &v) in SIGMOID_Q15.iter().enumerate() {
+            let t = -16.0 + i as f64 / 16.0;
+            assert_eq!(f64::from(v), sigmoid_ref(t).round(), "sigmoid entry {i}");
+        }
+        for (i, &v) in EXP_NEG_Q30.iter().enumerate() {
+            assert_eq!(f64::from(v), exp_ref(i as f64 / 16.0).round(), "exp entry {i}");
+        }
+        // Monotone tables are what make the interpolants monotone (see interp_segment).
+        assert!(SIGMOID_Q15.windows(2).all(|w| w[0] <= w[1]));
+        assert!(EXP_NEG_Q30.windows(2).all(|w| w[0] >= w[1]));
+        assert_eq!((SIGMOID_Q15[0], SIGMOID_Q15[512]), (0, 32768));
+        assert_eq!((EXP_NEG_Q30[0], EXP_NEG_Q30[384]), (1 << 30, 0));
+    }
+
+    fn check_decompose(bits: u32) {
+        let f = f32::from_bits(bits);
+        match decompose_f32(bits) {
+            None => assert!(!f.is_finite(), "{bits:#x}"),
+            Some((m, e)) => {
+                assert!(f.is_finite(), "{bits:#x}");
+                assert!(m.unsigned_abs() < 1 << 24, "{bits:#x}");
+                // m × 2^e is exact in f64: 24-bit mantissa, exponent in [-149, 104].
+                assert_eq!(f64::from(m) * pow2(e), f64::from(f), "{bits:#x}");
+                assert!(m != 0 || e == 0, "{bits:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn decompose_reconstructs_exactly() {
+        let specials = [
+            0,
+            0x8000_0000,
+            1,
+            0x8000_0001,
+            0x007f_ffff,
+            0x807f_ffff,
+            0x0080_0000,
+            0x3f80_0000,
+            0xbf80_0000,
+            0x7f7f_ffff,
+            0xff7f_ffff,
+            0x7f80_0000,
+            0xff80_0000,
+            0x7fc0_0000,
+            0x7f80_0001,
+            0xffff_ffff,
+        ];
+        for bits in specials {
+            check_decompose(bits);
+        }
+        assert_eq!(decompose_f32(0x8000_0000), Some((0, 0)));
+        assert_eq!(decompose_f32(1), Some((1, -149)));
+        assert_eq!(decompose_f32(0x807f_ffff), Some((-0x7f_ffff, -149)));
+        assert_eq!(decompose_f32(0x3f80_0000), Some((1 << 23, -23)));
+        assert_eq!(decompose_f32(0xff7f_ffff), Some((-0xff_ffff, 104)));
+        assert_eq!(decompose_f32(0x7fc0_0000), None);
+        let mut rng = Lcg(1);
+        // Every exponent (and sign), random fractions.
+        for biased in 0..=255u32 {
+            for _ in 0..64 {
+                let sign = rng.next_u32() & 0x8000_0000;
+                check_decompose(sign | biased << 23 | (rng.next_u32() & 0x7f_ffff));
+            }
+        }
+        for _ in 0..200_000 {
+            check_decompose(rng.next_u32());
+        }
+    }
+
+    /// Exact reference: floor division, then the tie goes away from zero.
+    fn shift_round_ref(v: i128, shift: u32) -> i64 {
+        let d = 1i128 << shift;
+        let (q, r) = (v.div_euclid(d), v.rem_euclid(d));
+        let up = 2 * r > d || (2 * r == d && v >= 0);
+        let q = q + i128::from(up);
+        q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    #[test]
+    fn shift_round_matches_references() {
+        // Ties and signs.
+        let cases: [(i128, i32, i64); 12] = [
+            (1, 1, 1),
+            (-1, 1, -1),
+            (3, 1, 2),
+            (-3, 1, -2),
+            (5, 2, 1),
+            (6, 2, 2),
+            (-6, 2, -2),
+            (-5, 2, -1),
+            (7, 3, 1),
+            (-4, 3, -1),
+            (-3, 3, 0),
+            (0, 5, 0),
+        ];
+        for (v, s, want) in cases {
+            assert_eq!(shift_round(v, s), want, "{v} >> {s}");
+        }
+        // Huge shifts.
+        assert_eq!(shift_round(i128::MAX, 127), 1);
+        assert_eq!(shift_round(i128::MIN, 127), -1);
+        assert_eq!(shift_round(i128::MIN, 128), -1);
+        assert_eq!(shift_round(i128::MAX, 128), 0);
+        assert_eq!(shift_round(1 << 126, 127), 1);
+        assert_eq!(shift_round((1 << 126) - 1, 127), 0);
+        for s in [129, 200, i32::MAX] {
+            assert_eq!(shift_round(i128::MIN, s), 0);
+            assert_eq!(shift_round(i128::MAX, s), 0);
+        }
+        // Left shifts and saturation.
+        assert_eq!(shift_round(i128::MAX, 1), i64::MAX);
+        assert_eq!(shift_round(i128::MIN, 1), i64::MIN);
+        assert_eq!(shift_round(i128::MAX, 0), i64::MAX);
+        assert_eq!(shift_round(-5, 0), -5);
+        assert_eq!(shift_round(1, -62), 1 << 62);
+        assert_eq!(shift_round(1, -63), i64::MAX);
+        assert_eq!(shift_round(-1, -63), i64::MIN);
+        assert_eq!(shift_round(-3, -62), i64::MIN);
+        assert_eq!(shift_round(-1, -64), i64::MIN);
+        assert_eq!(shift_round(1, i32::MIN), i64::MAX);
+        assert_eq!(shift_round(-1, i32::MIN), i64::MIN);
+        assert_eq!(shift_round(0, i32::MIN), 0);
+        assert_eq!(shift_round(1 << 64, -1), i64::MAX);
+        assert_eq!(shift_round(i128::from(i64::MIN), 0), i64::MIN);
+        assert_eq!(shift_round(i128::from(i64::MIN) - 1, 0), i64::MIN);
+        assert_eq!(shift_round(i128::from(i64::MAX) >> 5, -5), (i64::MAX >> 5) << 5);
+        assert_eq!(shift_round((i128::from(i64::MAX) >> 5) + 1, -5), i64::MAX);
+        let mut rng = Lcg(2);
+        // Small values against f64 (exact below 2^53), shifts both ways.
+        for _ in 0..100_000 {
+            let v = (rng.next_u64() >> (14 + rng.below(50))) as i64 * if rng.below(2) == 0 { 1 } else { -1 };
+            let s = rng.below(71) as i32 - 10;
+            let want = (v as f64 * pow2(-s)).round() as i64;
+            assert_eq!(shift_round(i128::from(v), s), want, "{v} >> {s}");
+        }
+        // Full-width values against the exact i128 reference.
+        for _ in 0..100_000 {
+            let v = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) as i128;
+            let v = v >> rng.below(127);
+            let s = 1 + rng.below(126) as u32;
+            assert_eq!(shift_round(v, s as i32), shift_round_ref(v, s), "{v} >> {s}");
+            // The exact tie just below: v·2^s + 2^(s-1) must round away from zero.
+            if let Some(t) = v.checked_shr(s).map(|q| q >> 1) {
+                let tie = (t << s) + (1 << (s - 1));
+                assert_eq!(shift_round(tie, s as i32), shift_round_ref(tie, s));
+                assert_eq!(shift_round(-tie, s as i32), shift_round_ref(-tie, s));
+            }
+        }
+    }
+
+    #[test]
+    fn mul_pow2_round_rounds_and_saturates() {
+        assert_eq!(mul_pow2_round(3, 5, -1), 8);
+        assert_eq!(mul_pow2_round(-3, 5, -1), -8);
+        assert_eq!(mul_pow2_round(7, 3, -2), 5);
+        assert_eq!(mul_pow2_round(-7, 3, -3), -3);
+        assert_eq!(mul_pow2_round(3, -3, 4), -144);
+        assert_eq!(mul_pow2_round(i64::MAX, i32::MAX, 0), i64::MAX);
+        assert_eq!(mul_pow2_round(i64::MIN, i32::MAX, 0), i64::MIN);
+        assert_eq!(mul_pow2_round(i64::MIN, -1, 0), i64::MAX);
+        assert_eq!(mul_pow2_round(i64::MIN, i32::MIN, -94), 1);
+        assert_eq!(mul_pow2_round(i64::MIN, i32::MIN, -96), 0);
+        assert_eq!(mul_pow2_round(i64::MIN, i32::MIN, -95), 1);
+        assert_eq!(mul_pow2_round(1, 1, 62), 1 << 62);
+        assert_eq!(mul_pow2_round(1, 1, 63), i64::MAX);
+        assert_eq!(mul_pow2_round(-1, 1, 63), i64::MIN);
+        assert_eq!(mul_pow2_round(1, 1, i32::MAX), i64::MAX);
+        assert_eq!(mul_pow2_round(i64::MAX, i32::MAX, i32::MIN), 0);
+        assert_eq!(mul_pow2_round(0, 0, i32::MAX), 0);
+        let mut rng = Lcg(3);
+        for _ in 0..100_000 {
+            let v = (rng.next_u64() >> 40) as i64 - (1 << 23);
+            let m = (rng.next_u32() >> 8) as i32 - (1 << 23);
+            let e = rng.below(40) as i32 - 30;
+            let want = (v as f64 * f64::from(m) * pow2(e)).round();
+            assert_eq!(mul_pow2_round(v, m, e) as f64, want, "{v} {m} {e}");
+        }
+    }
+
+    #[test]
+    fn fixed_from_f32_bits_rounds_and_saturates() {
+        let f = |v: f32, frac: i32| fixed_from_f32_bits(v.to_bits(), frac);
+        assert_eq!(f(0.5, 15), Some(16384));
+        assert_eq!(f(-1.25, 15), Some(-40960));
+        assert_eq!(f(1e-5, 22), Some(42)); // 41.94...
+        assert_eq!(f(3.0, 15), Some(98304));
+        assert_eq!(f(-0.0, 15), Some(0));
+        assert_eq!(f(0.75, 1), Some(2)); // 1.5 rounds away from zero
+        assert_eq!(f(-0.75, 1), Some(-2));
+        assert_eq!(f(1.0, -1), Some(1)); // 0.5
+        assert_eq!(f(1.0, -2), Some(0)); // 0.25
+        assert_eq!(f(1.0, 30), Some(1 << 30));
+        assert_eq!(f(1.0, 31), Some(i32::MAX));
+        assert_eq!(f(-1.0, 31), Some(i32::MIN));
+        assert_eq!(f(-1.0, 32), Some(i32::MIN));
+        assert_eq!(f(1e10, 0), Some(i32::MAX));
+        assert_eq!(f(-1e10, 0), Some(i32::MIN));
+        assert_eq!(f(f32::MAX, i32::MAX), Some(i32::MAX));
+        assert_eq!(f(f32::MIN, i32::MIN), Some(0));
+        assert_eq!(f(f32::from_bits(1), i32::MAX), Some(i32::MAX));
+        assert_eq!(f(f32::from_bits(1), 149), Some(1));
+        assert_eq!(f(f32::INFINITY, 0), None);
+        assert_eq!(f(f32::NEG_INFINITY, 0), None);
+        assert_eq!(f(f32::NAN, 0), None);
+        let mut rng = Lcg(4);
+        for _ in 0..200_000 {
+            let bits = rng.next_u32();
+            let frac = rng.below(300) as i32 - 150;
+            let v = f32::from_bits(bits);
+            let got = fixed_from_f32_bits(bits, frac);
+            if !v.is_finite() {
+                assert_eq!(got, None);
+                continue;
+            }
+            // Exact in f64: at most 24 significant bits, exponent within [-299, 277].
+            let want = (f64::from(v) * pow2(frac)).round().clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+            assert_eq!(got, Some(want as i32), "{v:e} at {frac}");
+        }
+    }
+
+    fn check_isqrt(n: u64) {
+        let r = isqrt_u64(n);
+        let (r2, n2) = (u128::from(r), u128::from(n));
+        assert!(r2 * r2 <= n2 && n2 < (r2 + 1) * (r2 + 1), "isqrt({n}) = {r}");
+    }
+
+    #[test]
+    fn isqrt_is_exact() {
+        assert_eq!(isqrt_u64(u64::MAX), (1 << 32) - 1);
+        assert_eq!(isqrt_u64(0), 0);
+        for n in 0..=300_000 {
+            check_isqrt(n);
+        }
+        // Both sides of perfect squares, small and near the top.
+        let top = (1u64 << 32) - 1;
+        for k in (1..100_000u64).chain(top - 100_000..=top) {
+            let sq = k * k;
+            assert_eq!(isqrt_u64(sq), k);
+            assert_eq!(isqrt_u64(sq - 1), k - 1);
+            if let Some(next) = (k + 1).checked_mul(k + 1) {
+                assert_eq!(isqrt_u64(next - 1), k);
+            }
+            assert_eq!(isqrt_u64(sq.saturating_add(1)), k);
+        }
+        for e in 0..64 {
+            check_isqrt(1 << e);
+            check_isqrt((1u64 << e) - 1);
+            check_isqrt((1u64 << e) + 1);
+        }
+        let mut rng = Lcg(5);
+        for _ in 0..200_000 {
+            let n = rng.next_u64() >> rng.below(64);
+            check_isqrt(n);
+        }
+    }
+
+    /// Relative error of rsqrt(n) against f64, after checking the output ranges.
+    fn rsqrt_error(n: u64) -> f64 {
+        let (inv, shift) = rsqrt(n);
+        assert!((1u64 << 31..=1 << 32).contains(&inv), "rsqrt({n}) = {inv}");
+        assert!((31..=63).contains(&shift));
+        (inv as f64 * pow2(-shift) * (n as f64).sqrt() - 1.0).abs()
+    }
+
+    #[test]
+    fn rsqrt_is_accurate() {
+        assert_eq!(rsqrt(0), (0, 0));
+        assert_eq!(rsqrt(1), (1 << 31, 31));
+        assert_eq!(rsqrt(4), (1 << 31, 32));
+        assert_eq!(rsqrt(2), (3037000500, 32)); // 2^32 / sqrt(2) = 3037000499.98
+        let mut worst = 0f64;
+        let mut rng = Lcg(6);
+        let mut ns: std::vec::Vec<u64> = (1..=100_000).collect();
+        for e in 0..64 {
+            ns.extend([1u64 << e, (1u64 << e) - 1, (1u64 << e) + 1, (1u64 << e) | ((1u64 << e) - 1)]);
+        }
+        ns.push(u64::MAX);
+        ns.extend((0..200_000).map(|_| rng.next_u64() >> rng.below(64)));
+        for n in ns.into_iter().filter(|&n| n > 0) {
+            worst = worst.max(rsqrt_error(n));
+        }
+        println!("rsqrt max relative error {worst:e} (2^{:.2})", worst.log2());
+        assert!(worst <= pow2(-31));
+    }
+
+    /// x values over [lo, hi) in increasing order: every one when the range is small, else
+    /// about `count` with a random offset inside each step.
+    fn sweep(lo: i64, hi: i64, count: i64, rng: &mut Lcg) -> impl Iterator<Item = i64> + '_ {
+        let step = ((hi - lo) / count).max(1);
+        (0..(hi - lo) / step).map(move |k| lo + k * step + rng.below(step as u64) as i64)
+    }
+
+    const FRACS: [u32; 13] = [0, 1, 3, 4, 5, 8, 12, 15, 16, 20, 24, 32, 40];
+
+    #[test]
+    fn sigmoid_error_and_monotonicity() {
+        let mut rng = Lcg(7);
+        let mut worst = (0f64, 0i64, 0u32);
+        for frac in FRACS {
+            let one = 1i64 << frac;
+            let mut prev = i32::MIN;
+            for x in sweep(-17 * one, 17 * one, 400_000, &mut Lcg(u64::from(frac))) {
+                let y = sigmoid_q15(x, frac);
+                assert!(y >= prev, "sigmoid not monotone at {x}, frac {frac}");
+                prev = y;
+                let err = (f64::from(y) - sigmoid_ref(x as f64 / one as f64)).abs();
+                if err > worst.0 {
+                    worst = (err, x, frac);
+                }
+            }
+            // Every x around each table node and segment middle (where the pieces meet).
+            for node in 0..=1024i64 {
+                let centre = -16 * one + node * one / 32;
+                let mut prev = i32::MIN;
+                for x in centre - 64..centre + 64 {
+                    let y = sigmoid_q15(x, frac);
+                    assert!(y >= prev, "sigmoid not monotone at {x}, frac {frac}");
+                    prev = y;
+                    let err = (f64::from(y) - sigmoid_ref(x as f64 / one as f64)).abs();
+                    if err > worst.0 {
+                        worst = (err, x, frac);
+                    }
+                }
+            }
+            assert_eq!(sigmoid_q15(0, frac), 16384);
+            assert_eq!(sigmoid_q15(16 * one, frac), 32768);
+            assert_eq!(sigmoid_q15(-16 * one, frac), 0);
+        }
+        println!("sigmoid max abs error {:.4} at x = {}, frac {}", worst.0, worst.1, worst.2);
+        assert!(worst.0 <= 1.1);
+        // Extremes and fraction widths past 40 (floor-shifted to 40 bits first).
+        for frac in [0, 40, 41, 62, 63, 64, 100, 1000, u32::MAX] {
+            for x in [i64::MAX, i64::MIN, 0, 1, -1, 12345 << 30] {
+                let t = x as f64 * pow2(-(frac.min(2000) as i32));
+                let y = sigmoid_q15(x, frac);
+                assert!((f64::from(y) - sigmoid_ref(t)).abs() <= 1.1, "{x} at {frac}: {y}");
+            }
+            assert_eq!(sigmoid_q15(0, frac), 16384);
+        }
+        assert_eq!(sigmoid_q15(i64::MAX, 63), 23955); // t just below 1
+        assert_eq!(sigmoid_q15(i64::MIN, 62), 3906); // σ(-2)·32768 = 3906.04
+        assert_eq!(sigmoid_q15(1 << 62, 62), 23955); // σ(1)·32768 = 23955.33
+        assert_eq!(sigmoid_q15(-(1 << 62), 62), 8813); // 8812.67
+        let mut prev = i32::MIN;
+        for x in sweep(-(17 << 50), 17 << 50, 100_000, &mut rng) {
+            let y = sigmoid_q15(x, 50);
+            assert!(y >= prev);
+            prev = y;
+            assert!((f64::from(y) - sigmoid_ref(x as f64 / pow2(50))).abs() <= 1.1);
+        }
+    }
+
+    #[test]
+    fn exp_error_and_monotonicity() {
+        // Worst excess over 1 LSB relative to the exact value, and worst relative error where the
+        // output is large enough (>= 2^17) for quantisation not to dominate.
+        let mut worst_excess = 0f64;
+        let mut worst_rel = 0f64;
+        let mut worst_abs = 0f64;
+        let mut check = |x: u64, frac: u32, y: u32| {
+            let want = exp_ref(x as f64 * pow2(-(frac.min(2000) as i32)));
+            let err = (f64::from(y) - want).abs();
+            worst_abs = worst_abs.max(err);
+            worst_excess = worst_excess.max((err - 1.0) / want);
+            if want >= 131072.0 {
+                worst_rel = worst_rel.max(err / want);
+            }
+        };
+        for frac in FRACS {
+            let one = 1i64 << frac;
+            assert_eq!(exp_neg_q30(0, frac), 1 << 30);
+            let mut prev = u32::MAX;
+            for x in sweep(0, 25 * one, 400_000, &mut Lcg(u64::from(frac) + 100)) {
+                let y = exp_neg_q30(x as u64, frac);
+                assert!(y <= prev, "exp not monotone at {x}, frac {frac}");
+                prev = y;
+                if x >= 24 * one {
+                    assert_eq!(y, 0);
+                }
+                check(x as u64, frac, y);
+            }
+            for node in 0..=768i64 {
+                let centre = node * one / 32;
+                let mut prev = u32::MAX;
+                for x in (centre - 64).max(0)..centre + 64 {
+                    let y = exp_neg_q30(x as u64, frac);
+                    assert!(y <= prev, "exp not monotone at {x}, frac {frac}");
+                    prev = y;
+                    check(x as u64, frac, y);
+                }
+            }
+            assert_eq!(exp_neg_q30(24 << frac, frac), 0);
+            assert_eq!(exp_neg_q30((24 << frac) - 1, frac), 0);
+            assert_eq!(exp_neg_q30(u64::MAX, frac), 0);
+            assert_eq!(exp_neg_q30(1 << frac, frac), 395007542); // e^-1 · 2^30 = 395007542.4
+        }
+        for frac in [41, 63, 64, 100, 1000, u32::MAX] {
+            assert_eq!(exp_neg_q30(0, frac), 1 << 30);
+            for x in [u64::MAX, 1, 12345 << 30, 1 << 62] {
+                check(x, frac, exp_neg_q30(x, frac));
+            }
+        }
+        assert_eq!(exp_neg_q30(u64::MAX, 63), 145315154); // t just below 2: e^-2 · 2^30 = 145315153.6
+        assert_eq!(exp_neg_q30(1 << 60, 60), 395007542);
+        println!("exp: max |err| - 1 LSB relative {worst_excess:e}; max relative error where >= 2^17: {worst_rel:e}; max abs error {worst_abs:.1}");
+        assert!(worst_excess <= 2e-5 && worst_rel <= 2e-5);
+    }
+}
