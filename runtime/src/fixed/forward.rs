@@ -137,6 +137,8 @@ impl<'m> Forward<'m> {
     }
 
     /// Embeds an example (already checked by the session) and resets the carry.
+    // Never inlined: firmware checks find it by name in the disassembly (no float calls).
+    #[inline(never)]
     pub fn embed(&self, tokens: &[u32], puzzle_id: u32, st: &mut State<'_>) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
@@ -185,6 +187,7 @@ impl<'m> Forward<'m> {
     }
 
     /// One ACT segment from the current carry: the logits (format [`Sites::LOGITS`]) and Q.
+    #[inline(never)]
     pub fn step(&self, st: &mut State<'_>) -> Result<FixedOutcome, Error> {
         let c = self.config;
         let h_level = match c.kind {
@@ -423,6 +426,7 @@ impl<'m> Forward<'m> {
     }
 
     /// The predicted token of every position: the first largest logit, as `torch.argmax`.
+    #[inline(never)]
     pub fn predictions(&self, logits: &[i32], out: &mut [u32]) -> Result<(), Error> {
         let v = self.config.vocab_size as usize;
         let n = self.config.seq_len as usize;
