@@ -132,7 +132,9 @@ pub fn run_blob(blob: &[u8], inputs: &Values, ids: &Values, segments: usize) -> 
             if s == 0 {
                 out.carry0.push((session.z_h().to_vec(), session.z_l().to_vec()));
             }
-            l.push(session.logits().to_vec());
+            let mut logits = vec![0.0f32; seq_len * model.config().vocab_size as usize];
+            session.logits_into(&mut logits).expect("logits");
+            l.push(logits);
             qh.push(o.q_halt);
             qc.push(o.q_continue);
         }
