@@ -41,7 +41,10 @@ impl Format {
     /// logits' error instead).
     fn floor(self) -> f64 {
         match self {
-            Format::F16 | Format::Bf16 | Format::Int8 | Format::Fixed => 0.8,
+            Format::F16 | Format::Bf16 | Format::Fixed => 0.8,
+            // With AVX-512 VNNI the activations are quantised to 8 bits too: 76 % on the
+            // chaotic `trm-sudoku-mlp`, 88–99 % elsewhere.
+            Format::Int8 => 0.7,
             Format::Int4 => 0.0,
         }
     }
@@ -51,7 +54,8 @@ impl Format {
         match self {
             Format::F16 => 0.02,
             Format::Bf16 => 0.1,
-            Format::Int8 | Format::Fixed => 0.3,
+            Format::Fixed => 0.3,
+            Format::Int8 => 0.5,
             // Catches a broken format only: 4-bit noise on these random weights reaches 0.3 on
             // the HRM cases and 1.2 on the chaotic `trm-sudoku-mlp`.
             Format::Int4 => 1.5,
@@ -93,6 +97,26 @@ fn examples(inputs: &HashMap<String, Values>, seq_len: usize) -> Vec<(Vec<u32>, 
         .collect()
 }
 
+/// The checkpoint with every matrix replaced by its int8 quantisation, dequantised.
+fn int8_rounded(ck: &Checkpoint) -> Checkpoint {
+    let layout = hrm_runtime::blob::TensorLayout::new(ck.config);
+    let named = (0..layout.count())
+        .filter_map(|i| layout.spec(i))
+        .filter(|spec| !spec.derived())
+        .map(|spec| {
+            let t = ck.tensor(spec.id).unwrap();
+            let mut t = t.clone();
+            if spec.rank == 2 {
+                let (rows, cols) = spec.rows_cols();
+                let (scales, q) = hrm_convert::quantise_i8(&t.data, rows, cols);
+                t.data = q.iter().enumerate().map(|(i, &v)| scales[i / cols] * f32::from(v)).collect();
+            }
+            (spec.id.to_string(), t)
+        })
+        .collect();
+    Checkpoint::from_tensors(ck.config, named).unwrap()
+}
+
 fn case_name(case: &Path) -> String {
     case.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -115,16 +139,18 @@ fn quantised_formats_agree_with_the_reference_argmax() {
         let inputs = examples(&expected, c.seq_len as usize);
         let f32_blob = hrm_convert::write_blob(&ck, DType::F32).unwrap();
         table.push(format!("| {} | f32 | {} | | | |", case_name(&case), f32_blob.len()));
-        let mut int8_logits = Vec::new();
+        // The int8 weights run in f32 arithmetic (an f32 blob of the int8-rounded weights): what
+        // the fixed-point path approximates.
+        let rounded = hrm_convert::write_blob(&int8_rounded(&ck), DType::F32).unwrap();
+        let reference = run_blob(&rounded, &expected["inputs"], &expected["puzzle_identifiers"], segments);
+        let rounded_logits: Vec<f32> = reference.logits.iter().flat_map(|e| e[0].clone()).collect();
         for format in Format::ALL {
             let b = blob(&ck, format, &inputs);
             let run = run_blob(&b, &expected["inputs"], &expected["puzzle_identifiers"], segments);
-            // The integer arithmetic against f32 arithmetic on the same int8 weights.
             let first_logits: Vec<f32> = run.logits.iter().flat_map(|e| e[0].clone()).collect();
             match format {
-                Format::Int8 => int8_logits = first_logits,
                 Format::Fixed => {
-                    let error = hrm_tests::relative_error(&first_logits, &int8_logits);
+                    let error = hrm_tests::relative_error(&first_logits, &rounded_logits);
                     eprintln!(
                         "{}: fixed point against f32 arithmetic, same int8 weights: {error:.2e}",
                         case_name(&case)

@@ -311,3 +311,48 @@ fn solve_gives_the_same_answers_in_order_on_any_number_of_threads() {
         assert_eq!(stdout(&many), stdout(&one), "--threads {threads}");
     }
 }
+
+/// The built-in model quantised to int8 and int4, and on the integer-only fixed-point path
+/// (calibrated on puzzles of another seed), still solves held-out puzzles; `inspect` names the
+/// formats; and the options are checked.
+#[test]
+fn quantised_and_fixed_point_blobs_of_the_built_in_model_solve_puzzles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/sudoku");
+    let calibration = tmp.path().join("calibration.csv");
+    std::fs::rename(generate_sudoku(tmp.path(), "35", 64, 7), &calibration).unwrap();
+    let puzzles = generate_sudoku(tmp.path(), "40..=50", 100, 4243);
+    let f32_size = std::fs::metadata(model.join("sudoku.blob")).unwrap().len();
+    for (name, args, inspect, max_size) in [
+        ("int8", vec!["--weights", "int8"], "int8", 27),
+        ("int4", vec!["--weights", "int4"], "int4", 16),
+        (
+            "fixed",
+            vec!["--weights", "int8", "--activations", "fixed", "--calibrate", p(&calibration)],
+            "fixed point",
+            27,
+        ),
+    ] {
+        let blob = tmp.path().join(format!("{name}.blob"));
+        let o = hrm(&[&["convert", p(&model), "--out", p(&blob)][..], &args].concat());
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let size = std::fs::metadata(&blob).unwrap().len();
+        assert!(size * 100 <= f32_size * max_size, "{name}: {size} bytes is over {max_size} % of {f32_size}");
+        let text = stdout(&hrm(&["inspect", p(&blob)]));
+        assert!(text.contains(inspect) && text.contains("status        valid"), "{name}: {text}");
+        let o = hrm(&["solve", "sudoku", "--file", p(&puzzles), "--model", p(&blob)]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let err = stderr(&o);
+        let valid: usize = err.split('/').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
+        assert!(valid >= 90, "{name}: only {valid}/100 held-out puzzles solved: {err}");
+    }
+    let out = tmp.path().join("x.blob");
+    let convert = |extra: &[&str]| hrm(&[&["convert", p(&model), "--out", p(&out)][..], extra].concat());
+    assert_clean_error(&convert(&["--weights", "int8", "--activations", "fixed"]), "needs --calibrate");
+    assert_clean_error(&convert(&["--activations", "fixed", "--calibrate", p(&calibration)]), "needs --weights int8");
+    assert_clean_error(&convert(&["--calibrate", p(&calibration)]), "--calibrate is for --activations fixed");
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "12345\n").unwrap();
+    assert_clean_error(&convert(&["--weights", "int8", "--activations", "fixed", "--calibrate", p(&bad)]), "bad.csv:1");
+    assert!(!out.exists(), "a failed conversion left a blob");
+}

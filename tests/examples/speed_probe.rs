@@ -36,7 +36,14 @@ fn main() {
         block: std::env::var("BLOCK").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
     };
     let t = Instant::now();
-    let blob = hrm_tests::synthetic_blob(&config, 1);
+    let dtype = match std::env::var("WEIGHTS").as_deref() {
+        Ok("int8") => hrm_runtime::DType::I8,
+        Ok("int4") => hrm_runtime::DType::Q4,
+        Ok("f16") => hrm_runtime::DType::F16,
+        _ => hrm_runtime::DType::F32,
+    };
+    let ck = hrm_convert::Checkpoint::from_tensors(config, hrm_tests::synthetic_tensors(&config, 1)).unwrap();
+    let blob = hrm_convert::write_blob(&ck, dtype).unwrap();
     eprintln!("blob {} bytes in {:.1?}", blob.len(), t.elapsed());
     let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
     let mut arena = vec![0u8; model.arena_bytes()];

@@ -15,6 +15,8 @@ use crate::Error;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod q8;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 /// A stored weight element that widens to `f32`.
@@ -172,6 +174,28 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<
     }
 }
 
+/// `Y = X · Wᵀ` for int8 weights `w` with one scale per row, by 8-bit integer dot products
+/// (the activations quantised row by row on the fly) where the CPU has them: AVX-512 VNNI.
+/// Returns `Ok(false)`, having done nothing, where it has not (the caller then widens the
+/// weights to f32 instead), or for rows longer than the kernel's buffer or an accumulation.
+pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -> Result<bool, Error> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        check_matmul(x.len(), w.len(), y.len(), d)?;
+        if scales.len() < d.out {
+            return Err(Error::OutputLength { expected: d.out, got: scales.len() });
+        }
+        if cpu::has_vnni() && d.k <= q8::MAX_K && !d.accumulate && d.rows > 0 && d.out > 0 && d.k > 0 {
+            // SAFETY: the CPU has the features; `check_matmul` verified every row touched and
+            // there is a scale per output.
+            unsafe { q8::matmul_vnni(x, w.as_ptr(), scales, y.as_mut_ptr(), d) };
+            return Ok(true);
+        }
+    }
+    let _ = (x, w, scales, y, d);
+    Ok(false)
+}
+
 /// The portable product: weight row by weight row, so that each is read once per block of
 /// rows (from flash, on a microcontroller).
 fn matmul_portable<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) {
@@ -244,7 +268,39 @@ pub mod cpu {
         }
     }
 
-    /// `HRM_KERNELS=avx2|baseline` caps the level (for benchmarks and tests of each kernel).
+    /// Whether the int8 kernels may use AVX-512 VNNI (and AVX-512BW): at the AVX-512 level,
+    /// from the compile-time target features or detected at run time with `std`, unless
+    /// `HRM_KERNELS=avx512` (or a lower cap) says otherwise.
+    #[inline]
+    pub fn has_vnni() -> bool {
+        if x86_level() != X86Level::Avx512 {
+            return false;
+        }
+        if cfg!(all(target_feature = "avx512vnni", target_feature = "avx512bw")) {
+            return true;
+        }
+        #[cfg(feature = "std")]
+        {
+            use core::sync::atomic::{AtomicU8, Ordering};
+            static VNNI: AtomicU8 = AtomicU8::new(0);
+            let v = match VNNI.load(Ordering::Relaxed) {
+                0 => {
+                    let capped = std::env::var("HRM_KERNELS").is_ok_and(|v| v == "avx512");
+                    let has = std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw");
+                    let v = if has && !capped { 2 } else { 1 };
+                    VNNI.store(v, Ordering::Relaxed);
+                    v
+                }
+                v => v,
+            };
+            return v == 2;
+        }
+        #[allow(unreachable_code)]
+        false
+    }
+
+    /// `HRM_KERNELS=avx2|baseline` caps the level (for benchmarks and tests of each kernel;
+    /// `avx512` keeps the f32 kernels but not the int8 VNNI ones).
     #[cfg(feature = "std")]
     fn forced_level() -> Option<u8> {
         use core::sync::atomic::{AtomicU8, Ordering};
@@ -358,11 +414,20 @@ impl FloorApprox for f32 {
 /// In-place softmax.
 pub fn softmax(v: &mut [f32]) {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
+    // Exponentials first, then their sum in independent lanes: both loops vectorise (one loop
+    // doing both is held up by the single running sum).
     for x in v.iter_mut() {
         *x = exp(*x - max);
-        sum += *x;
     }
+    let mut acc = [0.0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let mut sum = chunks.remainder().iter().sum::<f32>();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    sum += acc.iter().sum::<f32>();
     let inv = 1.0 / sum;
     for x in v.iter_mut() {
         *x *= inv;
@@ -541,6 +606,48 @@ mod tests {
         assert_eq!(&y[..2], &[3.0, 7.0]);
         matmul(&[1.0, 1.0], &w, &mut y[..2], Dims { accumulate: true, ..strided }).unwrap();
         assert_eq!(&y[..2], &[6.0, 14.0]);
+    }
+
+    /// The VNNI kernel computes exactly `(s_x · s_w) · Σ q_x · q_w` with the activations
+    /// quantised per row, for every shape around its 64-byte steps and 4 × 4 tiles.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn int8_vnni_products_are_exact_sums_of_the_quantised_rows() {
+        if !(std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw")) {
+            std::eprintln!("SKIPPED: this CPU has no AVX-512 VNNI");
+            return;
+        }
+        let mut seed = 0x1234_5678u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for &k in &[1usize, 17, 63, 64, 65, 130, 300] {
+            for &(rows, out) in &[(1usize, 1usize), (3, 5), (4, 4), (5, 9), (17, 4), (20, 7)] {
+                let (xs, ws, ys) = (k + 3, k + 1, out + 2);
+                let x: std::vec::Vec<f32> = (0..rows * xs).map(|_| (next() % 2001) as f32 / 100.0 - 10.0).collect();
+                let w: std::vec::Vec<i8> = (0..out * ws).map(|_| (next() % 255) as i8).collect();
+                let scales: std::vec::Vec<f32> = (0..out).map(|i| 0.01 + i as f32 * 0.003).collect();
+                let mut y = std::vec![f32::NAN; rows * ys];
+                let d = Dims { rows, out, k, xs, ws, ys, accumulate: false };
+                check_matmul(x.len(), w.len(), y.len(), d).unwrap();
+                // SAFETY: features detected above, shapes checked.
+                unsafe { q8::matmul_vnni(&x, w.as_ptr(), &scales, y.as_mut_ptr(), d) };
+                for r in 0..rows {
+                    let row = &x[r * xs..r * xs + k];
+                    let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
+                    let q: std::vec::Vec<i64> =
+                        row.iter().map(|v| i64::from((v * inv).round_ties_even() as i32)).collect();
+                    for o in 0..out {
+                        let exact: i64 = q.iter().zip(&w[o * ws..o * ws + k]).map(|(a, &b)| a * i64::from(b)).sum();
+                        let want = (max / 127.0 * scales[o]) * exact as f32;
+                        assert_eq!(y[r * ys + o].to_bits(), want.to_bits(), "k {k} rows {rows} out {out} at {r},{o}");
+                    }
+                    assert!(y[r * ys + out..(r + 1) * ys].iter().all(|v| v.is_nan()), "wrote past the row");
+                }
+            }
+        }
     }
 
     #[test]
