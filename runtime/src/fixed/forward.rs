@@ -471,8 +471,27 @@ fn scale_of(scales: &[f32], row: usize) -> Result<(i32, i32), Error> {
     decompose_f32(bits).ok_or(Error::InvalidHeader("a weight scale is not finite"))
 }
 
-/// `Σ a[i]·w[i]` for `i16`-range activations and `int8` weights, exact.
+/// `Σ a[i]·w[i]` for `i16`-range activations and `int8` weights, exact (so the same on every
+/// platform whichever loop computes it).
 fn dot_i8(w: &[i8], x: &[i32]) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::cpu::x86_level() != crate::kernels::cpu::X86Level::Baseline {
+        // SAFETY: the CPU has AVX2 (the level says so, checked at compile or run time).
+        return unsafe { dot_i8_avx2(w, x) };
+    }
+    dot_i8_portable(w, x)
+}
+
+/// The same loop compiled for AVX2 (eight 32-bit lanes), where the x86-64 baseline has no
+/// 32-bit vector multiply.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_avx2(w: &[i8], x: &[i32]) -> i64 {
+    dot_i8_portable(w, x)
+}
+
+#[inline(always)]
+fn dot_i8_portable(w: &[i8], x: &[i32]) -> i64 {
     let mut total = 0i64;
     for (wc, xc) in w.chunks(DOT_CHUNK).zip(x.chunks(DOT_CHUNK)) {
         let mut acc = 0i32;
