@@ -201,6 +201,40 @@ proptest! {
         prop_assert!(answers[0].iter().all(|&t| t < config.vocab_size));
     }
 
+    /// Whatever formats a fixed-point blob records (any value the validator accepts), its
+    /// integer path runs without overflow or panic and predicts valid tokens.
+    #[test]
+    fn fixed_point_blobs_with_any_formats_run(
+        config in small_config(),
+        seed in any::<u64>(),
+        formats in prop::collection::vec(hrm_runtime::fixed::MIN_FRAC..=hrm_runtime::fixed::MAX_FRAC, 64),
+        weight_scale in prop::sample::select(vec![1e-30f32, 1e-3, 1.0, 1e3, 1e30]),
+    ) {
+        prop_assume!(config.validate().is_ok());
+        let mut tensors = hrm_tests::synthetic_tensors(&config, seed);
+        for (_, t) in &mut tensors {
+            t.data.iter_mut().for_each(|v| *v *= weight_scale);
+        }
+        let ck = Checkpoint::from_tensors(config, tensors).unwrap();
+        let sites = hrm_runtime::fixed::Sites::new(&config).count();
+        let formats: Vec<i32> = (0..sites).map(|i| formats[i % formats.len()]).collect();
+        let options = hrm_convert::BlobOptions {
+            weights: DType::I8,
+            activations: hrm_runtime::Activations::Fixed,
+            formats: Some(formats),
+        };
+        let blob = hrm_convert::write_blob_with(&ck, &options).unwrap();
+        let model = Model::from_bytes(&blob).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut session = hrm_runtime::Session::new(model, &mut arena).unwrap();
+        let tokens: Vec<u32> = (0..config.seq_len).map(|i| (i * 5 + 1) % config.vocab_size).collect();
+        session.reset(&tokens, 0).unwrap();
+        session.run(hrm_runtime::Halting::Fixed).unwrap();
+        let mut answer = vec![0u32; tokens.len()];
+        session.predictions(&mut answer).unwrap();
+        prop_assert!(answer.iter().all(|&t| t < config.vocab_size));
+    }
+
     /// A grid's text parses back to the grid unless two givens clash, and tokens round trip.
     #[test]
     fn sudoku_text_and_tokens_round_trip(cells in prop::collection::vec(0u8..10, 81)) {

@@ -48,11 +48,23 @@ fn main() {
     for (i, config) in configs.iter().enumerate() {
         let ck =
             hrm_convert::Checkpoint::from_tensors(*config, hrm_tests::synthetic_tensors(config, i as u64)).unwrap();
-        for dtype in [DType::F32, DType::F16, DType::Bf16] {
+        for dtype in [DType::F32, DType::F16, DType::Bf16, DType::I8, DType::Q4] {
             let blob = hrm_convert::write_blob(&ck, dtype).unwrap();
             for target in ["blob", "blob_resealed"] {
                 write(&out.join(target), &format!("model{i}-{dtype}.blob"), &blob);
             }
+        }
+        // The integer-only path.
+        let tokens: Vec<u32> = (0..config.seq_len).map(|t| t % config.vocab_size).collect();
+        let formats = hrm_convert::calibrate(&ck, &[(tokens, 0)], &|| ()).unwrap();
+        let options = hrm_convert::BlobOptions {
+            weights: DType::I8,
+            activations: hrm_runtime::Activations::Fixed,
+            formats: Some(formats),
+        };
+        let blob = hrm_convert::write_blob_with(&ck, &options).unwrap();
+        for target in ["blob", "blob_resealed"] {
+            write(&out.join(target), &format!("model{i}-fixed.blob"), &blob);
         }
         // The same tensors as safetensors.
         let tmp = std::env::temp_dir().join(format!("hrm-seed-{}", std::process::id()));

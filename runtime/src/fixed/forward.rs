@@ -166,7 +166,10 @@ impl<'m> Forward<'m> {
                     element(&tok, token as usize, i, sqrt_h, hi)?
                 };
                 if let Some(pos) = pos {
-                    v = shift_round((v + element(&pos, p, i, sqrt_h, hi)?) as i128 * FRAC_1_SQRT_2_Q30 as i128, 30);
+                    v = shift_round(
+                        v.saturating_add(element(&pos, p, i, sqrt_h, hi)?) as i128 * FRAC_1_SQRT_2_Q30 as i128,
+                        30,
+                    );
                 }
                 *x = sat16(rescale(v, hi, fz));
             }
@@ -459,7 +462,7 @@ fn element(m: &Matrix<'_>, row: usize, col: usize, mul: i64, frac: i32) -> Resul
         }
         Weights::F32(v) => {
             let x = i64::from(fixed_from_f32_bits(v.get(i).ok_or(missing)?.to_bits(), frac - EMBED_EXTRA).unwrap_or(0));
-            Ok(x * mul)
+            Ok(x.saturating_mul(mul))
         }
         _ => Err(Error::InvalidHeader("a fixed-point blob stores matrices as int8")),
     }
@@ -615,7 +618,7 @@ fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
         let t = i64::from(*x) + rescale(i64::from(p), fp, fz);
         // The sum is kept in the slot until the scale is known (it fits: two `i16`s).
         *x = sat32(t);
-        squares = squares.saturating_add((t * t) as u64);
+        squares = squares.saturating_add(t.saturating_mul(t) as u64);
     }
     let eps = fixed_from_f32_bits(eps, 2 * fz).unwrap_or(0).max(0) as u64;
     let mean = (squares / n).saturating_add(eps).max(1);
