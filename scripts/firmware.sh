@@ -9,12 +9,20 @@
 #   scripts/firmware.sh run EXAMPLE [--features defmt] < puzzles.txt
 #   scripts/firmware.sh log EXAMPLE < puzzles.txt  run the defmt build, decode its log to stderr
 #   scripts/firmware.sh check                      what CI runs: firmware answers == host answers
+#                                                  (f32 on M4F and M3, fixed point on M3), nofloat
+#   scripts/firmware.sh nofloat                    no floating-point routine reachable from the
+#                                                  integer forward pass (thumbv6m call graph)
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
+#   scripts/firmware.sh fit                        the board fit alone
 #
 # EXAMPLE: sudoku-uart (Cortex-M4F, hard float, QEMU mps2-an386) or sudoku-uart-m3 (Cortex-M3,
 # soft float, mps2-an385). HRM_BLOB=path uses that blob instead of making one; MODEL=path
-# converts another checkpoint; WEIGHTS=f16|bf16 stores the weights narrower; HRM=path uses that
-# host `hrm` instead of building target/release/hrm.
+# converts another checkpoint; WEIGHTS=f16|bf16|int8|int4 stores the weights narrower;
+# WEIGHTS=fixed makes the integer-only blob (int8 weights, fixed-point activations calibrated on
+# 256 generated puzzles: target/firmware/sudoku-fixed.blob); ELF_TAG=name keeps a build's ELF
+# apart (target/firmware/EXAMPLE-name.elf); MEASURE_WEIGHTS="f32 fixed" chooses measure's blobs
+# (default: f32 f16 int8 int4 fixed); HRM=path uses that host `hrm` instead of building
+# target/release/hrm.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +46,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -89,8 +97,8 @@ host_hrm() {
   fi
 }
 
-# Sets BLOB: $HRM_BLOB if given, else target/firmware/sudoku[-WEIGHTS][-blockN].blob, converted from $MODEL when
-# missing or older than the model or the converter.
+# Sets BLOB: $HRM_BLOB if given, else target/firmware/sudoku[-WEIGHTS][-blockN].blob, converted
+# from $MODEL when missing or older than the model, the converter or the calibration set.
 blob() {
   if [ -n "${HRM_BLOB:-}" ]; then
     BLOB="$(cd "$(dirname "$HRM_BLOB")" && pwd)/$(basename "$HRM_BLOB")"
@@ -102,8 +110,30 @@ blob() {
   BLOB="$OUT/sudoku.blob"
   if [ "$WEIGHTS" != f32 ]; then BLOB="$OUT/sudoku-$WEIGHTS.blob"; fi
   if [ "$BLOCK" != 1 ]; then BLOB="${BLOB%.blob}-block$BLOCK.blob"; fi
-  if [ ! -f "$BLOB" ] || [ "$MODEL" -nt "$BLOB" ] || [ "$HRM" -nt "$BLOB" ]; then
-    "$HRM" convert "$MODEL" --out "$BLOB" --weights "$WEIGHTS" --block "$BLOCK" >&2
+  local args=(--weights "$WEIGHTS") calibrate=""
+  case "$WEIGHTS" in
+    f32 | f16 | bf16 | int8 | int4) ;;
+    fixed)
+      # int8 weights, fixed-point activations: the integer-only forward pass, whose formats
+      # are calibrated on task data (256 generated puzzles; never the evaluation seeds).
+      calibration
+      calibrate="$CALIBRATION"
+      args=(--weights int8 --activations fixed --calibrate "$calibrate")
+      ;;
+    *) die "unknown WEIGHTS=$WEIGHTS (f32, f16, bf16, int8, int4, fixed)" ;;
+  esac
+  if [ ! -f "$BLOB" ] || [ "$MODEL" -nt "$BLOB" ] || [ "$HRM" -nt "$BLOB" ] ||
+    { [ -n "$calibrate" ] && [ "$calibrate" -nt "$BLOB" ]; }; then
+    "$HRM" convert "$MODEL" --out "$BLOB" "${args[@]}" --block "$BLOCK" >&2
+  fi
+}
+
+# Sets CALIBRATION: the fixed-point blob's calibration set, target/firmware/calibrate-sudoku.csv
+# (256 puzzles with 35 givens, seed 7), generated when missing or older than `hrm`.
+calibration() {
+  CALIBRATION="$OUT/calibrate-sudoku.csv"
+  if [ ! -f "$CALIBRATION" ] || [ "$HRM" -nt "$CALIBRATION" ]; then
+    "$HRM" generate sudoku --givens 35 --count 256 --seed 7 --out "$CALIBRATION" >&2
   fi
 }
 
@@ -210,12 +240,25 @@ check() {
     cp "$work/input.txt" "$work/input-m3.txt"
     cp "$work/expected.txt" "$work/expected-m3.txt"
   fi
+  # The integer-only build on the M3 (int8 weights, fixed-point activations: no soft float in
+  # the forward pass), against the host's answers from the same fixed-point blob. It takes about
+  # 4.5 s a puzzle under QEMU (46 s for the ten in one session, 1 s of it QEMU's start and the
+  # boot), against about 3 minutes for the soft-float f32 build: the whole session, all ten
+  # puzzles and the malformed lines, fits the minute or so a check may spend on it. Not with
+  # HRM_BLOB: there is no model to convert then.
+  if [ -z "${HRM_BLOB:-}" ]; then
+    WEIGHTS=fixed blob
+    "$HRM" solve sudoku --file "$puzzles" --model "$BLOB" >"$work/host-fixed.txt"
+    [ "$(wc -l <"$work/host-fixed.txt")" -eq 10 ] || die "hrm solve did not answer the ten puzzles (fixed point)"
+    { head -n 5 "$work/host-fixed.txt"; cat "$FW/malformed.expected"; sed -n '6,10p' "$work/host-fixed.txt"; } >"$work/expected-fixed.txt"
+  fi
 
   local failed=0 passed=0
   check_one() { # NAME INPUT EXPECTED [--features F]
     local name="$1" input="$2" expected="$3" tag="$1"
     shift 3
     if [ $# -gt 0 ]; then tag="$name+${2//,/+}"; fi
+    if [ -n "${ELF_TAG:-}" ]; then tag="$tag-$ELF_TAG"; fi
     local started=$SECONDS status=0
     run "$name" "$@" <"$input" >"$work/$tag.out" 2>"$work/$tag.err" || status=$?
     if [ "$status" -ne 0 ]; then
@@ -241,8 +284,247 @@ check() {
     failed=$((failed + 1))
     passed=$((passed - 1))
   fi
+  if [ -z "${HRM_BLOB:-}" ]; then
+    WEIGHTS=fixed ELF_TAG=fixed check_one sudoku-uart-m3 "$work/input.txt" "$work/expected-fixed.txt"
+  else
+    say "skip sudoku-uart-m3-fixed: HRM_BLOB given, no model to make the fixed-point blob from"
+  fi
+  # No floating point in the integer forward pass (see nofloat); its build log goes to
+  # nofloat.err, its walks to target/firmware/nofloat/.
+  local status=0 line
+  (nofloat) >"$work/nofloat.txt" 2>"$work/nofloat.err" || status=$?
+  while IFS= read -r line; do say "$line"; done <"$work/nofloat.txt"
+  if [ "$status" -ne 0 ]; then
+    if ! [ -s "$work/nofloat.txt" ]; then say "FAIL nofloat: exit status $status (see $work/nofloat.err)"; fi
+    failed=$((failed + 1))
+  else
+    passed=$((passed + 1))
+  fi
   echo "firmware check: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# nofloat: no floating point in the integer path
+
+# The integer forward pass, walked from; and the control, which must reach floating point
+# (a fixed-point session still turns the Q values into f32 for its caller; an f32 one is all
+# floats). Roots are demangled paths without `<>`; an inlined root counts by its inlined code.
+# NOFLOAT_ROOTS="A|B" walks from others (e.g. …|hrm_runtime::model::Matrix::matmul, to see it fail).
+NOFLOAT_ROOTS="${NOFLOAT_ROOTS:-hrm_runtime::fixed::forward::Forward::embed|hrm_runtime::fixed::forward::Forward::step|hrm_runtime::fixed::forward::Forward::predictions}"
+NOFLOAT_CONTROL="hrm_runtime::session::Session::step"
+
+# Sets LLVM_TOOL to LLVM's NAME (llvm-objdump, llvm-dwarfdump): NAME-22, else the newest NAME-N,
+# else NAME; installs llvm-22 when there is none (binutils' objdump here knows no Thumb).
+llvm_tool() {
+  local name="$1"
+  LLVM_TOOL="$(command -v "$name-22" || compgen -c "$name-" | grep -E "^$name-[0-9]+\$" | sort -V | tail -n 1 || true)"
+  if [ -z "$LLVM_TOOL" ]; then LLVM_TOOL="$(command -v "$name" || true)"; fi
+  if [ -z "$LLVM_TOOL" ]; then
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    say "installing llvm-22 (for $name)"
+    $sudo apt-get update -q >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends llvm-22 >&2
+    LLVM_TOOL="$(command -v "$name-22")" || die "no $name after installing llvm-22"
+  fi
+}
+
+# The call graph of an ELF, from roots: every function that a direct branch (bl, b, b<cond>,
+# blx, b.w, cbz/cbnz) of a reachable function lands in, when the target is another function or
+# a function's first instruction (Thumb-1 also uses bl for long jumps inside a function); an
+# indirect call (blx/bx through a register: vtables, fmt's argument formatters) may land in any
+# function whose address the image holds (a word equal to a function's start | 1, outside the
+# vector table), so it leads to all of them. Inputs, in order: symbols (nm -n -S -C), inlined
+# ("NAME\tLOW\tHIGH": address ranges of inlined instances), words (od -t x4 of the image's
+# sections), disassembly (llvm-objdump -d); -v roots="A|B|…" (demangled, `<>` removed). Prints
+# the walk, then "floats NAME,…" and "summary REACHABLE FLOATS MISSING INDIRECT UNKNOWN".
+# shellcheck disable=SC2016 # an awk program
+CALLGRAPH_AWK='
+function hex(s,   i, n, c) {
+  s = tolower(s); sub(/^0x/, "", s); n = 0
+  for (i = 1; i <= length(s); i++) {
+    c = index("0123456789abcdef", substr(s, i, 1)); if (c == 0) break; n = n * 16 + c - 1
+  }
+  return n
+}
+function clean(s) { gsub(/\[[0-9a-f]+\]/, "", s); if (match(s, /::h[0-9a-f]+$/) && RLENGTH == 19) s = substr(s, 1, RSTART - 1); return s }
+function norm(s) { s = clean(s); gsub(/[<>]/, "", s); return s }
+# The function (index into fs/fe) holding address a, or 0.
+function find(a,   lo, hi, mid) {
+  lo = 1; hi = nf
+  while (lo <= hi) { mid = int((lo + hi) / 2); if (fs[mid] <= a) lo = mid + 1; else hi = mid - 1 }
+  return (hi >= 1 && a < fe[hi]) ? hi : 0
+}
+# Floating-point routines: the soft-float ABI (__aeabi_f*, __aeabi_d*, int-to-float), libgcc
+# names with sf/df/tf/hf modes, compiler_builtins float and math modules, libm, float formatting.
+function is_float(s,   last) {
+  last = s; sub(/.*::/, "", last)
+  return last ~ /^__aeabi_([fd]|[ilu]+2[fdh]|h2f)/ || last ~ /^__.*([sdthx]f|[sd]c3)/ || last ~ /^__gnu_[hf]2[hf]/ ||
+    last ~ /^(a?sinh?|a?cosh?|a?tanh?|atan2|exp|exp2|expm1|log|log2|log10|log1p|pow|powi|sqrt|cbrt|hypot|fma|fmod|floor|ceil|round|rint|trunc|fabs|erfc?|[lt]gamma|ldexp|frexp|modf|copysign|fmin|fmax|fdim|scalbn)f?$/ ||
+    s ~ /compiler_builtins::(float|math)::|(^|[^a-z_])libm::|core::fmt::float::|flt2dec|dec2flt/
+}
+function reached(t, from, how) { if (!(t in reach)) { reach[t] = 1; parent[t] = from; via[t] = how; q[++qn] = t } }
+function chain(i,   s) { s = label[i]; while (parent[i] > 0) { s = label[parent[i]] via[i] s; i = parent[i] }; return via[i] s }
+FNR == 1 { file++ }
+file == 1 {
+  # nm -n -S -C: "addr size type name" (sized) or "addr type name"; $t/$d are mapping symbols.
+  line = $0
+  if (NF >= 4 && $3 ~ /^[tTwW]$/) { sub(/^[0-9a-fA-F]+ [0-9a-fA-F]+ [tTwW] /, "", line); size = hex($2) }
+  else if (NF >= 3 && $2 ~ /^[tTwW]$/) { sub(/^[0-9a-fA-F]+ [tTwW] /, "", line); size = 0 }
+  else next
+  if (line ~ /^\$/) next
+  a = hex($1); a -= a % 2
+  if (size > 0 && !(a in at)) { nf++; fs[nf] = a; fe[nf] = a + size; at[a] = nf }
+  else if (size > 0 && a + size > fe[at[a]]) fe[at[a]] = a + size
+  name = clean(line); if (a in alias) name = alias[a] " = " name
+  alias[a] = name
+  n = norm(line); st = a; if (n in byname) st = byname[n] " " a
+  byname[n] = st
+  next
+}
+file == 2 { inl++; iname[inl] = norm($1); ilo[inl] = hex($2); ihi[inl] = hex($3); next }
+file == 3 { w = hex($1); if (w % 2 == 1 && (w - 1) in at) taken[at[w - 1]] = 1; next }
+file == 4 && /^ *[0-9a-f]+:/ {
+  split($0, p, "\t"); m = p[2]; gsub(/ /, "", m); ops = p[3]
+  if (m !~ /^(b|bl|blx|bx)(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?(\.[nw])?$/ && m !~ /^cbn?z$/) next
+  src = hex(substr($1, 1, index($1, ":") - 1)); cf = find(src)
+  if (!match(ops, /0x[0-9a-f]+/)) {
+    if (ops !~ /^ *lr/) { indirect[cf]++; isrc[cf] = isrc[cf] sprintf(" 0x%x", src); ne++; esrc[ne] = src; etf[ne] = "*" }
+    next
+  }
+  tgt = hex(substr(ops, RSTART, RLENGTH)); tf = find(tgt)
+  if (tf == 0) { unknown[cf] = unknown[cf] sprintf(" 0x%x", tgt); ne++; esrc[ne] = src; etf[ne] = -tgt; next }
+  if (tf == cf && tgt != fs[tf]) next
+  ne++; esrc[ne] = src; etf[ne] = tf
+  if (!((cf, tf) in seen)) { seen[cf, tf] = 1; adj[cf] = adj[cf] " " tf }
+}
+END {
+  for (i = 1; i <= nf; i++) { label[i] = alias[fs[i]]; if (i in taken) { ntaken++; alltaken = alltaken " " i } }
+  printf "functions: %d, of which %d have their address in the image (targets of indirect calls)\n", nf, ntaken
+  nroots = split(roots, root, "|"); missing = 0; qn = 0
+  for (r = 1; r <= nroots; r++) {
+    found = 0
+    if (root[r] in byname) {
+      k = split(byname[root[r]], starts, " ")
+      for (j = 1; j <= k; j++) if ((starts[j] + 0) in at) {
+        i = at[starts[j] + 0]; found++
+        reached(i, 0, "root: ")
+        printf "root %s: the function at 0x%x\n", root[r], fs[i]
+      }
+    }
+    for (k = 1; k <= inl; k++) if (iname[k] == root[r]) {
+      found++; host = find(ilo[k])
+      printf "root %s: inlined into %s, [0x%x, 0x%x)\n", root[r], label[host], ilo[k], ihi[k]
+      for (e = 1; e <= ne; e++) if (esrc[e] >= ilo[k] && esrc[e] < ihi[k]) {
+        how = sprintf("root: %s (inlined into %s, call at 0x%x) -> ", root[r], label[host], esrc[e])
+        if (etf[e] == "*") {
+          rootind++; n = split(alltaken, tk, " "); for (j = 1; j <= n; j++) reached(tk[j] + 0, 0, how "indirectly ")
+        } else if (etf[e] < 0) { rootunk++; printf "  branch to 0x%x, in no function\n", -etf[e] }
+        else reached(etf[e], 0, how)
+      }
+    }
+    if (!found) { printf "root %s: NOT FOUND\n", root[r]; missing++ }
+  }
+  for (h = 1; h <= qn; h++) {
+    i = q[h]; k = split(adj[i], next_, " ")
+    for (j = 1; j <= k; j++) reached(next_[j] + 0, i, " -> ")
+    if (indirect[i] > 0) { n = split(alltaken, tk, " "); for (j = 1; j <= n; j++) reached(tk[j] + 0, i, " -(indirect)-> ") }
+  }
+  floats = 0; ind = rootind > 0; unk = rootunk > 0; list = ""
+  printf "reachable functions: %d\n", qn
+  for (h = 1; h <= qn; h++) {
+    i = q[h]; flag = ""; fname = ""
+    k = split(alias[fs[i]], names, " = ")
+    for (j = 1; j <= k; j++) if (fname == "" && is_float(names[j])) fname = names[j]
+    if (fname != "") { flag = "FLOAT "; floats++; list = list (list == "" ? "" : ",") fname }
+    if (indirect[i] > 0) { flag = flag "INDIRECT(" indirect[i] " at" isrc[i] ") "; ind++ }
+    if (unknown[i] != "") { flag = flag "UNKNOWN-TARGET(" unknown[i] ") "; unk++ }
+    printf "  %s0x%x %5d %s\n", flag, fs[i], fe[i] - fs[i], label[i]
+    if (fname != "" || unknown[i] != "") printf "      %s\n", chain(i)
+  }
+  printf "floats %s\n", list
+  printf "summary %d %d %d %d %d\n", qn, floats, missing, ind, unk
+}'
+
+# WALK LOG ROOTS: the call graph from ROOTS ("A|B") in the files nofloat made; the walk goes
+# to LOG; sets REACHABLE, FLOATS, MISSING, INDIRECT, UNKNOWN (counts) and FLOAT_NAMES.
+walk() {
+  local log="$1" roots="$2" work="$OUT/nofloat"
+  awk -v roots="$roots" "$CALLGRAPH_AWK" "$work/symbols.txt" "$work/inlined.txt" "$work/words.txt" \
+    "$work/disassembly.txt" >"$log"
+  read -r _ REACHABLE FLOATS MISSING INDIRECT UNKNOWN < <(tail -n 1 "$log")
+  # The first six, for the summary line.
+  FLOAT_NAMES="$(awk '$1 == "floats" {n = split($2, f, ","); s = f[1]; for (i = 2; i <= n && i <= 6; i++) s = s ", " f[i]; if (n > 6) s = s ", …"; print s}' "$log")"
+}
+
+# Builds sudoku-uart for the Cortex-M0+ (thumbv6m-none-eabi: no FPU, so every float operation
+# is a call into compiler_builtins' soft float) with the fixed-point blob, linked for the
+# RP2040 as `fit` links it, and walks the call graph from the integer forward pass
+# (fixed::Forward's embed, step, predictions): it must reach no floating-point routine. The
+# same walk from Session::step must reach some, or the walk proves nothing.
+nofloat() {
+  setup
+  WEIGHTS=fixed blob
+  local target=thumbv6m-none-eabi work="$OUT/nofloat" objdump dwarfdump
+  mkdir -p "$work"
+  llvm_tool llvm-objdump
+  objdump="$LLVM_TOOL"
+  llvm_tool llvm-dwarfdump
+  dwarfdump="$LLVM_TOOL"
+  say "building sudoku-uart for $target (boards/rp2040.x) with $(basename "$BLOB"); reading it with $objdump and $dwarfdump"
+  if ! HRM_BLOB="$BLOB" HRM_MEMORY_X="$FW/boards/rp2040.x" \
+    fw_cargo build --release --locked -p sudoku-uart --target "$target" >"$work/build.log" 2>&1; then
+    tail -n 20 "$work/build.log" >&2
+    die "the $target build failed (see $work/build.log)"
+  fi
+  local elf="$OUT/nofloat-$target.elf"
+  cp "$FW/target/$target/release/sudoku-uart" "$elf"
+  nm -n -S -C --defined-only "$elf" >"$work/symbols.txt"
+  "$objdump" -d --no-show-raw-insn "$elf" >"$work/disassembly.txt"
+  # Every aligned word of the image's sections but the vector table (whose handlers the core
+  # calls, not the code): the function addresses among them are what indirect calls can reach.
+  readelf -S -W "$elf" | sed 's/^ *\[ *[0-9]*\]//' |
+    awk '$2 == "PROGBITS" && $7 ~ /A/ && $1 != ".vector_table" {print $4, $5}' |
+    while read -r offset size; do
+      od -An -v -t x4 -w4 -j $((0x$offset)) -N $((0x$size)) "$elf"
+    done >"$work/words.txt"
+  # Inlined instances (a root that the compiler inlined counts by its code inside its host):
+  # NAME LOW HIGH per address range, names demangled.
+  "$dwarfdump" --debug-info "$elf" | awk '
+    function flush() { if (name != "") for (k = 1; k <= n; k++) print name "\t" lo[k] "\t" hi[k]; name = ""; n = 0; low = "" }
+    /DW_TAG_/ || /NULL$/ { flush(); inl = /DW_TAG_inlined_subroutine/; inr = 0; next }
+    !inl { next }
+    /DW_AT_abstract_origin/ && match($0, /"[^"]*"/) { name = substr($0, RSTART + 1, RLENGTH - 2) }
+    /DW_AT_low_pc/ && match($0, /0x[0-9a-f]+/) { low = substr($0, RSTART, RLENGTH) }
+    /DW_AT_high_pc/ && match($0, /0x[0-9a-f]+/) { n++; lo[n] = low; hi[n] = substr($0, RSTART, RLENGTH) }
+    /DW_AT_ranges/ { inr = 1 }
+    inr && match($0, /\[0x[0-9a-f]+, 0x[0-9a-f]+\)/) { s = substr($0, RSTART + 1, RLENGTH - 2); split(s, b, ", "); n++; lo[n] = b[1]; hi[n] = b[2] }
+    END { flush() }' | c++filt >"$work/inlined.txt"
+
+  local failed=0
+  walk "$work/forward.log" "$NOFLOAT_ROOTS"
+  local line="$REACHABLE functions reachable from fixed::Forward::{embed,step,predictions} on $target"
+  if [ "$MISSING" -ne 0 ]; then
+    echo "FAIL nofloat: $MISSING of the roots not found in $elf (see $work/forward.log)"
+    failed=1
+  elif [ "$FLOATS" -ne 0 ]; then
+    echo "FAIL nofloat: $line, $FLOATS of them floating point: $FLOAT_NAMES (chains in $work/forward.log)"
+    failed=1
+  elif [ "$UNKNOWN" -ne 0 ]; then
+    echo "FAIL nofloat: $line, but $UNKNOWN of them branch to addresses in no function: not proven (see $work/forward.log)"
+    failed=1
+  else
+    echo "ok   nofloat: $line ($INDIRECT with indirect calls, followed to every address-taken function), none floating point (list: $work/forward.log)"
+  fi
+  walk "$work/control.log" "$NOFLOAT_CONTROL"
+  if [ "$MISSING" -ne 0 ] || [ "$FLOATS" -eq 0 ]; then
+    echo "FAIL nofloat control: the walk from $NOFLOAT_CONTROL finds no floating-point routine ($REACHABLE reachable; see $work/control.log): the walk is broken"
+    failed=1
+  else
+    echo "ok   nofloat control: $NOFLOAT_CONTROL reaches $FLOATS floating-point routines of $REACHABLE functions ($FLOAT_NAMES)"
+  fi
+  return "$failed"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -258,11 +540,11 @@ plugin() {
 
 # Executed instructions for INPUT (a file), stack low-water when WINDOW=1.
 count() {
-  local input="$1" args="out=$OUT/count.txt"
+  local input="$1" options="out=$OUT/count.txt"
   if [ "${WINDOW:-}" = 1 ]; then
-    args="$args,low=0x$(nm "$ELF" | awk '$3 == "__ebss" {print $1}'),high=0x$(nm "$ELF" | awk '$3 == "_stack_start" {print $1}')"
+    options="$options,low=0x$(nm "$ELF" | awk '$3 == "__ebss" {print $1}'),high=0x$(nm "$ELF" | awk '$3 == "_stack_start" {print $1}')"
   fi
-  { cat "$input"; printf '\004'; } | qemu -plugin "$PLUGIN,$args" >/dev/null
+  { cat "$input"; printf '\004'; } | qemu -plugin "$PLUGIN,$options" >/dev/null
   cat "$OUT/count.txt"
 }
 
@@ -316,9 +598,10 @@ measure() {
   printf '%s\n' "${FITS[@]}"
 }
 
-# f32 and f16 blobs of MODEL, or the one HRM_BLOB names.
+# The blobs measure and fit use: MEASURE_WEIGHTS of MODEL (WEIGHTS values; by default all of
+# f32 f16 int8 int4 fixed), or the one HRM_BLOB names.
 weight_variants() {
-  if [ -n "${HRM_BLOB:-}" ]; then echo given; else echo f32 f16; fi
+  if [ -n "${HRM_BLOB:-}" ]; then echo given; else echo "${MEASURE_WEIGHTS:-f32 f16 int8 int4 fixed}"; fi
 }
 
 # FITS: table rows saying whether the linker fits the firmware into real boards' memory maps
@@ -403,6 +686,7 @@ case "$command" in
     printf '%s\n' "${FITS[@]}"
     ;;
   check) check ;;
+  nofloat) nofloat ;;
   measure) measure ;;
   -h | --help | help) usage ;;
   *) usage ;;

@@ -181,9 +181,41 @@ pub fn quantise_i8(values: &[f32], rows: usize, cols: usize) -> (Vec<f32>, Vec<i
     (scales, q)
 }
 
-/// ggml's Q4_0 per block of 32 values along a row (the last block of a row zero-padded): the
-/// value of largest magnitude `m` maps to −8, `scale = m / −8` (stored as f16), and
-/// `q = clamp(round(v / scale) + 8, 0, 15)`; byte `j` of a block holds `q[j] | q[j + 16] << 4`.
+/// The 4-bit code of `x` with step `d`: `clamp(round(x / d) + 8, 0, 15)`.
+fn q4_code(x: f32, d: f32) -> u8 {
+    if d != 0.0 {
+        ((x / d).round() + 8.0).clamp(0.0, 15.0) as u8
+    } else {
+        8
+    }
+}
+
+/// The step of a block: ggml's Q4_0 maps the value of largest magnitude `m` to −8
+/// (`d = m / −8`); this also tries steps a little smaller and larger, with either sign (the
+/// code range −8..7 is asymmetric), and keeps the one with the least squared error over the
+/// block, as rounded to f16 (what is stored).
+fn q4_scale(v: &[f32; 32]) -> half::f16 {
+    let m = v.iter().fold(0.0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
+    let error = |d: f32| -> f32 { v.iter().map(|&x| (x - d * (f32::from(q4_code(x, d)) - 8.0)).powi(2)).sum() };
+    let mut best = half::f16::from_f32(m / -8.0);
+    let mut best_error = error(best.to_f32());
+    for step in 0..=24 {
+        let t = 0.7 + 0.025 * step as f32;
+        for d in [m / -8.0 * t, m / 7.0 * t] {
+            let candidate = half::f16::from_f32(d);
+            let e = error(candidate.to_f32());
+            if e < best_error {
+                best = candidate;
+                best_error = e;
+            }
+        }
+    }
+    best
+}
+
+/// ggml's Q4_0 per block of 32 values along a row (the last block of a row zero-padded):
+/// `v = scale · (q − 8)` with `q` in 0..=15 and one f16 `scale` per block (chosen by
+/// [`q4_scale`]); byte `j` of a block holds `q[j] | q[j + 16] << 4`.
 pub fn quantise_q4(values: &[f32], rows: usize, cols: usize) -> (Vec<half::f16>, Vec<u8>) {
     use hrm_runtime::blob::{Q4_BLOCK, Q4_BLOCK_BYTES};
     let nb = cols.div_ceil(Q4_BLOCK);
@@ -194,11 +226,10 @@ pub fn quantise_q4(values: &[f32], rows: usize, cols: usize) -> (Vec<half::f16>,
             let mut v = [0.0f32; Q4_BLOCK];
             let part = &row[block * Q4_BLOCK..((block + 1) * Q4_BLOCK).min(cols)];
             v[..part.len()].copy_from_slice(part);
-            let m = v.iter().fold(0.0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
-            let scale = half::f16::from_f32(m / -8.0);
+            let scale = q4_scale(&v);
             let d = scale.to_f32();
             scales.push(scale);
-            let q = |x: f32| if d != 0.0 { ((x / d).round() + 8.0).clamp(0.0, 15.0) as u8 } else { 8 };
+            let q = |x: f32| q4_code(x, d);
             for j in 0..Q4_BLOCK_BYTES {
                 nibbles.push(q(v[j]) | (q(v[j + Q4_BLOCK_BYTES]) << 4));
             }
@@ -283,7 +314,22 @@ pub fn write_blob_with(checkpoint: &Checkpoint, options: &BlobOptions) -> Result
                 if weights == DType::F16 && t.data.iter().any(|v| v.abs() > f32::from(half::f16::MAX)) {
                     return Err(ConvertError::Range { name: id.to_string(), dtype: "f16" });
                 }
-                let dtype = if quantised && spec.rank == 1 { DType::F32 } else { weights };
+                let dtype = match id {
+                    _ if quantised && spec.rank == 1 => DType::F32,
+                    // The edges of the network (token and puzzle embeddings, positions, the output
+                    // heads) are small and the most sensitive: int4 blobs keep them in int8, as
+                    // llama.cpp keeps its output layer at higher precision.
+                    TensorId::TokenEmbedding
+                    | TensorId::LmHead
+                    | TensorId::QHeadWeight
+                    | TensorId::PuzzleEmbedding
+                    | TensorId::PositionEmbedding
+                        if weights == DType::Q4 =>
+                    {
+                        DType::I8
+                    }
+                    _ => weights,
+                };
                 (t.data.clone(), dtype)
             }
         };

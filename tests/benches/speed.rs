@@ -1,6 +1,7 @@
 //! `cargo bench`: the machine's FMA peak, the matrix-product kernels against it, and one ACT
 //! segment of the official 27M-parameter HRM Sudoku architecture (random weights) on the
-//! runtime (f32, f16, bf16; one thread and one session per core) and on the trainer's candle
+//! runtime (f32, f16, bf16, int8, int4, int8 with fixed-point activations; one thread, and
+//! f32 and int8 with one session per core) and on the trainer's candle
 //! forward; then how a segment's cost grows with sequence length and width.
 //!
 //! Throughput is reported as "elements" per second where an element is one floating-point
@@ -124,12 +125,33 @@ fn matmul(c: &mut Criterion) {
     g.bench_function("f32", |b| b.iter(|| kernels::matmul(black_box(&x), black_box(&w), &mut y, d).unwrap()));
     g.bench_function("f16", |b| b.iter(|| kernels::matmul(black_box(&x), black_box(&w16), &mut y, d).unwrap()));
     g.bench_function("bf16", |b| b.iter(|| kernels::matmul(black_box(&x), black_box(&wb), &mut y, d).unwrap()));
+    // int8 weights: 8-bit integer products where the CPU has them (AVX-512 VNNI), counted as
+    // the same FLOP as the f32 product.
+    let w8: Vec<i8> = (0..out * k).map(|i| (i % 5) as i8).collect();
+    let scales = vec![0.01f32; out];
+    if kernels::matmul_i8(&x, &w8, &scales, &mut y, d).unwrap() {
+        g.bench_function("int8", |b| {
+            b.iter(|| kernels::matmul_i8(black_box(&x), black_box(&w8), &scales, &mut y, d).unwrap())
+        });
+    }
     g.finish();
 }
 
 fn blob_of(config: &Config, dtype: DType) -> hrm_convert::AlignedBlob {
     let ck = hrm_convert::Checkpoint::from_tensors(*config, hrm_tests::synthetic_tensors(config, 1)).unwrap();
     hrm_convert::write_blob(&ck, dtype).unwrap()
+}
+
+/// int8 weights with the integer-only fixed-point path, calibrated on one example.
+fn fixed_blob_of(config: &Config) -> hrm_convert::AlignedBlob {
+    let ck = hrm_convert::Checkpoint::from_tensors(*config, hrm_tests::synthetic_tensors(config, 1)).unwrap();
+    let formats = hrm_convert::calibrate(&ck, &[(tokens(config), 0)], &|| ()).unwrap();
+    let options = hrm_convert::BlobOptions {
+        weights: DType::I8,
+        activations: hrm_runtime::Activations::Fixed,
+        formats: Some(formats),
+    };
+    hrm_convert::write_blob_with(&ck, &options).unwrap()
 }
 
 fn tokens(config: &Config) -> Vec<u32> {
@@ -142,13 +164,13 @@ fn segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment_27m");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.throughput(Throughput::Elements(segment_flops(&config)));
-    for dtype in [DType::F32, DType::F16, DType::Bf16] {
-        let blob = blob_of(&config, dtype);
+    let formats = [DType::F32, DType::F16, DType::Bf16, DType::I8, DType::Q4].map(|d| (d.name(), blob_of(&config, d)));
+    for (name, blob) in formats.into_iter().chain([("int8+fixed", fixed_blob_of(&config))]) {
         let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
         let mut arena = vec![0u8; model.arena_bytes()];
         let mut session = Session::new(model, &mut arena).unwrap();
         session.reset(&tokens(&config), 0).unwrap();
-        g.bench_function(BenchmarkId::new("runtime_1_thread", dtype.name()), |b| {
+        g.bench_function(BenchmarkId::new("runtime_1_thread", name), |b| {
             b.iter(|| {
                 session.step().unwrap();
             })
@@ -156,23 +178,25 @@ fn segment(c: &mut Criterion) {
     }
     // One session per core over one shared model: segments per second across the machine.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let blob = blob_of(&config, DType::F32);
-    let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
-    g.throughput(Throughput::Elements(segment_flops(&config) * threads as u64));
-    g.bench_function(BenchmarkId::new(format!("runtime_{threads}_threads"), "f32"), |b| {
-        b.iter(|| {
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(|| {
-                        let mut arena = vec![0u8; model.arena_bytes()];
-                        let mut session = Session::new(model, &mut arena).unwrap();
-                        session.reset(&tokens(&config), 0).unwrap();
-                        session.step().unwrap();
-                    });
-                }
+    for dtype in [DType::F32, DType::I8] {
+        let blob = blob_of(&config, dtype);
+        let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
+        g.throughput(Throughput::Elements(segment_flops(&config) * threads as u64));
+        g.bench_function(BenchmarkId::new(format!("runtime_{threads}_threads"), dtype.name()), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            let mut arena = vec![0u8; model.arena_bytes()];
+                            let mut session = Session::new(model, &mut arena).unwrap();
+                            session.reset(&tokens(&config), 0).unwrap();
+                            session.step().unwrap();
+                        });
+                    }
+                })
             })
-        })
-    });
+        });
+    }
     // The trainer's candle forward (no gradient), the same weights.
     let ck = hrm_convert::Checkpoint::from_tensors(config, hrm_tests::synthetic_tensors(&config, 1)).unwrap();
     let net = hrm_trainer::model::Net::from_checkpoint(&ck, &candle_core::Device::Cpu).unwrap();
