@@ -106,24 +106,9 @@ pub unsafe fn matmul_vnni(x: &[f32], w: *const i8, w_scales: &[f32], y: *mut f32
                     let s4 = _mm_loadu_si128(sums.as_ptr().cast());
                     let exact = _mm512_sub_epi32(t, _mm512_slli_epi32(_mm512_broadcast_i32x4(s4), 7));
                     let sw4 = _mm512_broadcast_f32x4(_mm_loadu_ps(sw.as_ptr()));
-                    let sx16 = _mm512_set_ps(
-                        x_scales[r + 3],
-                        x_scales[r + 3],
-                        x_scales[r + 3],
-                        x_scales[r + 3],
-                        x_scales[r + 2],
-                        x_scales[r + 2],
-                        x_scales[r + 2],
-                        x_scales[r + 2],
-                        x_scales[r + 1],
-                        x_scales[r + 1],
-                        x_scales[r + 1],
-                        x_scales[r + 1],
-                        x_scales[r],
-                        x_scales[r],
-                        x_scales[r],
-                        x_scales[r],
-                    );
+                    let sx = |i: usize| x_scales.get(r + i).copied().unwrap_or(0.0);
+                    let (s0, s1, s2, s3) = (sx(0), sx(1), sx(2), sx(3));
+                    let sx16 = _mm512_set_ps(s3, s3, s3, s3, s2, s2, s2, s2, s1, s1, s1, s1, s0, s0, s0, s0);
                     let v = _mm512_mul_ps(_mm512_mul_ps(sx16, sw4), _mm512_cvtepi32_ps(exact));
                     let mut out = [0.0f32; 16];
                     _mm512_storeu_ps(out.as_mut_ptr(), v);
@@ -133,10 +118,10 @@ pub unsafe fn matmul_vnni(x: &[f32], w: *const i8, w_scales: &[f32], y: *mut f32
                     }
                 } else {
                     for (i, row) in totals.iter().enumerate().take(mr) {
-                        let sx = x_scales[r + i];
+                        let sx = x_scales.get(r + i).copied().unwrap_or(0.0);
                         let yp = y.add((r0 + r + i) * d.ys + o);
-                        for (j, &t) in row.iter().enumerate().take(nr) {
-                            *yp.add(j) = (sx * sw[j]) * (t - 128 * sums[j]) as f32;
+                        for (j, ((&t, &s), &sum)) in row.iter().zip(&sw).zip(&sums).enumerate().take(nr) {
+                            *yp.add(j) = (sx * s) * (t - 128 * sum) as f32;
                         }
                     }
                 }
@@ -206,15 +191,12 @@ unsafe fn tile_4x4(x: *const u8, kp: usize, w: *const i8, ws: usize, k: usize) -
     }
     // 16 sums at once, as the f32 kernel does: transpose-and-add within 128-bit lanes, then
     // across them.
-    let groups: [__m512i; 4] = core::array::from_fn(|i| reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
-    let t0 = _mm512_add_epi32(
-        _mm512_shuffle_i32x4::<0b01_00_01_00>(groups[0], groups[1]),
-        _mm512_shuffle_i32x4::<0b11_10_11_10>(groups[0], groups[1]),
-    );
-    let t1 = _mm512_add_epi32(
-        _mm512_shuffle_i32x4::<0b01_00_01_00>(groups[2], groups[3]),
-        _mm512_shuffle_i32x4::<0b11_10_11_10>(groups[2], groups[3]),
-    );
+    let groups = acc.map(|[a, b, c, d]| reduce4(a, b, c, d));
+    let [g0, g1, g2, g3] = groups;
+    let t0 =
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0b01_00_01_00>(g0, g1), _mm512_shuffle_i32x4::<0b11_10_11_10>(g0, g1));
+    let t1 =
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0b01_00_01_00>(g2, g3), _mm512_shuffle_i32x4::<0b11_10_11_10>(g2, g3));
     let sums =
         _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(t0, t1), _mm512_shuffle_i32x4::<0b11_01_11_01>(t0, t1));
     let mut out = [[0i32; 4]; 4];
@@ -231,9 +213,11 @@ unsafe fn tile_any(x: *const u8, kp: usize, mr: usize, w: *const i8, ws: usize, 
         let m = step_mask(kk, k);
         for j in 0..nr {
             let wv = _mm512_maskz_loadu_epi8(m, w.add(j * ws + kk).cast());
-            for i in 0..mr {
+            for (i, row) in acc.iter_mut().enumerate().take(mr) {
                 let xv = _mm512_loadu_si512(x.add(i * kp + kk).cast());
-                acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv);
+                if let Some(a) = row.get_mut(j) {
+                    *a = _mm512_dpbusd_epi32(*a, xv, wv);
+                }
             }
         }
         kk += 64;
