@@ -185,11 +185,7 @@ proptest! {
         let ck = Checkpoint::from_tensors(config, hrm_tests::synthetic_tensors(&config, seed)).unwrap();
         let tokens: Vec<u32> = (0..config.seq_len).map(|i| (i * 7 + 3) % config.vocab_size).collect();
         let formats = hrm_convert::calibrate(&ck, &[(tokens.clone(), 0)], &|| ()).unwrap();
-        let options = hrm_convert::BlobOptions {
-            weights: DType::I8,
-            activations: hrm_runtime::Activations::Fixed,
-            formats: Some(formats),
-        };
+        let options = hrm_convert::BlobOptions::fixed_point(formats);
         let blob = hrm_convert::write_blob_with(&ck, &options).unwrap();
         let model = Model::from_bytes(&blob).unwrap();
         let mut arena = vec![0u8; model.arena_bytes()];
@@ -221,11 +217,7 @@ proptest! {
         let ck = Checkpoint::from_tensors(config, tensors).unwrap();
         let sites = hrm_runtime::fixed::Sites::new(&config).count();
         let formats: Vec<i32> = (0..sites).map(|i| formats[i % formats.len()]).collect();
-        let options = hrm_convert::BlobOptions {
-            weights: DType::I8,
-            activations: hrm_runtime::Activations::Fixed,
-            formats: Some(formats),
-        };
+        let options = hrm_convert::BlobOptions::fixed_point(formats);
         let blob = hrm_convert::write_blob_with(&ck, &options).unwrap();
         let model = Model::from_bytes(&blob).unwrap();
         let mut arena = vec![0u8; model.arena_bytes()];

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hrm_convert::{BlobOptions, Checkpoint, Overrides};
-use hrm_runtime::{Activations, DType};
+use hrm_runtime::DType;
 use hrm_tests::{golden_cases, read_safetensors, run_blob, Values};
 
 #[derive(Clone, Copy, Debug)]
@@ -69,11 +69,7 @@ fn blob(ck: &Checkpoint, format: Format, inputs: &[(Vec<u32>, u32)]) -> hrm_conv
         Format::Bf16 => BlobOptions::weights(DType::Bf16),
         Format::Int8 => BlobOptions::weights(DType::I8),
         Format::Int4 => BlobOptions::weights(DType::Q4),
-        Format::Fixed => BlobOptions {
-            weights: DType::I8,
-            activations: Activations::Fixed,
-            formats: Some(hrm_convert::calibrate(ck, inputs, &|| ()).unwrap()),
-        },
+        Format::Fixed => BlobOptions::fixed_point(hrm_convert::calibrate(ck, inputs, &|| ()).unwrap()),
     };
     hrm_convert::write_blob_with(ck, &options).unwrap()
 }

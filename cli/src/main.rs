@@ -194,8 +194,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
             );
             let formats = hrm_convert::calibrate(&checkpoint, &inputs, &|| progress.inc(1))?;
             progress.finish_and_clear();
-            options.activations = hrm_runtime::Activations::Fixed;
-            options.formats = Some(formats);
+            options = hrm_convert::BlobOptions::fixed_point(formats);
         }
     }
     let blob = hrm_convert::write_blob_with(&checkpoint, &options)?;

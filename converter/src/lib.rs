@@ -267,6 +267,11 @@ impl BlobOptions {
     pub fn weights(weights: DType) -> BlobOptions {
         BlobOptions { weights, activations: Activations::F32, formats: None }
     }
+
+    /// The integer-only path: int8 weights, fixed-point activations with these formats.
+    pub fn fixed_point(formats: Vec<i32>) -> BlobOptions {
+        BlobOptions { weights: DType::I8, activations: Activations::Fixed, formats: Some(formats) }
+    }
 }
 
 /// Writes the blob of `checkpoint` with weights stored as `weights` (the rotary tables stay f32),

@@ -3,7 +3,8 @@
 use half::{bf16, f16};
 
 use crate::blob::{
-    self, DType, Header, TensorEntry, TensorId, TensorLayout, HEADER_LEN, Q4_BLOCK, Q4_BLOCK_BYTES, TENSOR_ALIGN,
+    self, DType, Header, LayerPart, Level, TensorEntry, TensorId, TensorLayout, HEADER_LEN, Q4_BLOCK, Q4_BLOCK_BYTES,
+    TENSOR_ALIGN,
 };
 use crate::config::Config;
 use crate::error::TensorProblem;
@@ -328,6 +329,12 @@ impl<'a> Model<'a> {
     pub fn tensor(&self, id: TensorId) -> Result<Matrix<'a>, Error> {
         let index = self.layout.index_of(id).ok_or(Error::InvalidHeader("tensor not in this model"))?;
         self.matrix_at(index)
+    }
+
+    /// The weights of `part` of layer `layer` of `level`.
+    pub fn layer(&self, level: Level, layer: u32, part: LayerPart) -> Result<Matrix<'a>, Error> {
+        let layer = u16::try_from(layer).map_err(|_| Error::InvalidHeader("layer index"))?;
+        self.tensor(TensorId::Layer { level, layer, part })
     }
 
     /// The table entry at `index` with its id (for inspection).

@@ -146,11 +146,7 @@ fn blob_of(config: &Config, dtype: DType) -> hrm_convert::AlignedBlob {
 fn fixed_blob_of(config: &Config) -> hrm_convert::AlignedBlob {
     let ck = hrm_convert::Checkpoint::from_tensors(*config, hrm_tests::synthetic_tensors(config, 1)).unwrap();
     let formats = hrm_convert::calibrate(&ck, &[(tokens(config), 0)], &|| ()).unwrap();
-    let options = hrm_convert::BlobOptions {
-        weights: DType::I8,
-        activations: hrm_runtime::Activations::Fixed,
-        formats: Some(formats),
-    };
+    let options = hrm_convert::BlobOptions::fixed_point(formats);
     hrm_convert::write_blob_with(&ck, &options).unwrap()
 }
 

@@ -57,11 +57,7 @@ fn main() {
         // The integer-only path.
         let tokens: Vec<u32> = (0..config.seq_len).map(|t| t % config.vocab_size).collect();
         let formats = hrm_convert::calibrate(&ck, &[(tokens, 0)], &|| ()).unwrap();
-        let options = hrm_convert::BlobOptions {
-            weights: DType::I8,
-            activations: hrm_runtime::Activations::Fixed,
-            formats: Some(formats),
-        };
+        let options = hrm_convert::BlobOptions::fixed_point(formats);
         let blob = hrm_convert::write_blob_with(&ck, &options).unwrap();
         for target in ["blob", "blob_resealed"] {
             write(&out.join(target), &format!("model{i}-fixed.blob"), &blob);

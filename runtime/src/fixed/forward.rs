@@ -123,17 +123,12 @@ impl<'m> Forward<'m> {
     }
 
     fn layer(&self, level: Level, layer: u32, part: LayerPart) -> Result<Matrix<'m>, Error> {
-        let layer = u16::try_from(layer).map_err(|_| Error::InvalidHeader("layer index"))?;
-        self.model.tensor(TensorId::Layer { level, layer, part })
+        self.model.layer(level, layer, part)
     }
 
-    /// The site index of `layer` of `level` (H layers first, then L).
+    /// The site of `layer` of `level`.
     fn site(&self, level: Level, layer: u32, site: LayerSite) -> usize {
-        let index = match level {
-            Level::H => layer as usize,
-            Level::L => self.config.h_module_layers() as usize + layer as usize,
-        };
-        self.sites.layer(index, site)
+        self.sites.at(level, layer, site)
     }
 
     /// Embeds an example (already checked by the session) and resets the carry.

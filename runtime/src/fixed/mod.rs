@@ -1,5 +1,6 @@
 //! The integer-only forward pass (`hrm convert --activations fixed`).
 
+use crate::blob::Level;
 use crate::config::Config;
 
 mod forward;
@@ -15,6 +16,7 @@ pub use forward::{FixedOutcome, Forward, State};
 /// logits, 2 the Q head; then six per layer (H module layers first, then L), see [`LayerSite`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sites {
+    h_layers: usize,
     layers: usize,
 }
 
@@ -43,7 +45,8 @@ impl Sites {
     const PER_LAYER: usize = 6;
 
     pub const fn new(config: &Config) -> Sites {
-        Sites { layers: config.h_module_layers() as usize + config.l_layers as usize }
+        let h_layers = config.h_module_layers() as usize;
+        Sites { h_layers, layers: h_layers + config.l_layers as usize }
     }
 
     /// How many sites (the length of the format table).
@@ -54,6 +57,15 @@ impl Sites {
     /// The site of a layer: `index` counts the H module's layers first, then the L module's.
     pub const fn layer(&self, index: usize, site: LayerSite) -> usize {
         Self::FIXED + Self::PER_LAYER * index + site as usize
+    }
+
+    /// The site of `layer` of `level`.
+    pub const fn at(&self, level: Level, layer: u32, site: LayerSite) -> usize {
+        let index = match level {
+            Level::H => layer as usize,
+            Level::L => self.h_layers + layer as usize,
+        };
+        self.layer(index, site)
     }
 }
 
