@@ -228,20 +228,11 @@ fn calibration_inputs(path: &Path, config: &hrm_runtime::Config) -> Result<Vec<(
     let mut inputs = if path.extension().is_some_and(|e| e == "safetensors") {
         infer::read_batch(path, config)?
     } else if config.seq_len == 81 && config.vocab_size == 11 {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut out = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("puzzle")) {
-                continue;
-            }
-            let puzzle = line.split(',').next().unwrap_or_default().trim();
-            let grid = hrm_runtime::sudoku::parse(puzzle)
-                .map_err(|e| anyhow::anyhow!("{}:{}: puzzle {e}", path.display(), n + 1))?;
+        for line in solve::puzzle_lines(path)?.into_iter().take(CALIBRATION_EXAMPLES) {
+            let grid =
+                hrm_runtime::sudoku::parse(&line.text).map_err(|e| anyhow::anyhow!("{}: puzzle {e}", line.label))?;
             out.push((hrm_runtime::sudoku::to_tokens(&grid).to_vec(), 0));
-            if out.len() == CALIBRATION_EXAMPLES {
-                break;
-            }
         }
         out
     } else if config.seq_len == 900 {

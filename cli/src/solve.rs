@@ -31,9 +31,33 @@ pub struct SudokuArgs {
 }
 
 /// A puzzle and where it came from, for error messages.
-struct Source {
-    label: String,
-    text: String,
+pub struct Source {
+    /// Where it came from: `argument N` or `file:line`.
+    pub label: String,
+    pub text: String,
+}
+
+/// The puzzles of a file (`-`: stdin), one per line, each labelled `file:line`: the first
+/// comma-separated field (so `puzzle,solution` CSV rows work), skipping blank lines, `#`
+/// comments and a `puzzle` header.
+pub fn puzzle_lines(path: &std::path::Path) -> Result<Vec<Source>> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut out = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        let line = line.trim_end_matches(['\r', '\n']).trim();
+        let first = line.split(',').next().unwrap_or("").trim();
+        if first.is_empty() || first.starts_with('#') || (n == 0 && first.eq_ignore_ascii_case("puzzle")) {
+            continue;
+        }
+        out.push(Source { label: format!("{}:{}", path.display(), n + 1), text: first.to_string() });
+    }
+    Ok(out)
 }
 
 fn collect(args: &SudokuArgs) -> Result<Vec<Source>> {
@@ -44,21 +68,7 @@ fn collect(args: &SudokuArgs) -> Result<Vec<Source>> {
         .map(|(i, p)| Source { label: format!("argument {}", i + 1), text: p.trim().to_string() })
         .collect();
     if let Some(path) = &args.file {
-        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            Box::new(std::io::BufReader::new(f))
-        };
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-            let line = line.trim_end_matches(['\r', '\n']).trim();
-            let first = line.split(',').next().unwrap_or("").trim();
-            if first.is_empty() || first.starts_with('#') || (n == 0 && first.eq_ignore_ascii_case("puzzle")) {
-                continue;
-            }
-            out.push(Source { label: format!("{}:{}", path.display(), n + 1), text: first.to_string() });
-        }
+        out.extend(puzzle_lines(path)?);
     }
     if out.is_empty() {
         bail!("no puzzles given (pass them as arguments or with --file)");
