@@ -152,14 +152,28 @@ impl<'a> Matrix<'a> {
                 }
             }
             Weights::Q4 { scales, nibbles } => {
+                // A block at a time: its 32 values decoded once, then the wanted part copied.
                 let nb = self.q4_blocks();
-                for (i, o) in out.iter_mut().enumerate() {
-                    let c = col + i;
-                    let block = row * nb + c / Q4_BLOCK;
-                    let j = c % Q4_BLOCK;
-                    let byte = *nibbles.get(block * Q4_BLOCK_BYTES + j % Q4_BLOCK_BYTES).ok_or(missing)?;
-                    let nibble = if j < Q4_BLOCK_BYTES { byte & 0x0f } else { byte >> 4 };
-                    *o = scales.get(block).ok_or(missing)?.to_f32() * f32::from(i8::try_from(nibble).unwrap_or(8) - 8);
+                let mut c = col;
+                for chunk in out.chunks_mut(Q4_BLOCK) {
+                    let mut filled = 0;
+                    while filled < chunk.len() {
+                        let block = row * nb + c / Q4_BLOCK;
+                        let scale = scales.get(block).ok_or(missing)?.to_f32();
+                        let bytes = nibbles.get(block * Q4_BLOCK_BYTES..(block + 1) * Q4_BLOCK_BYTES).ok_or(missing)?;
+                        let mut values = [0.0f32; Q4_BLOCK];
+                        let (low, high) = values.split_at_mut(Q4_BLOCK_BYTES);
+                        for ((l, h), &b) in low.iter_mut().zip(high.iter_mut()).zip(bytes) {
+                            *l = scale * f32::from(i16::from(b & 0x0f) - 8);
+                            *h = scale * f32::from(i16::from(b >> 4) - 8);
+                        }
+                        let j = c % Q4_BLOCK;
+                        let take = (Q4_BLOCK - j).min(chunk.len() - filled);
+                        let dst = chunk.get_mut(filled..filled + take).ok_or(missing)?;
+                        dst.copy_from_slice(values.get(j..j + take).ok_or(missing)?);
+                        filled += take;
+                        c += take;
+                    }
                 }
             }
         }
