@@ -352,6 +352,11 @@ impl Net<'_, '_> {
         self.sites.at(level, layer, site)
     }
 
+    /// The id of a layer matrix (for the observer).
+    fn id(&self, level: Level, layer: u32, part: LayerPart) -> TensorId {
+        TensorId::Layer { level, layer: layer as u16, part }
+    }
+
     /// `z ← blocks(z)`; the caller has already added the input injection.
     fn module(&self, level: Level, z: &mut [f32], scratch: &mut [f32], obs: &mut dyn Observer) -> Result<(), Error> {
         let layers = match level {
@@ -396,6 +401,7 @@ impl Net<'_, '_> {
         let (heads_out, rest) = split(rest, s * h)?;
         let (scores, _) = split(rest, r * s)?;
 
+        obs.input(self.id(level, layer, LayerPart::Qkv), z, h, h);
         wqkv.rows(0, h)?.matmul(z, h, q, h, s)?;
         wqkv.rows(h, h)?.matmul(z, h, k, h, s)?;
         // V lands in the output buffer first, then is stored transposed: P·V is then a product
@@ -444,6 +450,7 @@ impl Net<'_, '_> {
             }
         }
         obs.observe(self.site(level, layer, LayerSite::MixerAct), heads_out);
+        obs.input(self.id(level, layer, LayerPart::AttnOut), heads_out, h, h);
         // The projection goes into Q's buffer, free by now.
         wo.matmul(heads_out, h, q, h, s)?;
         obs.observe(self.site(level, layer, LayerSite::MixerOut), q);
@@ -472,8 +479,13 @@ impl Net<'_, '_> {
         let (columns, rest) = split(scratch, h * s)?;
         let (proj, rest) = split(rest, h * s)?;
         kernels::transpose(z, s, h, columns);
-        let site = self.site(level, layer, LayerSite::MixerIn);
-        swiglu_rows(*c, &wgu, &wd, c.mlp_t_inter, columns, h, proj, rest, (obs, site))?;
+        let watch = Watch {
+            obs,
+            site: self.site(level, layer, LayerSite::MixerIn),
+            gate_up: self.id(level, layer, LayerPart::TokenGateUp),
+            down: self.id(level, layer, LayerPart::TokenDown),
+        };
+        swiglu_rows(*c, &wgu, &wd, c.mlp_t_inter, columns, h, proj, rest, watch)?;
         for (column, p) in columns.chunks_exact_mut(s).zip(proj.chunks_exact(s)) {
             kernels::add_assign(column, p);
             kernels::rms_norm(column, c.rms_norm_eps);
@@ -497,14 +509,27 @@ impl Net<'_, '_> {
         let wgu = self.layer(level, layer, LayerPart::GateUp)?;
         let wd = self.layer(level, layer, LayerPart::Down)?;
         let (proj, rest) = split(scratch, s * h)?;
-        let site = self.site(level, layer, LayerSite::MlpIn);
-        swiglu_rows(*c, &wgu, &wd, c.mlp_inter, z, s, proj, rest, (obs, site))?;
+        let watch = Watch {
+            obs,
+            site: self.site(level, layer, LayerSite::MlpIn),
+            gate_up: self.id(level, layer, LayerPart::GateUp),
+            down: self.id(level, layer, LayerPart::Down),
+        };
+        swiglu_rows(*c, &wgu, &wd, c.mlp_inter, z, s, proj, rest, watch)?;
         for (x, p) in z.chunks_exact_mut(h).zip(proj.chunks_exact(h)) {
             kernels::add_assign(x, p);
             kernels::rms_norm(x, c.rms_norm_eps);
         }
         Ok(())
     }
+}
+
+/// What a SwiGLU shows the observer: its first site and its two matrices.
+struct Watch<'o> {
+    obs: &'o mut dyn Observer,
+    site: usize,
+    gate_up: TensorId,
+    down: TensorId,
 }
 
 /// `out = swiglu(x)` for `rows` rows of `x` (width `gate_up.cols`), `out` rows of
@@ -519,8 +544,9 @@ fn swiglu_rows(
     rows: usize,
     out: &mut [f32],
     scratch: &mut [f32],
-    (obs, site): (&mut dyn Observer, usize),
+    watch: Watch<'_>,
 ) -> Result<(), Error> {
+    let Watch { obs, site, gate_up: gate_up_id, down: down_id } = watch;
     // The three sites of a SwiGLU follow each other: gate and up, activation, output.
     let (site_gu, site_act, site_out) = (site, site + 1, site + 2);
     let width = gate_up.cols;
@@ -532,6 +558,7 @@ fn swiglu_rows(
         let b = c.inter_block(inter as u32);
         let (act, rest) = split(scratch, rows * inter)?;
         let (gu, _) = split(rest, rows * 2 * b)?;
+        obs.input(gate_up_id, x.get(..rows * width).unwrap_or(&[]), width, width);
         for start in (0..inter).step_by(b) {
             let n = b.min(inter - start);
             gate_up.rows(start, n)?.matmul(x, width, gu, 2 * b, rows)?;
@@ -550,6 +577,7 @@ fn swiglu_rows(
             }
         }
         obs.observe(site_act, act);
+        obs.input(down_id, act, inter, inter);
         down.matmul(act, inter, out, out_width, rows)?;
         obs.observe(site_out, out.get(..rows * out_width).unwrap_or(&[]));
         Ok(())
@@ -558,12 +586,15 @@ fn swiglu_rows(
         let (gu, _) = split(scratch, block * 2 * inter)?;
         for start in (0..rows).step_by(block) {
             let n = block.min(rows - start);
-            gate_up.matmul(x.get(start * width..).unwrap_or(&[]), width, gu, 2 * inter, n)?;
+            let x = x.get(start * width..(start + n) * width).unwrap_or(&[]);
+            obs.input(gate_up_id, x, width, width);
+            gate_up.matmul(x, width, gu, 2 * inter, n)?;
             for row in gu.chunks_exact_mut(2 * inter).take(n) {
                 obs.observe(site_gu, row);
                 obs.observe(site_act, kernels::swiglu(row));
             }
             let out = out.get_mut(start * out_width..).unwrap_or(&mut []);
+            obs.input(down_id, gu.get(..n * 2 * inter).unwrap_or(&[]), inter, 2 * inter);
             down.matmul(gu, 2 * inter, out, out_width, n)?;
             obs.observe(site_out, out.get(..n * out_width).unwrap_or(&[]));
         }

@@ -1,6 +1,6 @@
 //! The integer-only forward pass (`hrm convert --activations fixed`).
 
-use crate::blob::Level;
+use crate::blob::{Level, TensorId};
 use crate::config::Config;
 
 mod forward;
@@ -69,10 +69,17 @@ impl Sites {
     }
 }
 
-/// Receives the activations of the `f32` forward pass at every [`Sites`] site (for
-/// calibration: the converter records each site's largest magnitude).
+/// Receives the activations of the `f32` forward pass at every [`Sites`] site, and the input
+/// of every layer matrix's product (for calibration: the converter records each site's largest
+/// magnitude, and each matrix's input statistics for error-compensating int4 rounding).
 pub trait Observer {
     fn observe(&mut self, site: usize, values: &[f32]);
+
+    /// The rows `x` multiplied by the layer matrix `matrix` (`TensorId::Layer`): each row is
+    /// `width` values, rows start `stride` values apart (`x.len()` is a multiple of `stride`).
+    fn input(&mut self, matrix: TensorId, x: &[f32], width: usize, stride: usize) {
+        let _ = (matrix, x, width, stride);
+    }
 }
 
 /// An observer that does nothing (the normal forward pass).
