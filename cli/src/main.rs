@@ -55,9 +55,11 @@ struct ConvertArgs {
     /// FPU; needs --weights int8 and --calibrate).
     #[arg(long, value_enum, default_value_t = ActivationType::F32)]
     activations: ActivationType,
-    /// Inputs to calibrate the fixed-point formats on: the task's data (Sudoku: a
-    /// `puzzle,solution` CSV or one puzzle per line; mazes: a maze file) or a safetensors file
-    /// with `inputs` and `puzzle_identifiers`. The first 256 examples are used.
+    /// Inputs to calibrate on: the task's data (Sudoku: a `puzzle,solution` CSV or one puzzle
+    /// per line; mazes: a maze file) or a safetensors file with `inputs` and
+    /// `puzzle_identifiers`; the first 256 examples are used. With --activations fixed it sets
+    /// the fixed-point formats; with --weights int4 the int4 rounding compensates its errors on
+    /// these inputs (GPTQ).
     #[arg(long, value_name = "FILE")]
     calibrate: Option<PathBuf>,
     /// The training config, if not `all_config.yaml` beside the weights.
@@ -93,7 +95,7 @@ enum ActivationType {
     Fixed,
 }
 
-/// Examples a fixed-point calibration runs on, at most.
+/// Examples a calibration runs on, at most.
 const CALIBRATION_EXAMPLES: usize = 256;
 
 impl From<WeightType> for DType {
@@ -177,8 +179,23 @@ fn convert(args: ConvertArgs) -> Result<()> {
         .with_context(|| format!("cannot convert {}", args.src.display()))?;
     checkpoint.config.block = args.block;
     let mut options = hrm_convert::BlobOptions::weights(args.weights.into());
+    let bar = |what: &str, len: usize| {
+        indicatif::ProgressBar::new(len as u64).with_style(
+            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} examples {{elapsed}}"))
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        )
+    };
     match (args.activations, &args.calibrate) {
-        (ActivationType::F32, Some(_)) => anyhow::bail!("--calibrate is for --activations fixed"),
+        (ActivationType::F32, Some(file)) => {
+            if options.weights != DType::Q4 {
+                anyhow::bail!("--calibrate is for --activations fixed or --weights int4");
+            }
+            let inputs = calibration_inputs(file, &checkpoint.config)?;
+            let progress = bar("collecting input statistics", inputs.len());
+            let moments = hrm_convert::InputMoments::collect(&checkpoint, &inputs, &|| progress.inc(1))?;
+            progress.finish_and_clear();
+            options.moments = Some(moments);
+        }
         (ActivationType::F32, None) => {}
         (ActivationType::Fixed, None) => {
             anyhow::bail!("--activations fixed needs --calibrate FILE (inputs from the task's data)")
@@ -188,10 +205,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
                 anyhow::bail!("--activations fixed needs --weights int8");
             }
             let inputs = calibration_inputs(file, &checkpoint.config)?;
-            let progress = indicatif::ProgressBar::new(inputs.len() as u64).with_style(
-                indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} examples {elapsed}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let progress = bar("calibrating", inputs.len());
             let formats = hrm_convert::calibrate(&checkpoint, &inputs, &|| progress.inc(1))?;
             progress.finish_and_clear();
             options = hrm_convert::BlobOptions::fixed_point(formats);

@@ -326,6 +326,7 @@ fn quantised_and_fixed_point_blobs_of_the_built_in_model_solve_puzzles() {
     for (name, args, inspect, max_size) in [
         ("int8", vec!["--weights", "int8"], "int8", 27),
         ("int4", vec!["--weights", "int4"], "int4", 16),
+        ("int4-compensated", vec!["--weights", "int4", "--calibrate", p(&calibration)], "int4", 16),
         (
             "fixed",
             vec!["--weights", "int8", "--activations", "fixed", "--calibrate", p(&calibration)],
@@ -351,8 +352,18 @@ fn quantised_and_fixed_point_blobs_of_the_built_in_model_solve_puzzles() {
     assert_clean_error(&convert(&["--weights", "int8", "--activations", "fixed"]), "needs --calibrate");
     assert_clean_error(&convert(&["--activations", "fixed", "--calibrate", p(&calibration)]), "needs --weights int8");
     assert_clean_error(&convert(&["--calibrate", p(&calibration)]), "--calibrate is for --activations fixed");
-    let bad = tmp.path().join("bad.csv");
-    std::fs::write(&bad, "12345\n").unwrap();
-    assert_clean_error(&convert(&["--weights", "int8", "--activations", "fixed", "--calibrate", p(&bad)]), "bad.csv:1");
+    assert_clean_error(&convert(&["--weights", "int8", "--calibrate", p(&calibration)]), "or --weights int4");
+    assert_clean_error(&convert(&["--weights", "int4", "--calibrate", p(&bad_path(tmp.path()))]), "bad.csv:1");
+    assert_clean_error(
+        &convert(&["--weights", "int8", "--activations", "fixed", "--calibrate", p(&bad_path(tmp.path()))]),
+        "bad.csv:1",
+    );
     assert!(!out.exists(), "a failed conversion left a blob");
+}
+
+/// A calibration file whose first line is not a puzzle.
+fn bad_path(dir: &Path) -> PathBuf {
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "12345\n").unwrap();
+    bad
 }

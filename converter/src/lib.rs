@@ -7,6 +7,7 @@
 //! loading it with [`hrm_runtime::Model::from_bytes`].
 
 mod error;
+mod gptq;
 pub mod reference_config;
 pub mod source;
 
@@ -17,6 +18,7 @@ use hrm_runtime::blob::{self, Header, TensorEntry, TensorId, TensorLayout, Tenso
 use hrm_runtime::{Activations, Config, DType, Model};
 
 pub use error::{ConvertError, Result};
+pub use gptq::{quantise_q4_compensated, InputMoments, Moments};
 pub use source::{HostTensor, Overrides, SourceFiles, WeightsFormat};
 
 /// Prefixes the reference puts before the model's own names (`torch.compile` and the ACT
@@ -146,7 +148,8 @@ impl std::ops::Deref for AlignedBlob {
 }
 
 /// Appends `values` (`rows × cols`, row-major) stored as `dtype`; see `runtime/FORMAT.md`.
-fn encode(values: &[f32], rows: usize, cols: usize, dtype: DType, out: &mut Vec<u8>) {
+/// Int4 matrices whose input `moments` are known are rounded with error compensation.
+fn encode(values: &[f32], rows: usize, cols: usize, dtype: DType, moments: Option<&Moments>, out: &mut Vec<u8>) {
     match dtype {
         DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
@@ -158,7 +161,9 @@ fn encode(values: &[f32], rows: usize, cols: usize, dtype: DType, out: &mut Vec<
             out.extend(q.iter().map(|&v| v as u8));
         }
         DType::Q4 => {
-            let (scales, nibbles) = quantise_q4(values, rows, cols);
+            let (scales, nibbles) = moments
+                .and_then(|m| quantise_q4_compensated(values, rows, cols, m))
+                .unwrap_or_else(|| quantise_q4(values, rows, cols));
             scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
             out.extend_from_slice(&nibbles);
         }
@@ -261,16 +266,19 @@ pub struct BlobOptions {
     /// Fraction bits of every fixed-point site ([`hrm_runtime::fixed::Sites`]); required with
     /// [`Activations::Fixed`] (see [`calibrate`]).
     pub formats: Option<Vec<i32>>,
+    /// The layer matrices' input moments ([`InputMoments::collect`]): int4 layer matrices are
+    /// then rounded with error compensation ([`quantise_q4_compensated`]).
+    pub moments: Option<InputMoments>,
 }
 
 impl BlobOptions {
     pub fn weights(weights: DType) -> BlobOptions {
-        BlobOptions { weights, activations: Activations::F32, formats: None }
+        BlobOptions { weights, activations: Activations::F32, formats: None, moments: None }
     }
 
     /// The integer-only path: int8 weights, fixed-point activations with these formats.
     pub fn fixed_point(formats: Vec<i32>) -> BlobOptions {
-        BlobOptions { weights: DType::I8, activations: Activations::Fixed, formats: Some(formats) }
+        BlobOptions { weights: DType::I8, activations: Activations::Fixed, formats: Some(formats), moments: None }
     }
 }
 
@@ -340,7 +348,8 @@ pub fn write_blob_with(checkpoint: &Checkpoint, options: &BlobOptions) -> Result
         };
         let offset = out.len();
         let (rows, cols) = spec.rows_cols();
-        encode(&values, rows, cols, dtype, &mut out);
+        let moments = options.moments.as_ref().and_then(|m| m.get(spec.id));
+        encode(&values, rows, cols, dtype, moments, &mut out);
         let len = out.len() - offset;
         let mut shape = [0u32; 4];
         shape[..2].copy_from_slice(&spec.shape);
