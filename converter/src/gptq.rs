@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use hrm_runtime::blob::{TensorId, Q4_BLOCK, Q4_BLOCK_BYTES};
 use hrm_runtime::kernels;
-use hrm_runtime::{DType, Model};
+use hrm_runtime::DType;
 
-use crate::{q4_code, q4_scale, write_blob, AlignedBlob, Checkpoint, ConvertError, Result};
+use crate::{observe_runs, q4_code, q4_scale, write_blob, Checkpoint, Result};
 
 /// Input rows gathered before they are folded into a matrix's moments (one product each).
 const CHUNK: usize = 1024;
@@ -86,21 +86,9 @@ impl InputMoments {
     /// segment, and collects the moments of each layer matrix's inputs. `progress` is called
     /// after each example.
     pub fn collect(checkpoint: &Checkpoint, inputs: &[(Vec<u32>, u32)], progress: &dyn Fn()) -> Result<InputMoments> {
-        if inputs.is_empty() {
-            return Err(ConvertError::Options("the calibration set is empty".into()));
-        }
         let blob = write_blob(checkpoint, DType::F32)?;
-        let model = Model::from_bytes(&blob)?;
-        let mut arena = AlignedBlob::from_bytes(&vec![0u8; model.arena_bytes()]);
-        let mut session = hrm_runtime::Session::new(model, arena.as_mut_bytes())?;
         let mut moments = InputMoments::default();
-        for (tokens, puzzle_id) in inputs {
-            session.reset(tokens, *puzzle_id)?;
-            for _ in 0..model.config().halt_max_steps {
-                session.step_observed(&mut moments)?;
-            }
-            progress();
-        }
+        observe_runs(&blob, inputs, &mut moments, progress)?;
         for m in moments.matrices.values_mut() {
             m.fold();
         }

@@ -406,21 +406,33 @@ pub fn format_for(max_abs: f32) -> i32 {
 /// on `inputs` (tokens and puzzle identifier), every segment, records the largest magnitude at
 /// each site and picks its format ([`format_for`]). `progress` is called after each example.
 pub fn calibrate(checkpoint: &Checkpoint, inputs: &[(Vec<u32>, u32)], progress: &dyn Fn()) -> Result<Vec<i32>> {
+    let blob = write_blob(checkpoint, DType::I8)?;
+    let sites = hrm_runtime::fixed::Sites::new(&checkpoint.config);
+    let mut seen = MaxAbs(vec![0.0; sites.count()]);
+    observe_runs(&blob, inputs, &mut seen, progress)?;
+    Ok(seen.0.iter().map(|&m| format_for(m)).collect())
+}
+
+/// Runs the model of `blob` (`f32` activations) on `inputs` (tokens and puzzle identifier),
+/// every segment, showing `observer` its activations; `progress` is called after each example.
+fn observe_runs(
+    blob: &[u8],
+    inputs: &[(Vec<u32>, u32)],
+    observer: &mut dyn hrm_runtime::fixed::Observer,
+    progress: &dyn Fn(),
+) -> Result<()> {
     if inputs.is_empty() {
         return Err(ConvertError::Options("the calibration set is empty".into()));
     }
-    let blob = write_blob(checkpoint, DType::I8)?;
-    let model = Model::from_bytes(&blob)?;
+    let model = Model::from_bytes(blob)?;
     let mut arena = AlignedBlob::from_bytes(&vec![0u8; model.arena_bytes()]);
     let mut session = hrm_runtime::Session::new(model, arena.as_mut_bytes())?;
-    let sites = hrm_runtime::fixed::Sites::new(model.config());
-    let mut seen = MaxAbs(vec![0.0; sites.count()]);
     for (tokens, puzzle_id) in inputs {
         session.reset(tokens, *puzzle_id)?;
         for _ in 0..model.config().halt_max_steps {
-            session.step_observed(&mut seen)?;
+            session.step_observed(observer)?;
         }
         progress();
     }
-    Ok(seen.0.iter().map(|&m| format_for(m)).collect())
+    Ok(())
 }
