@@ -258,18 +258,10 @@ mod tests {
             .collect()
     }
 
+    /// The values of the matrix as the runtime reads them.
     fn decode(scales: &[half::f16], nibbles: &[u8], rows: usize, cols: usize) -> Vec<f32> {
-        let nb = cols.div_ceil(Q4_BLOCK);
-        let mut out = Vec::with_capacity(rows * cols);
-        for r in 0..rows {
-            for c in 0..cols {
-                let (b, j) = (r * nb + c / Q4_BLOCK, c % Q4_BLOCK);
-                let byte = nibbles[b * Q4_BLOCK_BYTES + j % Q4_BLOCK_BYTES];
-                let q = if j < Q4_BLOCK_BYTES { byte & 15 } else { byte >> 4 };
-                out.push(scales[b].to_f32() * (f32::from(q) - 8.0));
-            }
-        }
-        out
+        let m = hrm_runtime::Matrix { rows, cols, weights: hrm_runtime::Weights::Q4 { scales, nibbles } };
+        (0..rows * cols).map(|i| m.get(i).unwrap()).collect()
     }
 
     /// Mean squared error of `W·x` against `W'·x` over the inputs `xs`.
