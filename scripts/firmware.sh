@@ -251,6 +251,12 @@ check() {
     "$HRM" solve sudoku --file "$puzzles" --model "$BLOB" >"$work/host-fixed.txt"
     [ "$(wc -l <"$work/host-fixed.txt")" -eq 10 ] || die "hrm solve did not answer the ten puzzles (fixed point)"
     { head -n 5 "$work/host-fixed.txt"; cat "$FW/malformed.expected"; sed -n '6,10p' "$work/host-fixed.txt"; } >"$work/expected-fixed.txt"
+    # int8 weights with f32 activations: the int8 arithmetic (activations quantised per row,
+    # exact integer sums) on the M4F's DSP extension (SMLAD) must give the host's answers.
+    WEIGHTS=int8 blob
+    "$HRM" solve sudoku --file "$puzzles" --model "$BLOB" >"$work/host-int8.txt"
+    [ "$(wc -l <"$work/host-int8.txt")" -eq 10 ] || die "hrm solve did not answer the ten puzzles (int8)"
+    { head -n 5 "$work/host-int8.txt"; cat "$FW/malformed.expected"; sed -n '6,10p' "$work/host-int8.txt"; } >"$work/expected-int8.txt"
   fi
 
   local failed=0 passed=0
@@ -286,8 +292,9 @@ check() {
   fi
   if [ -z "${HRM_BLOB:-}" ]; then
     WEIGHTS=fixed ELF_TAG=fixed check_one sudoku-uart-m3 "$work/input.txt" "$work/expected-fixed.txt"
+    WEIGHTS=int8 ELF_TAG=int8 check_one sudoku-uart "$work/input.txt" "$work/expected-int8.txt"
   else
-    say "skip sudoku-uart-m3-fixed: HRM_BLOB given, no model to make the fixed-point blob from"
+    say "skip sudoku-uart-m3-fixed and sudoku-uart-int8: HRM_BLOB given, no model to make their blobs from"
   fi
   # No floating point in the integer forward pass (see nofloat); its build log goes to
   # nofloat.err, its walks to target/firmware/nofloat/.

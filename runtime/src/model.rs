@@ -97,12 +97,7 @@ impl<'a> Matrix<'a> {
             Weights::F32(w) => kernels::matmul(x, w, y, d),
             Weights::F16(w) => kernels::matmul(x, w, y, d),
             Weights::Bf16(w) => kernels::matmul(x, w, y, d),
-            Weights::I8 { scales, values } => {
-                if kernels::matmul_i8(x, values, scales, y, d)? {
-                    return Ok(());
-                }
-                self.matmul_widened(x, y, d)
-            }
+            Weights::I8 { scales, values } => kernels::matmul_i8(x, values, scales, y, d),
             Weights::Q4 { .. } => self.matmul_widened(x, y, d),
             Weights::I32(_) => Err(Error::InvalidHeader("an integer table is not a weight matrix")),
         }

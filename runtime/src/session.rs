@@ -429,6 +429,18 @@ impl Net<'_, '_> {
         obs.observe(site_in, vt);
 
         let scale = 1.0 / libm::sqrtf(hd as f32);
+        // With int8 weights every result is meant to be the same bits on every kernel level and
+        // core (the int8 arithmetic is exact): the two activation products then take the one
+        // portable loop, whose order of additions is fixed, instead of the ISA's FMA tiles
+        // (a few percent of a segment's multiply-adds).
+        let same_bits = matches!(wqkv.weights, Weights::I8 { .. });
+        let product = |x: &[f32], w: &[f32], y: &mut [f32], d: kernels::Dims| {
+            if same_bits {
+                kernels::matmul_same_everywhere(x, w, y, d)
+            } else {
+                kernels::matmul(x, w, y, d)
+            }
+        };
         for head in 0..c.num_heads as usize {
             let off = head * hd;
             let k_rows = k.get(off..).unwrap_or(&[]);
@@ -437,7 +449,7 @@ impl Net<'_, '_> {
                 let n = r.min(s - start);
                 let q_rows = q.get(start * h + off..).unwrap_or(&[]);
                 let d = kernels::Dims { rows: n, out: s, k: hd, xs: h, ws: h, ys: s, accumulate: false };
-                kernels::matmul(q_rows, k_rows, scores, d)?;
+                product(q_rows, k_rows, scores, d)?;
                 for row in scores.chunks_exact_mut(s).take(n) {
                     for v in row.iter_mut() {
                         *v *= scale;
@@ -446,7 +458,7 @@ impl Net<'_, '_> {
                 }
                 let out = heads_out.get_mut(start * h + off..).unwrap_or(&mut []);
                 let d = kernels::Dims { rows: n, out: hd, k: s, xs: s, ws: s, ys: h, accumulate: false };
-                kernels::matmul(scores, vt_rows, out, d)?;
+                product(scores, vt_rows, out, d)?;
             }
         }
         obs.observe(self.site(level, layer, LayerSite::MixerAct), heads_out);

@@ -15,18 +15,18 @@ fn main() {
         }
         let f = t.elapsed().as_secs_f64() / 100.0;
         let t = Instant::now();
-        let mut done = false;
         for _ in 0..100 {
-            done = hrm_runtime::kernels::matmul_i8(&x, &w8, &s, &mut y, d).unwrap();
+            hrm_runtime::kernels::matmul_i8(&x, &w8, &s, &mut y, d).unwrap();
         }
         let q = t.elapsed().as_secs_f64() / 100.0;
         let gf = 2.0 * (rows * k * out) as f64 / 1e9;
         println!(
-            "f32 {:.3} ms ({:.0} GFLOP/s)  int8 {:.3} ms ({:.0} GOP/s) vnni={done}",
+            "f32 {:.3} ms ({:.0} GFLOP/s)  int8 {:.3} ms ({:.0} GOP/s) (HRM_KERNELS={})",
             f * 1e3,
             gf / f,
             q * 1e3,
-            gf / q
+            gf / q,
+            std::env::var("HRM_KERNELS").unwrap_or_else(|_| "native".into())
         );
     }
 }

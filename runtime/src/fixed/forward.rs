@@ -469,8 +469,9 @@ fn scale_of(scales: &[f32], row: usize) -> Result<(i32, i32), Error> {
     decompose_f32(bits).ok_or(Error::InvalidHeader("a weight scale is not finite"))
 }
 
-/// `Σ a[i]·w[i]` for `i16`-range activations and `int8` weights, exact (so the same on every
-/// platform whichever loop computes it).
+/// `Σ a[i]·w[i]` for `int8` weights and activations saturated to the `i16` range (which they
+/// are by construction: every site saturates to ±32767), exact: so the same on every platform
+/// whichever loop computes it.
 fn dot_i8(w: &[i8], x: &[i32]) -> i64 {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::cpu::x86_level() != crate::kernels::cpu::X86Level::Baseline {
@@ -494,7 +495,7 @@ fn dot_i8_portable(w: &[i8], x: &[i32]) -> i64 {
     for (wc, xc) in w.chunks(DOT_CHUNK).zip(x.chunks(DOT_CHUNK)) {
         let mut acc = 0i32;
         for (&w, &x) in wc.iter().zip(xc) {
-            acc = acc.wrapping_add(i32::from(w).wrapping_mul(x));
+            acc = acc.wrapping_add(i32::from(w).wrapping_mul(x.clamp(-ACT_MAX as i32, ACT_MAX as i32)));
         }
         total += i64::from(acc);
     }
@@ -531,21 +532,111 @@ fn linear(
     let k = w.cols;
     let d = Dims { rows, out: w.rows, k, xs, ws: k, ys, accumulate: false };
     check_matmul(x.len(), values.len(), y.len(), d)?;
+    let store = |y: &mut [i32], r: usize, o: usize, sum: i64| -> Result<(), Error> {
+        let (mant, exp) = scale_of(scales, o)?;
+        let v = mul_pow2_round(sum, mant, exp + fy - fx);
+        if let Some(out) = y.get_mut(r * ys + o) {
+            *out = match range {
+                Range::Activation => sat16(v),
+                Range::Wide => sat32(v),
+            };
+        }
+        Ok(())
+    };
+    // Microcontrollers (and every target but x86-64, whose AVX2 loop above is faster there):
+    // each activation row packed once as i16, then register tiles of four weight rows.
+    #[cfg(not(target_arch = "x86_64"))]
+    if k <= DOT_CHUNK {
+        return linear_packed(values, k, x, xs, rows, w.rows, |r, o, sum| store(y, r, o, sum));
+    }
     for o in 0..w.rows {
         let w_row = values.get(o * k..o * k + k).unwrap_or(&[]);
-        let (mant, exp) = scale_of(scales, o)?;
         for r in 0..rows {
             let x_row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
-            let v = mul_pow2_round(dot_i8(w_row, x_row), mant, exp + fy - fx);
-            if let Some(out) = y.get_mut(r * ys + o) {
-                *out = match range {
-                    Range::Activation => sat16(v),
-                    Range::Wide => sat32(v),
-                };
-            }
+            store(y, r, o, dot_i8(w_row, x_row))?;
         }
     }
     Ok(())
+}
+
+/// [`linear`]'s sums for rows of at most [`DOT_CHUNK`] values (so `i32` sums are exact, and
+/// equal to [`dot_i8`]'s): each activation row packed once as `i16` (saturated as `dot_i8`
+/// saturates), then four weight rows at a time against it: on the Cortex-M DSP extension with
+/// `SMLAD` (two multiply-adds an instruction, the int8 kernels' tile), elsewhere a scalar loop
+/// of one `i16` load and four `i8` loads and multiply-adds per value (M0/M3, RISC-V).
+#[cfg(not(target_arch = "x86_64"))]
+fn linear_packed(
+    values: &[i8],
+    k: usize,
+    x: &[i32],
+    xs: usize,
+    rows: usize,
+    out: usize,
+    mut store: impl FnMut(usize, usize, i64) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let kp = k.div_ceil(64) * 64;
+    let mut pack = [0i16; DOT_CHUNK.div_ceil(64) * 64];
+    for r in 0..rows {
+        let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
+        let dst = pack.get_mut(..kp).unwrap_or(&mut []);
+        let (head, rest) = dst.split_at_mut(row.len().min(kp));
+        for (p, &v) in head.iter_mut().zip(row) {
+            *p = v.clamp(-ACT_MAX as i32, ACT_MAX as i32) as i16;
+        }
+        rest.fill(0);
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        // SAFETY: `pack` holds kp ≥ k values; DSP is a feature of the target.
+        unsafe {
+            use crate::kernels::int8::Int8Tile;
+            crate::kernels::arm_dsp::Dsp::<1, 4>::prepare(pack.as_mut_ptr().cast(), kp);
+        }
+        let mut o = 0;
+        while o < out {
+            let nr = 4.min(out - o);
+            // Missing rows of the last block repeat its last row (computed, then dropped).
+            let w_rows: [&[i8]; 4] = core::array::from_fn(|j| {
+                let at = (o + j.min(nr - 1)) * k;
+                values.get(at..at + k).unwrap_or(&[])
+            });
+            let sums = sums4(pack.get(..kp).unwrap_or(&[]), &w_rows, k);
+            for (j, &s) in sums.iter().enumerate().take(nr) {
+                store(r, o + j, i64::from(s))?;
+            }
+            o += nr;
+        }
+    }
+    Ok(())
+}
+
+/// `Σ x·w_j` of a packed row against four weight rows, with `SMLAD`.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+fn sums4(x: &[i16], w: &[&[i8]; 4], k: usize) -> [i32; 4] {
+    use crate::kernels::int8::Int8Tile;
+    if x.len() < k || w.iter().any(|r| r.len() < k) {
+        return [0; 4];
+    }
+    let ptrs: [*const i8; 4] = core::array::from_fn(|j| w[j].as_ptr());
+    // SAFETY: the row holds k values (padded to a multiple of 64, zero past k, in the tile's
+    // order) and every weight row at least k; DSP is a feature of the target.
+    let sums = unsafe { crate::kernels::arm_dsp::Dsp::<1, 4>::tile(&(), x.as_ptr().cast(), x.len(), &ptrs, k) };
+    sums[0]
+}
+
+/// `Σ x·w_j` of a packed row against four weight rows: one `i16` load and four `i8` loads
+/// and multiply-adds per value, the four sums in registers.
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp"))))]
+fn sums4(x: &[i16], w: &[&[i8]; 4], k: usize) -> [i32; 4] {
+    let [w0, w1, w2, w3] = *w;
+    let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
+    let x = x.get(..k).unwrap_or(&[]);
+    for ((((&x, &b0), &b1), &b2), &b3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        let x = i32::from(x);
+        a0 += x * i32::from(b0);
+        a1 += x * i32::from(b1);
+        a2 += x * i32::from(b2);
+        a3 += x * i32::from(b3);
+    }
+    [a0, a1, a2, a3]
 }
 
 /// `dst[c][r] = src[r][c]` for a row-major `src[rows, cols]`.

@@ -12,6 +12,9 @@ use half::{bf16, f16};
 
 use crate::Error;
 
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+pub(crate) mod arm_dsp;
+pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "x86_64")]
@@ -174,26 +177,73 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<
     }
 }
 
-/// `Y = X · Wᵀ` for int8 weights `w` with one scale per row, by 8-bit integer dot products
-/// (the activations quantised row by row on the fly) where the CPU has them: AVX-512 VNNI.
-/// Returns `Ok(false)`, having done nothing, where it has not (the caller then widens the
-/// weights to f32 instead), or for rows longer than the kernel's buffer or an accumulation.
-pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -> Result<bool, Error> {
+/// `Y = X · Wᵀ` for int8 weights `w` with one scale per row, in the runtime's one int8
+/// arithmetic ([`int8`]: activations quantised per row, exact integer sums, then the two
+/// scales): the same bits from every kernel level, AVX-512 VNNI, AVX2, the Cortex-M DSP
+/// extension or portable Rust. `d.accumulate` is refused (a sum of rounded products is not
+/// the product of the sums).
+pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul(x.len(), w.len(), y.len(), d)?;
+    if scales.len() < d.out {
+        return Err(Error::OutputLength { expected: d.out, got: scales.len() });
+    }
+    if d.accumulate {
+        return Err(Error::InvalidHeader("int8 products do not accumulate"));
+    }
+    if d.rows == 0 || d.out == 0 {
+        return Ok(());
+    }
+    if d.k == 0 || d.k > int8::MAX_EXACT_K {
+        if d.k == 0 {
+            for r in 0..d.rows {
+                if let Some(row) = y.get_mut(r * d.ys..r * d.ys + d.out) {
+                    row.fill(0.0);
+                }
+            }
+        } else {
+            int8::matmul_long_rows(x, w, scales, y, d);
+        }
+        return Ok(());
+    }
+    // SAFETY (each arm): the CPU has the kernel's features (checked at compile or run time),
+    // `check_matmul` verified every row touched, there is a scale per output, and
+    // 0 < k ≤ MAX_EXACT_K without accumulation.
     #[cfg(target_arch = "x86_64")]
     {
-        check_matmul(x.len(), w.len(), y.len(), d)?;
-        if scales.len() < d.out {
-            return Err(Error::OutputLength { expected: d.out, got: scales.len() });
+        if cpu::has_vnni() {
+            unsafe { q8::matmul_vnni(x, w, scales, y, d) };
+            return Ok(());
         }
-        if cpu::has_vnni() && d.k <= q8::MAX_K && !d.accumulate && d.rows > 0 && d.out > 0 && d.k > 0 {
-            // SAFETY: the CPU has the features; `check_matmul` verified every row touched and
-            // there is a scale per output.
-            unsafe { q8::matmul_vnni(x, w.as_ptr(), scales, y.as_mut_ptr(), d) };
-            return Ok(true);
+        if cpu::x86_level() != cpu::X86Level::Baseline {
+            unsafe { q8::matmul_avx2(x, w, scales, y, d) };
+            return Ok(());
         }
     }
-    let _ = (x, w, scales, y, d);
-    Ok(false)
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        // One activation row (a work block of 1, the smallest arena) against four weight rows;
+        // two rows against two where the block has them.
+        if d.rows == 1 {
+            unsafe { int8::matmul::<arm_dsp::Dsp<1, 4>>(x, w, scales, y, d) };
+        } else {
+            unsafe { int8::matmul::<arm_dsp::Dsp<2, 2>>(x, w, scales, y, d) };
+        }
+        return Ok(());
+    }
+    #[allow(unreachable_code)]
+    {
+        unsafe { int8::matmul::<int8::Portable>(x, w, scales, y, d) };
+        Ok(())
+    }
+}
+
+/// `Y = X · Wᵀ` for `f32` operands by the portable loop alone, on every ISA: one fixed order
+/// of multiplications and additions (no FMA), so the same bits on every kernel level and
+/// core. For products that must not depend on the CPU (the activation products of int8 blobs).
+pub fn matmul_same_everywhere(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul(x.len(), w.len(), y.len(), d)?;
+    matmul_portable(x, w, y, d);
+    Ok(())
 }
 
 /// The portable product: weight row by weight row, so that each is read once per block of
@@ -608,46 +658,103 @@ mod tests {
         assert_eq!(&y[..2], &[6.0, 14.0]);
     }
 
-    /// The VNNI kernel computes exactly `(s_x · s_w) · Σ q_x · q_w` with the activations
-    /// quantised per row, for every shape around its 64-byte steps and 4 × 4 tiles.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn int8_vnni_products_are_exact_sums_of_the_quantised_rows() {
-        if !(std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw")) {
-            std::eprintln!("SKIPPED: this CPU has no AVX-512 VNNI");
-            return;
+    /// The int8 arithmetic written out plainly: per-row quantisation, `i64` sums, the scales.
+    fn int8_reference(x: &[f32], w: &[i8], scales: &[f32], d: Dims) -> std::vec::Vec<f32> {
+        let mut y = std::vec![f32::NAN; d.rows * d.ys];
+        for r in 0..d.rows {
+            let row = &x[r * d.xs..r * d.xs + d.k];
+            let m = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let (sx, inv) = if m > 0.0 { (m / 127.0, 127.0 / m) } else { (0.0, 0.0) };
+            let q: std::vec::Vec<i64> = row
+                .iter()
+                .map(|v| {
+                    let t = v * inv;
+                    if t.is_nan() {
+                        0
+                    } else {
+                        i64::from((t.round_ties_even() as i32).clamp(-127, 127))
+                    }
+                })
+                .collect();
+            for o in 0..d.out {
+                let exact: i64 = q.iter().zip(&w[o * d.ws..o * d.ws + d.k]).map(|(a, &b)| a * i64::from(b)).sum();
+                y[r * d.ys + o] = (sx * scales[o]) * exact as f32;
+            }
         }
+        y
+    }
+
+    /// Every int8 kernel this machine has computes exactly the arithmetic of [`int8`]: the
+    /// same bits as the plain reference, for shapes around every tile size and step, strided
+    /// rows, rows chunked along `k`, rows beyond the exact `i32` range, zero and NaN rows.
+    #[test]
+    fn every_int8_kernel_gives_the_bits_of_the_reference() {
         let mut seed = 0x1234_5678u64;
         let mut next = move || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) as u32
         };
-        for &k in &[1usize, 17, 63, 64, 65, 130, 300] {
-            for &(rows, out) in &[(1usize, 1usize), (3, 5), (4, 4), (5, 9), (17, 4), (20, 7)] {
-                let (xs, ws, ys) = (k + 3, k + 1, out + 2);
-                let x: std::vec::Vec<f32> = (0..rows * xs).map(|_| (next() % 2001) as f32 / 100.0 - 10.0).collect();
-                let w: std::vec::Vec<i8> = (0..out * ws).map(|_| (next() % 255) as i8).collect();
-                let scales: std::vec::Vec<f32> = (0..out).map(|i| 0.01 + i as f32 * 0.003).collect();
+        type Kernel = (&'static str, fn(&[f32], &[i8], &[f32], &mut [f32], Dims));
+        let mut kernels: std::vec::Vec<Kernel> = std::vec![
+            ("portable", |x, w, s, y, d| unsafe { int8::matmul::<int8::Portable>(x, w, s, y, d) }),
+            ("dispatch", |x, w, s, y, d| matmul_i8(x, w, s, y, d).unwrap()),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                kernels.push(("avx2", |x, w, s, y, d| unsafe { q8::matmul_avx2(x, w, s, y, d) }));
+            }
+            if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw") {
+                kernels.push(("vnni", |x, w, s, y, d| unsafe { q8::matmul_vnni(x, w, s, y, d) }));
+            } else {
+                std::eprintln!("SKIPPED: this CPU has no AVX-512 VNNI; its int8 kernel is not checked here");
+            }
+        }
+        let mut shapes = std::vec::Vec::new();
+        for &k in &[1usize, 3, 15, 16, 17, 63, 64, 65, 130, 300] {
+            for &(rows, out) in &[(1usize, 1usize), (1, 5), (3, 5), (4, 4), (5, 9), (8, 3), (17, 4), (20, 7)] {
+                shapes.push((k, rows, out));
+            }
+        }
+        // Rows chunked along k (longer than a pack holds), and beyond i32's exact range.
+        shapes.push((9_000, 5, 5));
+        shapes.push((int8::MAX_EXACT_K + 77, 2, 2));
+        for (n, &(k, rows, out)) in shapes.iter().enumerate() {
+            let (xs, ws, ys) = (k + 3, k + 1, out + 2);
+            let mut x: std::vec::Vec<f32> = (0..rows * xs).map(|_| (next() % 2001) as f32 / 100.0 - 10.0).collect();
+            if n % 7 == 3 {
+                x[..k].fill(0.0); // a zero row
+            }
+            if n % 11 == 5 && rows > 1 {
+                x[xs + k / 2] = f32::NAN; // a NaN activation quantises to 0
+            }
+            let w: std::vec::Vec<i8> = (0..out * ws).map(|_| next() as u8 as i8).collect();
+            let scales: std::vec::Vec<f32> = (0..out).map(|i| 0.01 + i as f32 * 0.003).collect();
+            let d = Dims { rows, out, k, xs, ws, ys, accumulate: false };
+            let want = int8_reference(&x, &w, &scales, d);
+            for (name, kernel) in &kernels {
                 let mut y = std::vec![f32::NAN; rows * ys];
-                let d = Dims { rows, out, k, xs, ws, ys, accumulate: false };
-                check_matmul(x.len(), w.len(), y.len(), d).unwrap();
-                // SAFETY: features detected above, shapes checked.
-                unsafe { q8::matmul_vnni(&x, w.as_ptr(), &scales, y.as_mut_ptr(), d) };
+                kernel(&x, &w, &scales, &mut y, d);
                 for r in 0..rows {
-                    let row = &x[r * xs..r * xs + k];
-                    let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                    let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
-                    let q: std::vec::Vec<i64> =
-                        row.iter().map(|v| i64::from((v * inv).round_ties_even() as i32)).collect();
                     for o in 0..out {
-                        let exact: i64 = q.iter().zip(&w[o * ws..o * ws + k]).map(|(a, &b)| a * i64::from(b)).sum();
-                        let want = (max / 127.0 * scales[o]) * exact as f32;
-                        assert_eq!(y[r * ys + o].to_bits(), want.to_bits(), "k {k} rows {rows} out {out} at {r},{o}");
+                        let (a, b) = (y[r * ys + o], want[r * ys + o]);
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{name}: k {k} rows {rows} out {out} at {r},{o}: {a} vs {b}"
+                        );
                     }
-                    assert!(y[r * ys + out..(r + 1) * ys].iter().all(|v| v.is_nan()), "wrote past the row");
+                    assert!(y[r * ys + out..(r + 1) * ys].iter().all(|v| v.is_nan()), "{name} wrote past the row");
                 }
             }
         }
+        // Refused: accumulation, too few scales, short operands.
+        let mut y = [0.0f32; 4];
+        let d = Dims::dense(2, 2, 4);
+        assert!(matmul_i8(&[1.0; 8], &[1; 8], &[1.0; 2], &mut y, d).is_ok());
+        assert!(matmul_i8(&[1.0; 8], &[1; 8], &[1.0; 2], &mut y, Dims { accumulate: true, ..d }).is_err());
+        assert!(matmul_i8(&[1.0; 8], &[1; 8], &[1.0; 1], &mut y, d).is_err());
+        assert!(matmul_i8(&[1.0; 8], &[1; 7], &[1.0; 2], &mut y, d).is_err());
     }
 
     #[test]
