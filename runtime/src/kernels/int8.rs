@@ -116,12 +116,8 @@ impl Int8Tile for Portable {
     #[inline(always)]
     unsafe fn tile(_: &(), q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
         let q = core::slice::from_raw_parts(q.cast::<i8>(), k);
-        let rows: [&[i8]; 4] = core::array::from_fn(|j| core::slice::from_raw_parts(w[j], k));
-        let mut out = [[0i32; 4]; 4];
-        for (o, row) in out[0].iter_mut().zip(rows) {
-            *o = dot_exact(q, row);
-        }
-        out
+        let rows: [&[i8]; 4] = w.map(|p| core::slice::from_raw_parts(p, k));
+        [rows.map(|row| dot_exact(q, row)), [0; 4], [0; 4], [0; 4]]
     }
 }
 

@@ -61,7 +61,7 @@ impl Element for bf16 {
 const LANES: usize = 8;
 
 /// `Σ w[i]·x[i]` over the shorter of the two, with [`LANES`] independent partial sums.
-#[inline]
+#[inline(always)]
 pub fn dot<E: Element>(w: &[E], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let wc = w.chunks_exact(LANES);
@@ -242,13 +242,22 @@ pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) ->
 /// core. For products that must not depend on the CPU (the activation products of int8 blobs).
 pub fn matmul_same_everywhere(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
     check_matmul(x.len(), w.len(), y.len(), d)?;
+    // The same loop compiled with AVX2 where the CPU has it: wider vectors, the same operations
+    // in the same order (Rust neither fuses nor reassociates floating point), the same bits.
+    #[cfg(target_arch = "x86_64")]
+    if cpu::x86_level() != cpu::X86Level::Baseline {
+        // SAFETY: the CPU has AVX2 (the level says so); the loop indexes only through slices.
+        unsafe { x86::portable_with_avx2(x, w, y, d) };
+        return Ok(());
+    }
     matmul_portable(x, w, y, d);
     Ok(())
 }
 
 /// The portable product: weight row by weight row, so that each is read once per block of
 /// rows (from flash, on a microcontroller).
-fn matmul_portable<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) {
+#[inline(always)]
+pub(crate) fn matmul_portable<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) {
     for o in 0..d.out {
         let w_row = w.get(o * d.ws..o * d.ws + d.k).unwrap_or(&[]);
         for r in 0..d.rows {
@@ -613,6 +622,13 @@ mod tests {
                     close(&y, "dispatch bf16");
                     matmul_portable(&x, &w, &mut y, s);
                     close(&y, "portable");
+                    // The fixed-order loop gives the portable loop's bits whatever the level.
+                    let mut same = std::vec![0.0f32; y.len()];
+                    matmul_same_everywhere(&x, &w, &mut same, s).unwrap();
+                    assert!(
+                        same.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "same-everywhere differs: k {k} rows {rows} out {out}"
+                    );
                     #[cfg(target_arch = "x86_64")]
                     {
                         if std::is_x86_feature_detected!("avx2")

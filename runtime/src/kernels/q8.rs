@@ -90,7 +90,7 @@ unsafe fn tile_vnni(wsum: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4]
     while kk < k {
         let m = step_mask(kk, k);
         let xv: [__m512i; 4] = core::array::from_fn(|i| _mm512_loadu_si512(q.add(i * kp + kk).cast()));
-        let wv: [__m512i; 4] = core::array::from_fn(|j| _mm512_maskz_loadu_epi8(m, w[j].add(kk)));
+        let wv: [__m512i; 4] = w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(kk)));
         for (row, &xv) in acc.iter_mut().zip(&xv) {
             for (a, &wv) in row.iter_mut().zip(&wv) {
                 *a = _mm512_dpbusd_epi32(*a, xv, wv);
@@ -160,19 +160,21 @@ unsafe fn tile_avx2(q: *const i16, kp: usize, w: &[*const i8; 4], k: usize) -> [
     const MR: usize = 4;
     const NR: usize = 3;
     let mut acc = [[_mm256_setzero_si256(); NR]; MR];
+    let [w0, w1, w2, _] = *w;
+    let rows: [*const i8; NR] = [w0, w1, w2];
     let full = k / 16 * 16;
     let mut kk = 0;
     while kk < full {
-        let wv: [__m256i; NR] = core::array::from_fn(|j| _mm256_cvtepi8_epi16(_mm_loadu_si128(w[j].add(kk).cast())));
+        let wv: [__m256i; NR] = rows.map(|p| _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(kk).cast())));
         step_avx2(&mut acc, q, kp, kk, &wv);
         kk += 16;
     }
     if kk < k {
         // The tail of the weight rows through a zero-padded copy (the packed activations are
         // zero there too).
-        let wv: [__m256i; NR] = core::array::from_fn(|j| {
+        let wv: [__m256i; NR] = rows.map(|p| {
             let mut buf = [0i8; 16];
-            core::ptr::copy_nonoverlapping(w[j].add(kk), buf.as_mut_ptr(), k - kk);
+            core::ptr::copy_nonoverlapping(p.add(kk), buf.as_mut_ptr(), k - kk);
             _mm256_cvtepi8_epi16(_mm_loadu_si128(buf.as_ptr().cast()))
         });
         step_avx2(&mut acc, q, kp, kk, &wv);

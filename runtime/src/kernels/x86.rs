@@ -244,3 +244,13 @@ pub unsafe fn matmul_avx2<E: X86Element>(x: *const f32, w: *const E, y: *mut f32
         o += if wide { NR } else { 1 };
     }
 }
+
+/// The portable product (`super::matmul_portable`, safe Rust) compiled with AVX2: the same
+/// operations in the same order as on every other CPU, in wider vectors.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub unsafe fn portable_with_avx2(x: &[f32], w: &[f32], y: &mut [f32], s: Shape) {
+    super::matmul_portable(x, w, y, s)
+}
