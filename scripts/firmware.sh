@@ -9,7 +9,8 @@
 #   scripts/firmware.sh run EXAMPLE [--features defmt] < puzzles.txt
 #   scripts/firmware.sh log EXAMPLE < puzzles.txt  run the defmt build, decode its log to stderr
 #   scripts/firmware.sh check                      what CI runs: firmware answers == host answers
-#                                                  (f32 on M4F and M3, fixed point on M3), nofloat
+#                                                  (f32 on M4F and M3, fixed point on M3, int8 on
+#                                                  M4F), nofloat
 #   scripts/firmware.sh nofloat                    no floating-point routine reachable from the
 #                                                  integer forward pass (thumbv6m call graph)
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
