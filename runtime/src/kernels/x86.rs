@@ -245,12 +245,43 @@ pub unsafe fn matmul_avx2<E: X86Element>(x: *const f32, w: *const E, y: *mut f32
     }
 }
 
-/// The portable product (`super::matmul_portable`, safe Rust) compiled with AVX2: the same
-/// operations in the same order as on every other CPU, in wider vectors.
+/// The portable product's arithmetic (`super::dot`: eight lanes, each a multiply then an add
+/// per element, never fused; the tree `((a0+a4)+(a1+a5))+((a2+a6)+(a3+a7))`, then the tail in
+/// order) in AVX2 registers, four weight rows at a time: the portable loop's bits, faster.
 ///
 /// # Safety
-/// The CPU has AVX2.
+/// The CPU has AVX2; `super::check_matmul` passed for `s`.
 #[target_feature(enable = "avx2")]
-pub unsafe fn portable_with_avx2(x: &[f32], w: &[f32], y: &mut [f32], s: Shape) {
-    super::matmul_portable(x, w, y, s)
+pub unsafe fn same_order_avx2(x: *const f32, w: *const f32, y: *mut f32, s: Shape) {
+    let full = s.k / 8 * 8;
+    let mut o = 0;
+    while o < s.out {
+        let n = 4.min(s.out - o);
+        // Missing rows of an edge block repeat the last one (computed, then dropped).
+        let wr: [*const f32; 4] = core::array::from_fn(|j| w.add((o + j.min(n - 1)) * s.ws));
+        for r in 0..s.rows {
+            let xr = x.add(r * s.xs);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut kk = 0;
+            while kk < full {
+                let xv = _mm256_loadu_ps(xr.add(kk));
+                for (a, &p) in acc.iter_mut().zip(&wr) {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_loadu_ps(p.add(kk)), xv));
+                }
+                kk += 8;
+            }
+            for (j, (a, &p)) in acc.iter().zip(&wr).enumerate().take(n) {
+                let b = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
+                let h = _mm_hadd_ps(b, b);
+                let v = _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_movehdup_ps(h));
+                let mut tail = 0.0f32;
+                for i in full..s.k {
+                    tail += *p.add(i) * *xr.add(i);
+                }
+                let out = y.add(r * s.ys + o + j);
+                *out = if s.accumulate { *out + (v + tail) } else { v + tail };
+            }
+        }
+        o += n;
+    }
 }
