@@ -229,32 +229,32 @@ where
     }
 }
 
-/// One line's bytes, up to [`LINE_CAPACITY`], and its true length.
+/// One line's bytes, up to [`LINE_CAPACITY`] (a `heapless::Vec`: fixed capacity, a refused
+/// push instead of a panic), and its true length.
 struct LineBuffer {
-    bytes: [u8; LINE_CAPACITY],
+    bytes: heapless::Vec<u8, LINE_CAPACITY>,
     len: usize,
 }
 
 impl LineBuffer {
     const fn new() -> Self {
-        LineBuffer { bytes: [0; LINE_CAPACITY], len: 0 }
+        LineBuffer { bytes: heapless::Vec::new(), len: 0 }
     }
 
     fn push(&mut self, byte: u8) {
-        if let Some(slot) = self.bytes.get_mut(self.len) {
-            *slot = byte;
-        }
-        // Counts on past the capacity (the bytes are dropped) to report the line's length.
+        // Past the capacity the byte is refused (dropped); the length counts on, to report it.
+        let _ = self.bytes.push(byte);
         self.len = self.len.saturating_add(1);
     }
 
     fn clear(&mut self) {
+        self.bytes.clear();
         self.len = 0;
     }
 
     /// The kept bytes, or `None` if the line overflowed the buffer.
     fn text(&self) -> Option<&[u8]> {
-        self.bytes.get(..self.len)
+        (self.len == self.bytes.len()).then_some(self.bytes.as_slice())
     }
 }
 
