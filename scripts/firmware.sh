@@ -11,6 +11,8 @@
 #   scripts/firmware.sh check                      what CI runs: firmware answers == host answers
 #                                                  (f32 on M4F and M3, fixed point on M3, int8 on
 #                                                  M4F), nofloat
+#   scripts/firmware.sh cores                      the same answers and segment digests on x86-64,
+#                                                  the M0 set, M3, M4F and M7 (fixed point, int8)
 #   scripts/firmware.sh nofloat                    no floating-point routine reachable from the
 #                                                  integer forward pass (thumbv6m call graph)
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
@@ -147,7 +149,12 @@ example() {
   case "$1" in
     sudoku-uart) TARGET=thumbv7em-none-eabihf MACHINE=mps2-an386 CPU=cortex-m4 ;;
     sudoku-uart-m3) TARGET=thumbv7m-none-eabi MACHINE=mps2-an385 CPU=cortex-m3 ;;
-    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3)" ;;
+    # The M7 board of the same family (same memory map and UART), the M4F's build.
+    sudoku-uart-m7) TARGET=thumbv7em-none-eabihf MACHINE=mps2-an500 CPU=cortex-m7 ;;
+    # The M0 instruction set (ARMv6-M): no QEMU board for an M0 has room for the model, so the
+    # thumbv6m image runs on the M3 board, executing only M0 instructions.
+    sudoku-uart-m0) TARGET=thumbv6m-none-eabi MACHINE=mps2-an385 CPU=cortex-m3 ;;
+    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m0)" ;;
   esac
   NAME="$1"
   PACKAGE=sudoku-uart
@@ -297,6 +304,18 @@ check() {
   else
     say "skip sudoku-uart-m3-fixed and sudoku-uart-int8: HRM_BLOB given, no model to make their blobs from"
   fi
+  # The same bits on every core (see cores); skipped with HRM_BLOB, which gives no model.
+  if [ -z "${HRM_BLOB:-}" ]; then
+    local cstatus=0 cline
+    (cores) >"$work/cores.txt" 2>"$work/cores.err" || cstatus=$?
+    while IFS= read -r cline; do say "$cline"; done <"$work/cores.txt"
+    if [ "$cstatus" -ne 0 ]; then
+      if ! grep -q FAIL "$work/cores.txt"; then say "FAIL cores: exit status $cstatus (see $work/cores.err)"; fi
+      failed=$((failed + 1))
+    else
+      passed=$((passed + 1))
+    fi
+  fi
   # No floating point in the integer forward pass (see nofloat); its build log goes to
   # nofloat.err, its walks to target/firmware/nofloat/.
   local status=0 line
@@ -310,6 +329,52 @@ check() {
   fi
   echo "firmware check: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# cores: the same blob gives the same bits on every core
+
+# The integer-only blob (and the int8 blob on the DSP cores) on every core QEMU runs here, built
+# with `--features digest`: each answer is followed by the digest (FNV-1a) of every segment's
+# logits and Q values, and must equal `hrm solve sudoku --digest` on x86-64 (at every kernel
+# level for the int8 blob). CORES_PUZZLES (default 3) puzzles per core. Prints ok/FAIL lines;
+# returns non-zero on any difference.
+cores() {
+  setup
+  host_hrm
+  local work="$OUT/cores" n="${CORES_PUZZLES:-3}" failed=0
+  mkdir -p "$work"
+  head -n "$n" "$FW/puzzles.txt" >"$work/input.txt"
+  local weights example
+  for weights in fixed int8; do
+    WEIGHTS=$weights blob
+    "$HRM" solve sudoku --digest --file "$work/input.txt" --model "$BLOB" >"$work/host-$weights.txt"
+    local level
+    for level in baseline avx2; do
+      HRM_KERNELS=$level "$HRM" solve sudoku --digest --file "$work/input.txt" --model "$BLOB" >"$work/host-$weights-$level.txt"
+      if ! cmp -s "$work/host-$weights.txt" "$work/host-$weights-$level.txt"; then
+        echo "FAIL cores: $weights blob, x86-64 HRM_KERNELS=$level differs from the native level"
+        failed=1
+      fi
+    done
+    local examples="sudoku-uart sudoku-uart-m7"
+    if [ "$weights" = fixed ]; then examples="sudoku-uart-m0 sudoku-uart-m3 $examples"; fi
+    for example in $examples; do
+      local started=$SECONDS status=0 tag="$example-$weights"
+      WEIGHTS=$weights ELF_TAG=$weights-digest run "$example" --features digest \
+        <"$work/input.txt" >"$work/$tag.out" 2>"$work/$tag.err" || status=$?
+      if [ "$status" -ne 0 ]; then
+        echo "FAIL cores: $tag exit status $status (see $work/$tag.err)"
+        failed=1
+      elif ! diff -u "$work/host-$weights.txt" "$work/$tag.out" >"$work/$tag.diff"; then
+        echo "FAIL cores: $tag answers or digests differ from x86-64's (see $work/$tag.diff)"
+        failed=1
+      else
+        echo "ok   cores: $tag ($TARGET on $MACHINE): $n answers and digests identical to x86-64's ($((SECONDS - started)) s)"
+      fi
+    done
+  done
+  return "$failed"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -695,6 +760,7 @@ case "$command" in
     ;;
   check) check ;;
   nofloat) nofloat ;;
+  cores) cores ;;
   measure) measure ;;
   -h | --help | help) usage ;;
   *) usage ;;

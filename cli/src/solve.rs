@@ -28,6 +28,11 @@ pub struct SudokuArgs {
     /// Solver threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// After each answer, a space and the digest (FNV-1a, 8 hex digits) of every segment's
+    /// logits and Q values, as the firmware's `digest` build writes it: the same blob and
+    /// puzzle give the same digest on every core where the arithmetic is the same bits.
+    #[arg(long)]
+    digest: bool,
 }
 
 /// A puzzle and where it came from, for error messages.
@@ -115,19 +120,24 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
     let threads = crate::threads(args.threads);
     let solved = hrm_trainer::eval::in_sessions(model, &grids, threads, |session, grid| {
         session.reset(&sudoku::to_tokens(grid), 0)?;
-        let segments = session.run(halting)?;
+        let mut digest = hrm_runtime::DIGEST_START;
+        let segments = session.run_with(halting, |s, _| digest = s.outputs_digest(digest))?;
         let mut predictions = [0u32; sudoku::CELLS];
         session.predictions(&mut predictions)?;
-        Ok((sudoku::from_tokens(&predictions), segments))
+        Ok((sudoku::from_tokens(&predictions), segments, digest))
     })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut valid, mut segments) = (0usize, 0u64);
-    for (grid, (answer, used)) in grids.iter().zip(&solved) {
+    for (grid, (answer, used, digest)) in grids.iter().zip(&solved) {
         valid += usize::from(sudoku::is_solution(grid, answer));
         segments += u64::from(*used);
         let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
-        writeln!(out, "{line}")?;
+        if args.digest {
+            writeln!(out, "{line} {digest:08x}")?;
+        } else {
+            writeln!(out, "{line}")?;
+        }
     }
     out.flush()?;
     let n = grids.len();

@@ -39,4 +39,4 @@ pub use blob::{Activations, DType, Header, TensorId};
 pub use config::{Config, HaltRule, ModelKind, PosEncoding};
 pub use error::{Error, TensorProblem};
 pub use model::{Matrix, Model, Weights};
-pub use session::{Arena, Halting, SegmentOutcome, Session};
+pub use session::{Arena, Halting, SegmentOutcome, Session, DIGEST_START};

@@ -79,6 +79,9 @@ fn split(buf: &mut [f32], at: usize) -> Result<(&mut [f32], &mut [f32]), Error> 
     buf.split_at_mut_checked(at).ok_or(Error::ArenaTooSmall { needed: at, got: 0 })
 }
 
+/// The FNV-1a offset basis: where [`Session::outputs_digest`] starts.
+pub const DIGEST_START: u32 = 0x811c_9dc5;
+
 impl<'m, 'a> Session<'m, 'a> {
     /// Carves the session's buffers out of `arena`, which must hold at least
     /// [`Model::arena_bytes`] bytes and start at a 4-byte aligned address.
@@ -248,12 +251,19 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Runs segments until `halting` says stop; returns how many ran.
     pub fn run(&mut self, halting: Halting) -> Result<u32, Error> {
+        self.run_with(halting, |_, _| {})
+    }
+
+    /// [`Session::run`], calling `after` with the session and the outcome after every segment
+    /// (to log it, or fold [`Session::outputs_digest`] over the segments).
+    pub fn run_with(&mut self, halting: Halting, mut after: impl FnMut(&Self, &SegmentOutcome)) -> Result<u32, Error> {
         let limit = match halting {
             Halting::Fixed | Halting::Adaptive => self.config.halt_max_steps,
             Halting::Segments(n) => n,
         };
         while self.segments < limit {
             let outcome = self.step()?;
+            after(self, &outcome);
             if halting == Halting::Adaptive && outcome.halt_requested {
                 break;
             }
@@ -292,6 +302,22 @@ impl<'m, 'a> Session<'m, 'a> {
             }
         }
         Ok(())
+    }
+
+    /// Folds the latest segment's outputs into `digest` (FNV-1a, 32 bits): the bits of every
+    /// logit as the session holds them (`f32`, or the fixed-point integers) and of `q_halt` and
+    /// `q_continue`. Start from [`DIGEST_START`]; the same blob, puzzle and segments give the
+    /// same digest on every core and kernel level wherever the arithmetic is the same bits (the
+    /// integer-only path everywhere, int8 weights on every x86-64 level).
+    pub fn outputs_digest(&self, digest: u32) -> u32 {
+        let mut h = digest;
+        let words = self.logits.iter().map(|v| v.to_bits()).chain([self.q[0].to_bits(), self.q[1].to_bits()]);
+        for word in words {
+            for byte in word.to_le_bytes() {
+                h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+            }
+        }
+        h
     }
 
     pub fn q_halt(&self) -> f32 {

@@ -44,6 +44,12 @@ pub trait Solve {
 
     /// The answer grid for `puzzle` (0 where no digit is predicted).
     fn solve(&mut self, puzzle: &Grid) -> Result<Grid, Self::Error>;
+
+    /// A digest of the last solve's every segment, written after the answer (` 1a2b3c4d`)
+    /// when `Some`: the cross-core check compares it with `hrm solve sudoku --digest`.
+    fn digest(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Hooks called while [`ModelSolver`] works, e.g. to log with `defmt` on a device.
@@ -98,6 +104,9 @@ pub struct ModelSolver<'m, 'a, O = Silent> {
     session: Session<'m, 'a>,
     halting: Halting,
     observer: O,
+    /// `Session::outputs_digest` folded over the last puzzle's segments.
+    digest: u32,
+    report_digest: bool,
 }
 
 impl<'m, 'a> ModelSolver<'m, 'a, Silent> {
@@ -120,7 +129,19 @@ impl<'m, 'a, O: Observer> ModelSolver<'m, 'a, O> {
         if c.seq_len as usize != CELLS || c.vocab_size != sudoku::VOCAB {
             return Err(SetupError::NotSudoku { seq_len: c.seq_len, vocab_size: c.vocab_size });
         }
-        Ok(ModelSolver { session: Session::new(model, arena)?, halting, observer })
+        Ok(ModelSolver {
+            session: Session::new(model, arena)?,
+            halting,
+            observer,
+            digest: hrm_runtime::DIGEST_START,
+            report_digest: false,
+        })
+    }
+
+    /// Makes [`serve`] write each answer's digest after it (see [`Solve::digest`]).
+    pub fn report_digests(mut self) -> Self {
+        self.report_digest = true;
+        self
     }
 
     pub fn observer(&self) -> &O {
@@ -137,23 +158,22 @@ impl<O: Observer> Solve for ModelSolver<'_, '_, O> {
 
     fn solve(&mut self, puzzle: &Grid) -> Result<Grid, hrm_runtime::Error> {
         self.session.reset(&sudoku::to_tokens(puzzle), 0)?;
+        self.digest = hrm_runtime::DIGEST_START;
         self.observer.start();
-        // `Session::run`'s loop, with the observer called after each segment.
-        let limit = match self.halting {
-            Halting::Fixed | Halting::Adaptive => self.session.model().config().halt_max_steps,
-            Halting::Segments(n) => n,
-        };
-        while self.session.segments() < limit {
-            let outcome = self.session.step()?;
-            self.observer.segment(&outcome);
-            if self.halting == Halting::Adaptive && outcome.halt_requested {
-                break;
-            }
-        }
+        // The observer and the digest after each segment.
+        let (halting, observer, digest) = (self.halting, &mut self.observer, &mut self.digest);
+        self.session.run_with(halting, |session, outcome| {
+            *digest = session.outputs_digest(*digest);
+            observer.segment(outcome);
+        })?;
         self.observer.solved(self.session.segments());
         let mut predictions = [0u32; CELLS];
         self.session.predictions(&mut predictions)?;
         Ok(sudoku::from_tokens(&predictions))
+    }
+
+    fn digest(&self) -> Option<u32> {
+        self.report_digest.then_some(self.digest)
     }
 }
 
@@ -302,12 +322,28 @@ where
     match solved {
         Ok(answer) => {
             summary.answered = summary.answered.saturating_add(1);
-            let mut out = [b'\n'; CELLS + 1];
+            let mut out = [b'\n'; CELLS + 10];
             for (o, &d) in out.iter_mut().zip(answer.iter()) {
                 // Digits are 0..=9 by `from_tokens`; `min` keeps any other value printable.
                 *o = b'0' + d.min(9);
             }
-            write_all(port, &out)?;
+            let mut len = CELLS;
+            if let Some(digest) = solver.digest() {
+                // ` ` and eight lower-case hex digits, as `hrm solve sudoku --digest` prints.
+                if let Some(tail) = out.get_mut(CELLS..CELLS + 9) {
+                    for (i, o) in tail.iter_mut().enumerate() {
+                        *o = match i {
+                            0 => b' ',
+                            _ => b"0123456789abcdef"
+                                .get(((digest >> (4 * (8 - i))) & 0xf) as usize)
+                                .copied()
+                                .unwrap_or(b'?'),
+                        };
+                    }
+                    len += 9;
+                }
+            }
+            write_all(port, out.get(..len + 1).unwrap_or(&out))?;
             port.flush().map_err(ServeError::Write)
         }
         Err(e) => {

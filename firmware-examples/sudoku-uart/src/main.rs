@@ -94,13 +94,19 @@ fn run(uart: &mut CmsdkUart, busy: &mut FpgaLed, arena: &mut [u8]) -> ExitStatus
     let observer = hrm_solver_protocol::Silent;
     #[cfg(feature = "defmt")]
     let observer = log::Log::new();
-    let mut solver = match ModelSolver::with_observer(model, arena, HALTING, observer) {
+    let solver = match ModelSolver::with_observer(model, arena, HALTING, observer) {
         Ok(solver) => solver,
         Err(e) => {
             let _ = writeln!(uart, "error: {e}");
             return EXIT_FAILURE;
         }
     };
+    // `--features digest`: each answer followed by the digest of its every segment's logits
+    // and Q values (the cross-core check of scripts/firmware.sh).
+    #[cfg(feature = "digest")]
+    let mut solver = solver.report_digests();
+    #[cfg(not(feature = "digest"))]
+    let mut solver = solver;
     match serve(uart, busy, &mut solver) {
         Ok(_summary) => {
             #[cfg(feature = "defmt")]
