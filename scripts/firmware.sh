@@ -12,7 +12,8 @@
 #                                                  (f32 on M4F and M3, fixed point on M3, int8 on
 #                                                  M4F), nofloat
 #   scripts/firmware.sh cores                      the same answers and segment digests on x86-64,
-#                                                  the M0 set, M3, M4F and M7 (fixed point, int8)
+#                                                  the M0 set, M3, M4F, M7, RISC-V (fixed point),
+#                                                  M4F and M7 (int8)
 #   scripts/firmware.sh nofloat                    no floating-point routine reachable from the
 #                                                  integer forward pass (thumbv6m call graph)
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
@@ -59,6 +60,7 @@ usage() {
 toolchain_ok() {
   [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library/core ] &&
     command -v ld.lld-22 >/dev/null && command -v qemu-system-arm >/dev/null &&
+    command -v qemu-system-riscv32 >/dev/null &&
     command -v gcc >/dev/null && command -v size >/dev/null && command -v nm >/dev/null
 }
 
@@ -69,7 +71,7 @@ setup() {
     say "installing Debian's Rust (rustc-web), lld-22, QEMU, gcc and binutils"
     $sudo apt-get update -q
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      rustc-web cargo-web rust-web-src lld-22 qemu-system-arm gcc libc6-dev binutils
+      rustc-web cargo-web rust-web-src lld-22 qemu-system-arm qemu-system-misc gcc libc6-dev binutils
   fi
   toolchain_ok || die "the toolchain is still incomplete after installing"
   # Debian's security updates replace the package: ask for a version, not a revision.
@@ -154,10 +156,13 @@ example() {
     # The M0 instruction set (ARMv6-M): no QEMU board for an M0 has room for the model, so the
     # thumbv6m image runs on the M3 board, executing only M0 instructions.
     sudoku-uart-m0) TARGET=thumbv6m-none-eabi MACHINE=mps2-an385 CPU=cortex-m3 ;;
-    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m0)" ;;
+    # RV32IMAC (ESP32-C3 class, no FPU): QEMU virt, its 16550 UART; for the integer-only blob.
+    sudoku-riscv) TARGET=riscv32imac-unknown-none-elf MACHINE=virt CPU="" ;;
+    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m0, sudoku-riscv)" ;;
   esac
   NAME="$1"
   PACKAGE=sudoku-uart
+  if [ "$1" = sudoku-riscv ]; then PACKAGE=sudoku-riscv; fi
   FEATURES=""
   shift
   while [ $# -gt 0 ]; do
@@ -188,7 +193,12 @@ build() {
 
 qemu() {
   # -serial stdio: UART0 on stdin/stdout; semihosting carries the exit status (and the defmt
-  # frames, on stderr); -monitor none keeps QEMU's monitor off the terminal.
+  # frames, on stderr); -monitor none keeps QEMU's monitor off the terminal. RISC-V: the ELF
+  # loaded into RAM without firmware (-bios none), the exit status through sifive_test.
+  if [ "$MACHINE" = virt ]; then
+    qemu-system-riscv32 -machine virt -bios none -nographic -monitor none -serial stdio "$@" -kernel "$ELF"
+    return
+  fi
   qemu-system-arm -machine "$MACHINE" -cpu "$CPU" -nographic -monitor none -serial stdio \
     -semihosting-config enable=on,target=native "$@" -kernel "$ELF"
 }
@@ -358,7 +368,7 @@ cores() {
       fi
     done
     local examples="sudoku-uart sudoku-uart-m7"
-    if [ "$weights" = fixed ]; then examples="sudoku-uart-m0 sudoku-uart-m3 $examples"; fi
+    if [ "$weights" = fixed ]; then examples="sudoku-uart-m0 sudoku-uart-m3 $examples sudoku-riscv"; fi
     for example in $examples; do
       local started=$SECONDS status=0 tag="$example-$weights"
       WEIGHTS=$weights ELF_TAG=$weights-digest run "$example" --features digest \

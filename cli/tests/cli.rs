@@ -422,3 +422,25 @@ fn int8_outputs_are_byte_identical_on_every_kernel_level() {
         assert_eq!(*a, answers[0], "HRM_KERNELS={level}: answers differ from the baseline's");
     }
 }
+
+/// `--digest` appends the digest of every segment's logits and Q values: eight hex digits, the
+/// same for the same puzzle however it is written, different for another puzzle or segment count.
+#[test]
+fn solve_digest_names_every_segments_outputs() {
+    let zeros = PUZZLE.replace('.', "0");
+    let o = hrm(&["solve", "sudoku", PUZZLE, &zeros, "--digest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let (answer, digest) = line.split_once(' ').unwrap();
+        assert_eq!(answer.len(), 81);
+        assert!(digest.len() == 8 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+    }
+    assert_eq!(lines[0], lines[1]);
+    let fewer = hrm(&["solve", "sudoku", PUZZLE, "--digest", "--segments", "7"]);
+    assert!(fewer.status.success(), "{}", stderr(&fewer));
+    assert_ne!(stdout(&fewer).trim_end(), lines[0], "seven segments gave the digest of eight");
+    let plain = hrm(&["solve", "sudoku", PUZZLE]);
+    assert_eq!(stdout(&plain).trim_end(), &lines[0][..81]);
+}
