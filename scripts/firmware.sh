@@ -16,6 +16,9 @@
 #                                                  M4F and M7 (int8)
 #   scripts/firmware.sh nofloat                    no floating-point routine reachable from the
 #                                                  integer forward pass (thumbv6m call graph)
+#   scripts/firmware.sh gate                       instructions per segment, flash and RAM of the
+#                                                  fast builds against gate-baseline.txt (2 %);
+#                                                  GATE_WRITE=1 writes the baseline
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
 #   scripts/firmware.sh fit                        the board fit alone
 #
@@ -339,6 +342,88 @@ check() {
   fi
   echo "firmware check: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# gate: a regression gate on instructions and sizes
+
+# The figures the gate keeps: for each row, an example, its blob, executed instructions per
+# segment (one puzzle minus a run with none, over the segments), flash and static RAM. Fast
+# rows only (no soft-float f32): the gate runs in CI.
+GATE_ROWS="sudoku-uart:int8 sudoku-uart:fixed sudoku-uart-m3:fixed sudoku-riscv:fixed"
+GATE_BASELINE="$FW/gate-baseline.txt"
+
+# Writes target/firmware/gate.txt (`example weights insns_per_segment flash static_ram`, one
+# row a line) and compares it with firmware-examples/gate-baseline.txt: any figure more than
+# 2 % above its baseline fails, unless the baseline itself changed in the last commit (or in
+# the work tree): a change that means to cost more says so by updating the baseline.
+# GATE_WRITE=1 writes the baseline instead.
+gate() {
+  setup
+  host_hrm
+  plugin
+  local work="$OUT/gate" row failed=0
+  mkdir -p "$work"
+  head -n 1 "$FW/puzzles.txt" >"$work/one.txt"
+  : >"$work/none.txt"
+  : >"$OUT/gate.txt"
+  for row in $GATE_ROWS; do
+    local name="${row%%:*}" weights="${row##*:}"
+    WEIGHTS=$weights ELF_TAG=$weights build "$name"
+    local cfg segments n0 n1 flash ram
+    cfg="$("$HRM" inspect "$BLOB")"
+    segments="$(awk '$1 == "segments" {print $3}' <<<"$cfg")"
+    n0="$(count "$work/none.txt" | awk '$1 == "insns" {print $2}')"
+    n1="$(count "$work/one.txt" | awk '$1 == "insns" {print $2}')"
+    flash=$(size -A "$ELF" | awk '$1 ~ /^\.(vector_table|text|rodata|data|init|trap|srodata|sdata)$/ {s += $2} END {print s}')
+    ram=$(size -A "$ELF" | awk '$1 ~ /^\.(data|bss|uninit|sdata|sbss)$/ {s += $2} END {print s}')
+    echo "$name $weights $(((n1 - n0) / segments)) $flash $ram" >>"$OUT/gate.txt"
+  done
+  if [ -n "${GATE_WRITE:-}" ]; then
+    {
+      echo "# scripts/firmware.sh gate: example weights insns_per_segment flash_bytes static_ram_bytes"
+      cat "$OUT/gate.txt"
+    } >"$GATE_BASELINE"
+    say "wrote $GATE_BASELINE"
+    cat "$GATE_BASELINE"
+    return 0
+  fi
+  [ -f "$GATE_BASELINE" ] || die "no $GATE_BASELINE (GATE_WRITE=1 scripts/firmware.sh gate makes it)"
+  # The baseline "changes in this commit" when the work tree differs from HEAD there, or HEAD
+  # itself changed it.
+  local changed=""
+  if ! git -C "$ROOT" diff --quiet HEAD -- "$GATE_BASELINE" 2>/dev/null ||
+    git -C "$ROOT" diff --name-only HEAD~1 HEAD -- "$GATE_BASELINE" 2>/dev/null | grep -q .; then
+    changed=1
+  fi
+  local name weights insns flash ram
+  while read -r name weights insns flash ram; do
+    local base
+    base="$(awk -v n="$name" -v w="$weights" '$1 == n && $2 == w {print $3, $4, $5}' "$GATE_BASELINE")"
+    if [ -z "$base" ]; then
+      echo "FAIL gate: $name $weights is not in $GATE_BASELINE"
+      failed=1
+      continue
+    fi
+    local what now was verdict=ok i=0
+    read -r -a was <<<"$base"
+    for what in insns flash ram; do
+      now="${!what}"
+      # now > was · 1.02 fails (integers: 100 · now > 102 · was).
+      if [ $((100 * now)) -gt $((102 * ${was[$i]})) ]; then verdict=worse; fi
+      i=$((i + 1))
+    done
+    local line="$name $weights: $insns insns/segment (baseline ${was[0]}), flash $flash (${was[1]}), static RAM $ram (${was[2]})"
+    if [ "$verdict" = ok ]; then
+      echo "ok   gate: $line"
+    elif [ -n "$changed" ]; then
+      echo "ok   gate: $line: over 2 % worse, but the baseline changes in this commit"
+    else
+      echo "FAIL gate: $line: over 2 % worse than the baseline (update $GATE_BASELINE in the same commit if meant)"
+      failed=1
+    fi
+  done <"$OUT/gate.txt"
+  return "$failed"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -771,6 +856,7 @@ case "$command" in
   check) check ;;
   nofloat) nofloat ;;
   cores) cores ;;
+  gate) gate ;;
   measure) measure ;;
   -h | --help | help) usage ;;
   *) usage ;;
