@@ -256,67 +256,18 @@ pub fn matmul_same_everywhere(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) -> R
 
 /// The portable product: weight row by weight row, so that each is read once per block of
 /// rows (from flash, on a microcontroller).
-/// Four weight rows at a time ([`dot4`]: each activation row loaded once for four outputs),
-/// each output computed exactly as [`dot`] computes it.
 #[inline(always)]
 pub(crate) fn matmul_portable<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) {
-    let w_row = |o: usize| w.get(o * d.ws..o * d.ws + d.k).unwrap_or(&[]);
-    let mut o = 0;
-    while o < d.out {
-        let n = 4.min(d.out - o);
+    for o in 0..d.out {
+        let w_row = w.get(o * d.ws..o * d.ws + d.k).unwrap_or(&[]);
         for r in 0..d.rows {
             let x_row = x.get(r * d.xs..r * d.xs + d.k).unwrap_or(&[]);
-            let sums = if n == 4 {
-                dot4([w_row(o), w_row(o + 1), w_row(o + 2), w_row(o + 3)], x_row)
-            } else {
-                core::array::from_fn(|j| if j < n { dot(w_row(o + j), x_row) } else { 0.0 })
-            };
-            let out = y.get_mut(r * d.ys + o..r * d.ys + o + n).unwrap_or(&mut []);
-            for (out, v) in out.iter_mut().zip(sums) {
+            if let Some(out) = y.get_mut(r * d.ys + o) {
+                let v = dot(w_row, x_row);
                 *out = if d.accumulate { *out + v } else { v };
             }
         }
-        o += n;
     }
-}
-
-/// `acc[l] += w[l] · x[l]` for the [`LANES`] lanes (a multiply, then an add: never fused).
-#[inline(always)]
-fn lanes_add<E: Element>(acc: &mut [f32; LANES], w: &[E], x: &[f32]) {
-    if let (Some(w), Some(x)) = (w.first_chunk::<LANES>(), x.first_chunk::<LANES>()) {
-        for ((s, &wi), &xi) in acc.iter_mut().zip(w).zip(x) {
-            *s += wi.to_f32() * xi;
-        }
-    }
-}
-
-/// [`dot`] of four weight rows with one activation row: the same lanes, the same additions in
-/// the same order for each output (so the same bits), four outputs per pass over `x`.
-#[inline(always)]
-fn dot4<E: Element>(w: [&[E]; 4], x: &[f32]) -> [f32; 4] {
-    let k = w.iter().fold(x.len(), |k, r| k.min(r.len()));
-    let x = x.get(..k).unwrap_or(&[]);
-    let w = w.map(|r| r.get(..k).unwrap_or(&[]));
-    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
-    let xc = x.chunks_exact(LANES);
-    let xr = xc.remainder();
-    let [w0, w1, w2, w3] = w.map(|r| r.chunks_exact(LANES));
-    for ((((xv, b0), b1), b2), b3) in xc.zip(w0).zip(w1).zip(w2).zip(w3) {
-        lanes_add(&mut a0, b0, xv);
-        lanes_add(&mut a1, b1, xv);
-        lanes_add(&mut a2, b2, xv);
-        lanes_add(&mut a3, b3, xv);
-    }
-    let acc = [a0, a1, a2, a3];
-    let full = k - xr.len();
-    core::array::from_fn(|j| {
-        let [a0, a1, a2, a3, a4, a5, a6, a7] = acc.get(j).copied().unwrap_or_default();
-        let mut tail = 0.0f32;
-        for (&wi, &xi) in w.get(j).and_then(|r| r.get(full..)).unwrap_or(&[]).iter().zip(xr) {
-            tail += wi.to_f32() * xi;
-        }
-        ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail
-    })
 }
 
 /// Which x86-64 kernels this CPU runs.
@@ -678,11 +629,11 @@ mod tests {
                         same.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
                         "same-everywhere differs: k {k} rows {rows} out {out}"
                     );
-                    // Four outputs at a time give the bits of one `dot` per output.
+                    // The portable product gives the bits of one `dot` per output.
                     for r in 0..rows {
                         for o in 0..out {
                             let one = dot(&w[o * k..(o + 1) * k], &x[r * xs..r * xs + k]);
-                            assert_eq!(y[r * (out + 1) + o].to_bits(), one.to_bits(), "dot4: k {k} at {r},{o}");
+                            assert_eq!(y[r * (out + 1) + o].to_bits(), one.to_bits(), "portable: k {k} at {r},{o}");
                         }
                     }
                     #[cfg(target_arch = "x86_64")]
