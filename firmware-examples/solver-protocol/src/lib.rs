@@ -162,8 +162,11 @@ impl<O: Observer> Solve for ModelSolver<'_, '_, O> {
         self.observer.start();
         // The observer and the digest after each segment.
         let (halting, observer, digest) = (self.halting, &mut self.observer, &mut self.digest);
+        let report = self.report_digest;
         self.session.run_with(halting, |session, outcome| {
-            *digest = session.outputs_digest(*digest);
+            if report {
+                *digest = session.outputs_digest(*digest);
+            }
             observer.segment(outcome);
         })?;
         self.observer.solved(self.session.segments());
@@ -322,28 +325,23 @@ where
     match solved {
         Ok(answer) => {
             summary.answered = summary.answered.saturating_add(1);
-            let mut out = [b'\n'; CELLS + 10];
+            let mut out = [b'\n'; CELLS + 1];
             for (o, &d) in out.iter_mut().zip(answer.iter()) {
                 // Digits are 0..=9 by `from_tokens`; `min` keeps any other value printable.
                 *o = b'0' + d.min(9);
             }
-            let mut len = CELLS;
-            if let Some(digest) = solver.digest() {
-                // ` ` and eight lower-case hex digits, as `hrm solve sudoku --digest` prints.
-                if let Some(tail) = out.get_mut(CELLS..CELLS + 9) {
-                    for (i, o) in tail.iter_mut().enumerate() {
-                        *o = match i {
-                            0 => b' ',
-                            _ => b"0123456789abcdef"
-                                .get(((digest >> (4 * (8 - i))) & 0xf) as usize)
-                                .copied()
-                                .unwrap_or(b'?'),
-                        };
+            match solver.digest() {
+                None => write_all(port, &out)?,
+                Some(digest) => {
+                    // ` ` and eight lower-case hex digits, as `hrm solve sudoku --digest` prints.
+                    write_all(port, out.get(..CELLS).unwrap_or(&out))?;
+                    let mut w = FmtPort { port, error: None };
+                    let _ = fmt::Write::write_fmt(&mut w, format_args!(" {digest:08x}\n"));
+                    if let Some(e) = w.error {
+                        return Err(e);
                     }
-                    len += 9;
                 }
             }
-            write_all(port, out.get(..len + 1).unwrap_or(&out))?;
             port.flush().map_err(ServeError::Write)
         }
         Err(e) => {

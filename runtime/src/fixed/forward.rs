@@ -469,9 +469,9 @@ fn scale_of(scales: &[f32], row: usize) -> Result<(i32, i32), Error> {
     decompose_f32(bits).ok_or(Error::InvalidHeader("a weight scale is not finite"))
 }
 
-/// `Σ a[i]·w[i]` for `int8` weights and activations saturated to the `i16` range (which they
-/// are by construction: every site saturates to ±32767), exact: so the same on every platform
-/// whichever loop computes it.
+/// `Σ a[i]·w[i]` for `int8` weights and activations in the `i16` range (every site saturates
+/// to ±32767, so every input of a product is; [`linear_packed`] relies on it too when it packs
+/// rows as `i16`), exact: so the same on every platform whichever loop computes it.
 fn dot_i8(w: &[i8], x: &[i32]) -> i64 {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::cpu::x86_level() != crate::kernels::cpu::X86Level::Baseline {
@@ -495,7 +495,7 @@ fn dot_i8_portable(w: &[i8], x: &[i32]) -> i64 {
     for (wc, xc) in w.chunks(DOT_CHUNK).zip(x.chunks(DOT_CHUNK)) {
         let mut acc = 0i32;
         for (&w, &x) in wc.iter().zip(xc) {
-            acc = acc.wrapping_add(i32::from(w).wrapping_mul(x.clamp(-ACT_MAX as i32, ACT_MAX as i32)));
+            acc = acc.wrapping_add(i32::from(w).wrapping_mul(x));
         }
         total += i64::from(acc);
     }
@@ -560,8 +560,8 @@ fn linear(
 }
 
 /// [`linear`]'s sums for rows of at most [`DOT_CHUNK`] values (so `i32` sums are exact, and
-/// equal to [`dot_i8`]'s): each activation row packed once as `i16` (saturated as `dot_i8`
-/// saturates), then four weight rows at a time against it: on the Cortex-M DSP extension with
+/// equal to [`dot_i8`]'s): each activation row packed once as `i16` (saturated: a no-op for
+/// the activations, which are in range, and no wrap-around if one ever were not), then four weight rows at a time against it: on the Cortex-M DSP extension with
 /// `SMLAD` (two multiply-adds an instruction, the int8 kernels' tile), elsewhere a scalar loop
 /// of one `i16` load and four `i8` loads and multiply-adds per value (M0/M3, RISC-V).
 #[cfg(not(target_arch = "x86_64"))]
@@ -618,7 +618,7 @@ fn sums4(x: &[i16], w: &[&[i8]; 4], k: usize) -> [i32; 4] {
     let ptrs: [*const i8; 4] = core::array::from_fn(|j| w[j].as_ptr());
     // SAFETY: the row holds k values (padded to a multiple of 64, zero past k, in the tile's
     // order) and every weight row at least k; DSP is a feature of the target.
-    let sums = unsafe { crate::kernels::arm_dsp::Dsp::<1, 4>::tile(&(), x.as_ptr().cast(), x.len(), &ptrs, k) };
+    let sums = unsafe { crate::kernels::arm_dsp::Dsp::<1, 4>::tile(&[0; 4], x.as_ptr().cast(), x.len(), &ptrs, k) };
     sums[0]
 }
 

@@ -16,7 +16,7 @@
 
 use core::arch::asm;
 
-use super::int8::{Int8Tile, K_STEP};
+use super::int8::Int8Tile;
 
 /// Bytes 0 and 2 of `x`, sign-extended, as two halves.
 #[inline(always)]
@@ -59,7 +59,6 @@ impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
     const MR: usize = MR;
     const NR: usize = NR;
     const BYTES: usize = 2;
-    type Panel = ();
 
     #[inline(always)]
     unsafe fn prepare(row: *mut u8, kp: usize) {
@@ -67,13 +66,10 @@ impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
         for g in v.chunks_exact_mut(4) {
             g.swap(1, 2);
         }
-        let _ = K_STEP;
     }
 
-    unsafe fn panel(_: &[*const i8; 4], _: usize) {}
-
     #[inline(always)]
-    unsafe fn tile(_: &(), q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
+    unsafe fn tile(_: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
         let q = q.cast::<u32>();
         let mut acc = [[0i32; NR]; MR];
         let full = k / 4 * 4;

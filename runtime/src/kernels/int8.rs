@@ -39,10 +39,6 @@ pub trait Int8Tile {
     const NR: usize;
     /// Bytes per packed activation: 1 (`i8`) or 2 (`i16`).
     const BYTES: usize;
-    /// What a tile needs of its `NR` weight rows besides their values, computed once per block
-    /// of weight rows (VNNI: the rows' sums, to undo its offset activations).
-    type Panel: Copy;
-
     /// Rewrites a packed row (`kp` values, zero past `k`) in place into the tile's form (VNNI:
     /// offset to unsigned bytes). The default leaves it as quantised.
     ///
@@ -53,9 +49,16 @@ pub trait Int8Tile {
         let _ = (row, kp);
     }
 
+    /// What a tile needs of its `NR` weight rows besides their values, computed once per block
+    /// of weight rows (VNNI: the rows' sums, to undo its offset activations); nothing by default.
+    ///
     /// # Safety
     /// `w[j]` points to a weight row of at least `k` readable values; the CPU has the features.
-    unsafe fn panel(w: &[*const i8; 4], k: usize) -> Self::Panel;
+    #[inline(always)]
+    unsafe fn panel(w: &[*const i8; 4], k: usize) -> [i32; 4] {
+        let _ = (w, k);
+        [0; 4]
+    }
 
     /// `out[i][j] = Σ_{t < k} q_i[t] · w_j[t]` for `i < MR`, `j < NR`, with `q_i` the packed
     /// row `i` (`kp` values apart, `kp` a multiple of [`K_STEP`], zero from `k` to `kp`).
@@ -63,7 +66,7 @@ pub trait Int8Tile {
     /// # Safety
     /// `q` points to `MR` packed rows of `kp` values each; `w[j]` to weight rows of at least `k`
     /// readable values (never read at or past `k`); the CPU has the ISA's features.
-    unsafe fn tile(panel: &Self::Panel, q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4];
+    unsafe fn tile(panel: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4];
 }
 
 /// `max |x|` with NaN ignored, and the quantisation's `(s_x, 127 / m)` (both 0 for a zero row).
@@ -109,12 +112,9 @@ impl Int8Tile for Portable {
     const MR: usize = 1;
     const NR: usize = 4;
     const BYTES: usize = 1;
-    type Panel = ();
-
-    unsafe fn panel(_: &[*const i8; 4], _: usize) {}
 
     #[inline(always)]
-    unsafe fn tile(_: &(), q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
+    unsafe fn tile(_: &[i32; 4], q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
         let q = core::slice::from_raw_parts(q.cast::<i8>(), k);
         let rows: [&[i8]; 4] = w.map(|p| core::slice::from_raw_parts(p, k));
         [rows.map(|row| dot_exact(q, row)), [0; 4], [0; 4], [0; 4]]
@@ -158,14 +158,15 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
     let chunked = kc < d.k;
     let mut storage = core::mem::MaybeUninit::<[u64; PACK_BYTES / 8]>::uninit();
     let pack: *mut u8 = storage.as_mut_ptr().cast();
+    // Each row's scale and its inverse, for the rows of one group.
     let mut x_scales = [0.0f32; PACK_BYTES / K_STEP];
+    let mut invs = [0.0f32; PACK_BYTES / K_STEP];
     let group = (PACK_BYTES / (kcp * bytes) / T::MR * T::MR).clamp(T::MR, x_scales.len() / T::MR * T::MR);
     let mut r0 = 0;
     while r0 < d.rows {
         let n = group.min(d.rows - r0);
         // Rows padded to whole tiles: zero rows whose results are dropped.
         let padded = n.div_ceil(T::MR) * T::MR;
-        let mut invs = [0.0f32; PACK_BYTES / K_STEP];
         for (i, (s, inv)) in x_scales.iter_mut().zip(invs.iter_mut()).enumerate().take(n) {
             let row = x.get((r0 + i) * d.xs..(r0 + i) * d.xs + d.k).unwrap_or(&[]);
             (*s, *inv) = row_scale(row);

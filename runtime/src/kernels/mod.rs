@@ -193,16 +193,16 @@ pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) ->
     if d.rows == 0 || d.out == 0 {
         return Ok(());
     }
-    if d.k == 0 || d.k > int8::MAX_EXACT_K {
-        if d.k == 0 {
-            for r in 0..d.rows {
-                if let Some(row) = y.get_mut(r * d.ys..r * d.ys + d.out) {
-                    row.fill(0.0);
-                }
+    if d.k == 0 {
+        for r in 0..d.rows {
+            if let Some(row) = y.get_mut(r * d.ys..r * d.ys + d.out) {
+                row.fill(0.0);
             }
-        } else {
-            int8::matmul_long_rows(x, w, scales, y, d);
         }
+        return Ok(());
+    }
+    if d.k > int8::MAX_EXACT_K {
+        int8::matmul_long_rows(x, w, scales, y, d);
         return Ok(());
     }
     // SAFETY (each arm): the CPU has the kernel's features (checked at compile or run time),

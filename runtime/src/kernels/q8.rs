@@ -43,8 +43,6 @@ impl Int8Tile for Vnni {
     const MR: usize = 4;
     const NR: usize = 4;
     const BYTES: usize = 1;
-    /// `Σ w` of the four weight rows.
-    type Panel = [i32; 4];
 
     #[inline(always)]
     unsafe fn prepare(row: *mut u8, kp: usize) {
@@ -57,6 +55,7 @@ impl Int8Tile for Vnni {
         }
     }
 
+    /// `Σ w` of the four weight rows.
     #[inline(always)]
     unsafe fn panel(w: &[*const i8; 4], k: usize) -> [i32; 4] {
         sums(w, k)
@@ -119,12 +118,9 @@ impl Int8Tile for Avx2 {
     const MR: usize = 4;
     const NR: usize = 3;
     const BYTES: usize = 2;
-    type Panel = ();
-
-    unsafe fn panel(_: &[*const i8; 4], _: usize) {}
 
     #[inline(always)]
-    unsafe fn tile(_: &(), q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
+    unsafe fn tile(_: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
         tile_avx2(q.cast(), kp, w, k)
     }
 }
