@@ -306,6 +306,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// `--threads N`, or every core.
+/// A progress bar on stderr for `len` items, hidden unless `show` and stderr is a terminal.
+pub fn progress_bar(len: u64, what: &str, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}}<{{eta}}");
+    indicatif::ProgressBar::new(len).with_style(
+        indicatif::ProgressStyle::with_template(&template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
 pub fn threads(requested: Option<usize>) -> usize {
     requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }

@@ -2,10 +2,13 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use hrm_runtime::ensemble::{self, Noise, Plan, Select};
 use hrm_runtime::sudoku::{self, Grid};
+use hrm_runtime::Halting;
 
 use crate::{HaltingArgs, Outcome};
 
@@ -33,6 +36,107 @@ pub struct SudokuArgs {
     /// puzzle give the same digest on every core where the arithmetic is the same bits.
     #[arg(long)]
     digest: bool,
+    #[command(flatten)]
+    ensemble: EnsembleArgs,
+}
+
+/// Test-time compute: several trajectories per puzzle and a rule to pick one answer.
+#[derive(Args)]
+pub struct EnsembleArgs {
+    /// Trajectories per puzzle (K). 1 is the model's own answer (today's behaviour); more run
+    /// the puzzle under random Sudoku symmetries and latent noise until an answer is valid.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub ensemble: Option<u32>,
+    /// Latent noise: sigma of the Gaussian-like noise added to z_L at every recursion step of
+    /// trajectories 2..K (0: none).
+    #[arg(long, value_name = "SIGMA", default_value_t = DEFAULT_NOISE)]
+    pub noise: f32,
+    /// Add the noise to z_H too.
+    #[arg(long)]
+    pub noise_z_h: bool,
+    /// Run trajectories 2..K under random Sudoku symmetries (digits, bands, stacks, rows,
+    /// columns, transpose), mapping their answers back (the default).
+    #[arg(long, overrides_with = "no_augment")]
+    pub augment: bool,
+    /// No symmetries: the trajectories differ by their noise only.
+    #[arg(long, overrides_with = "augment")]
+    pub no_augment: bool,
+    /// How the answer is picked: `valid` stops at the first valid completion (else the highest
+    /// Q-halt), `q` takes the highest final Q-halt, `vote` the per-cell majority.
+    #[arg(long, value_enum, default_value_t = SelectRule::Valid)]
+    pub select: SelectRule,
+    /// Seed of the symmetries and the noise: the same seed gives the same answers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// At most this many segments per puzzle, all trajectories together.
+    #[arg(long, value_name = "N")]
+    pub max_segments: Option<u64>,
+    /// Stop a puzzle's ensemble after this many seconds (checked between segments) and answer
+    /// from what it has.
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit: Option<f64>,
+    /// Write one CSV row per trajectory (puzzle, trajectory, segments run, first segment whose
+    /// answer was valid or -1, final q_halt, final answer valid, final answer): what an
+    /// ablation over K and the selection rules needs (see scripts/ensemble.sh).
+    #[arg(long, value_name = "FILE")]
+    pub trajectories_out: Option<PathBuf>,
+    /// With --adaptive: halt on the Q head alone, without the rule check (a Q-halt on an
+    /// invalid answer then ends the trajectory).
+    #[arg(long)]
+    pub no_rules: bool,
+}
+
+/// The noise level that measured best with symmetries (ENSEMBLES.md).
+pub const DEFAULT_NOISE: f32 = 0.0;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelectRule {
+    Valid,
+    Q,
+    Vote,
+}
+
+impl EnsembleArgs {
+    /// The plan for one puzzle, or `None` for the plain single run (K = 1 without
+    /// `--adaptive`'s rule check).
+    pub fn plan(&self, halting: Halting) -> Result<Option<Plan>> {
+        let k = self.ensemble.unwrap_or(1);
+        if !(self.noise.is_finite() && (0.0..=1000.0).contains(&self.noise)) {
+            bail!("--noise must be a number from 0 to 1000, got {}", self.noise);
+        }
+        if let Some(t) = self.time_limit {
+            if !(t.is_finite() && t > 0.0) {
+                bail!("--time-limit must be a positive number of seconds, got {t}");
+            }
+        }
+        let rules = halting == Halting::Adaptive && !self.no_rules;
+        if k == 1
+            && !rules
+            && self.max_segments.is_none()
+            && self.time_limit.is_none()
+            && self.trajectories_out.is_none()
+        {
+            return Ok(None);
+        }
+        let select = match self.select {
+            SelectRule::Valid if k == 1 && halting != Halting::Adaptive => SelectRule::Q,
+            SelectRule::Valid if halting == Halting::Adaptive && self.no_rules => SelectRule::Q,
+            other => other,
+        };
+        Ok(Some(Plan {
+            trajectories: k,
+            augment: !self.no_augment,
+            noise: (self.noise > 0.0).then_some(Noise { sigma: self.noise, seed: 0, z_h: self.noise_z_h }),
+            seed: self.seed,
+            select: match select {
+                SelectRule::Valid => Select::Valid,
+                SelectRule::Q => Select::Q,
+                SelectRule::Vote => Select::Vote,
+            },
+            halting,
+            max_segments: self.max_segments.unwrap_or(u64::MAX),
+        }))
+    }
 }
 
 /// A puzzle and where it came from, for error messages.
@@ -116,37 +220,137 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
         );
     }
     let halting = args.halting.halting();
+    let plan = args.ensemble.plan(halting)?;
+    if args.digest && plan.is_some() {
+        bail!("--digest names the segments of one plain trajectory: it cannot be combined with --ensemble above 1, --adaptive, --max-segments or --time-limit");
+    }
     // One session (and arena) per thread over the shared model; answers keep the input order.
     let threads = crate::threads(args.threads);
+    let bar = crate::progress_bar(grids.len() as u64, "puzzles", plan.is_some() && grids.len() > 1);
+    let time_limit = args.ensemble.time_limit.map(std::time::Duration::from_secs_f64);
+    let log = args.ensemble.trajectories_out.is_some();
+    let started = Instant::now();
     let solved = hrm_trainer::eval::in_sessions(model, &grids, threads, |session, grid| {
-        session.reset(&sudoku::to_tokens(grid), 0)?;
-        let mut digest = hrm_runtime::DIGEST_START;
-        let segments = session.run_with(halting, |s, _| digest = s.outputs_digest(digest))?;
-        let mut predictions = [0u32; sudoku::CELLS];
-        session.predictions(&mut predictions)?;
-        Ok((sudoku::from_tokens(&predictions), segments, digest))
+        let begun = Instant::now();
+        let solution = match &plan {
+            None => {
+                session.reset(&sudoku::to_tokens(grid), 0)?;
+                let mut digest = hrm_runtime::DIGEST_START;
+                let segments = session.run_with(halting, |s, _| digest = s.outputs_digest(digest))?;
+                let mut predictions = [0u32; sudoku::CELLS];
+                session.predictions(&mut predictions)?;
+                Solution {
+                    answer: sudoku::from_tokens(&predictions),
+                    segments: u64::from(segments),
+                    trajectories: 1,
+                    digest,
+                    seconds: 0.0,
+                    rows: Vec::new(),
+                }
+            }
+            Some(plan) => {
+                let mut rows = Vec::new();
+                let mut first_valid: Option<u32> = None;
+                let outcome = ensemble::solve_sudoku(session, grid, plan, |p| {
+                    if log {
+                        if p.valid && first_valid.is_none() {
+                            first_valid = Some(p.segment);
+                        }
+                        if p.last {
+                            let answer: String = p.answer.iter().map(|&d| char::from(b'0' + d)).collect();
+                            rows.push(format!(
+                                "{},{},{},{},{},{answer}",
+                                p.trajectory,
+                                p.segment + 1,
+                                first_valid.map_or(-1, i64::from),
+                                p.q_halt,
+                                u8::from(p.valid)
+                            ));
+                            first_valid = None;
+                        }
+                    }
+                    time_limit.is_none_or(|limit| begun.elapsed() < limit)
+                })?;
+                Solution {
+                    answer: outcome.answer,
+                    segments: outcome.segments,
+                    trajectories: outcome.trajectories,
+                    digest: 0,
+                    seconds: 0.0,
+                    rows,
+                }
+            }
+        };
+        bar.inc(1);
+        Ok(Solution { seconds: begun.elapsed().as_secs_f64(), ..solution })
     })?;
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let (mut valid, mut segments) = (0usize, 0u64);
-    for (grid, (answer, used, digest)) in grids.iter().zip(&solved) {
-        valid += usize::from(sudoku::is_solution(grid, answer));
-        segments += u64::from(*used);
-        let line: String = answer.iter().map(|&d| char::from(b'0' + d)).collect();
+    let (mut valid, mut segments, mut trajectories) = (0usize, 0u64, 0u64);
+    for (grid, s) in grids.iter().zip(&solved) {
+        valid += usize::from(sudoku::is_solution(grid, &s.answer));
+        segments += s.segments;
+        trajectories += u64::from(s.trajectories);
+        let line: String = s.answer.iter().map(|&d| char::from(b'0' + d)).collect();
         if args.digest {
-            writeln!(out, "{line} {digest:08x}")?;
+            writeln!(out, "{line} {:08x}", s.digest)?;
         } else {
             writeln!(out, "{line}")?;
         }
     }
     out.flush()?;
+    if let Some(path) = &args.ensemble.trajectories_out {
+        let mut text = String::from("puzzle,trajectory,segments,first_valid_segment,q_halt,final_valid,answer\n");
+        for (i, s) in solved.iter().enumerate() {
+            for row in &s.rows {
+                text.push_str(&format!("{},{row}\n", i + 1));
+            }
+        }
+        crate::write_atomically(path, text.as_bytes())?;
+    }
     let n = grids.len();
     eprintln!(
         "{valid}/{n} answers are valid completions ({:.1}%), {:.2} segments per puzzle",
         100.0 * valid as f64 / n as f64,
         segments as f64 / n as f64
     );
+    if let Some(plan) = &plan {
+        let mut times: Vec<f64> = solved.iter().map(|s| s.seconds).collect();
+        times.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+        eprintln!(
+            "ensemble of up to {} trajectories ({}{}, select {}): {:.2} trajectories per puzzle, {segments} segments, \
+             time per puzzle median {:.3} s, 90th percentile {:.3} s, max {:.3} s ({threads} thread{}, {wall:.1} s in all)",
+            plan.trajectories,
+            if plan.augment { "symmetries" } else { "no symmetries" },
+            plan.noise.map_or(String::new(), |n| format!(", noise {}{}", n.sigma, if n.z_h { " on z_L and z_H" } else { "" })),
+            match plan.select {
+                Select::Valid => "valid",
+                Select::Q => "q",
+                Select::Vote => "vote",
+            },
+            trajectories as f64 / n as f64,
+            at(0.5),
+            at(0.9),
+            times.last().copied().unwrap_or(0.0),
+            if threads == 1 { "" } else { "s" },
+        );
+    }
     Ok(if args.check && valid < n { Outcome::CheckFailed } else { Outcome::Ok })
+}
+
+/// One puzzle's answer and what it cost.
+struct Solution {
+    answer: Grid,
+    segments: u64,
+    trajectories: u32,
+    digest: u32,
+    seconds: f64,
+    /// `--trajectories-out` rows, without the puzzle column.
+    rows: Vec<String>,
 }
 
 fn shorten(s: &str) -> String {

@@ -38,6 +38,8 @@ pub enum Error {
     NotReset,
     /// An output buffer has the wrong length.
     OutputLength { expected: usize, got: usize },
+    /// A noise level that is negative, not a number or absurdly large (over 1000).
+    InvalidNoise,
 }
 
 /// Why a tensor-table entry was refused.
@@ -97,6 +99,7 @@ impl fmt::Display for Error {
             Error::OutputLength { expected, got } => {
                 write!(f, "output buffer holds {got} values, {expected} needed")
             }
+            Error::InvalidNoise => f.write_str("noise sigma must be a number from 0 to 1000"),
         }
     }
 }

@@ -28,6 +28,7 @@ extern crate std;
 
 pub mod blob;
 pub mod config;
+pub mod ensemble;
 mod error;
 pub mod fixed;
 pub mod kernels;

@@ -2,6 +2,7 @@
 
 use crate::blob::{LayerPart, Level, TensorId};
 use crate::config::{ArenaPlan, Config, HaltRule, ModelKind, PosEncoding};
+use crate::ensemble::{LatentNoise, Noise, Rng, GAUSS_STD};
 use crate::fixed::{self, LayerSite, Observer, Sites};
 use crate::kernels;
 use crate::model::{Matrix, Model, Weights};
@@ -73,6 +74,8 @@ pub struct Session<'m, 'a> {
     /// The integer forward pass, for a blob with fixed-point activations (then every buffer
     /// above holds `i32`s).
     fixed: Option<fixed::Forward<'m>>,
+    /// Noise on the latent at every recursion step ([`Session::set_noise`]).
+    noise: Option<LatentNoise>,
 }
 
 fn split(buf: &mut [f32], at: usize) -> Result<(&mut [f32], &mut [f32]), Error> {
@@ -101,11 +104,46 @@ impl<'m, 'a> Session<'m, 'a> {
             crate::Activations::F32 => None,
             crate::Activations::Fixed => Some(fixed::Forward::new(model)?),
         };
-        Ok(Session { model, config, z_h, z_l, input, logits, scratch, loaded: false, segments: 0, q: [0.0; 2], fixed })
+        Ok(Session {
+            model,
+            config,
+            z_h,
+            z_l,
+            input,
+            logits,
+            scratch,
+            loaded: false,
+            segments: 0,
+            q: [0.0; 2],
+            fixed,
+            noise: None,
+        })
     }
 
     pub fn model(&self) -> &Model<'m> {
         &self.model
+    }
+
+    /// Adds seeded noise to the latent at every recursion step from now on (`None`: no more):
+    /// after each L-module update every value of `z_L` (and after each H update of `z_H`, when
+    /// `noise.z_h`) gains `sigma` times an approximately normal draw of [`Rng::gauss_units`],
+    /// the generator restarting from `noise.seed`. The draws are integers, so an f32 and a
+    /// fixed-point session of one model add the same noise, and every platform the same bits.
+    pub fn set_noise(&mut self, noise: Option<Noise>) -> Result<(), Error> {
+        self.noise = match noise {
+            None => None,
+            Some(n) if !(n.sigma.is_finite() && n.sigma >= 0.0 && n.sigma <= 1000.0) => {
+                return Err(Error::InvalidNoise);
+            }
+            Some(n) => {
+                let per_unit = f64::from(n.sigma) / GAUSS_STD;
+                // The state's fixed-point format (fraction bits), for the integer path.
+                let frac = self.fixed.map_or(0, |f| f.format(Sites::STATE));
+                let multiplier = libm::round(per_unit * libm::ldexp(1.0, frac + 16)) as i64;
+                Some(LatentNoise::new(Rng::new(n.seed), per_unit as f32, multiplier, n.z_h))
+            }
+        };
+        Ok(())
     }
 
     /// Loads an example: embeds `tokens` (exactly `seq_len` of them, each below `vocab_size`)
@@ -189,7 +227,9 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::NotReset);
         }
         if let Some(forward) = self.fixed {
-            let o = forward.step(&mut self.integers())?;
+            let mut noise = self.noise;
+            let o = forward.step(&mut self.integers(), noise.as_mut())?;
+            self.noise = noise;
             let index = self.segments;
             self.segments = self.segments.saturating_add(1);
             // The only floating-point operations of a fixed-point session: the Q values as
@@ -219,10 +259,16 @@ impl<'m, 'a> Session<'m, 'a> {
                 kernels::add_sum_assign(self.z_l, self.z_h, self.input);
                 observer.observe(Sites::STATE, self.z_l);
                 net.module(Level::L, self.z_l, self.scratch, observer)?;
+                if let Some(noise) = &mut self.noise {
+                    noise.add_f32(self.z_l);
+                }
             }
             kernels::add_assign(self.z_h, self.z_l);
             observer.observe(Sites::STATE, self.z_h);
             net.module(h_level, self.z_h, self.scratch, observer)?;
+            if let Some(noise) = self.noise.as_mut().filter(|n| n.on_z_h()) {
+                noise.add_f32(self.z_h);
+            }
         }
 
         let h = c.hidden_size as usize;

@@ -19,6 +19,7 @@ use super::math::{decompose_f32, exp_neg_q30, fixed_from_f32_bits, mul_pow2_roun
 use super::{LayerSite, Sites, MAX_FRAC, MIN_FRAC};
 use crate::blob::{LayerPart, Level, TensorId, TensorLayout};
 use crate::config::{Config, HaltRule, ModelKind, PosEncoding};
+use crate::ensemble::LatentNoise;
 use crate::kernels::{check_matmul, Dims};
 use crate::model::{Matrix, Model, Weights};
 use crate::{Activations, DType, Error};
@@ -186,7 +187,7 @@ impl<'m> Forward<'m> {
 
     /// One ACT segment from the current carry: the logits (format [`Sites::LOGITS`]) and Q.
     #[inline(never)]
-    pub fn step(&self, st: &mut State<'_>) -> Result<FixedOutcome, Error> {
+    pub fn step(&self, st: &mut State<'_>, mut noise: Option<&mut LatentNoise>) -> Result<FixedOutcome, Error> {
         let c = self.config;
         let h_level = match c.kind {
             ModelKind::Hrm => Level::H,
@@ -198,11 +199,17 @@ impl<'m> Forward<'m> {
                     *l = sat16(i64::from(*l) + i64::from(hv) + i64::from(x));
                 }
                 self.module(Level::L, st.z_l, st.scratch)?;
+                if let Some(n) = noise.as_deref_mut() {
+                    n.add_fixed(st.z_l, ACT_MAX);
+                }
             }
             for (hv, &l) in st.z_h.iter_mut().zip(st.z_l.iter()) {
                 *hv = sat16(i64::from(*hv) + i64::from(l));
             }
             self.module(h_level, st.z_h, st.scratch)?;
+            if let Some(n) = noise.as_deref_mut().filter(|n| n.on_z_h()) {
+                n.add_fixed(st.z_h, ACT_MAX);
+            }
         }
 
         let h = c.hidden_size as usize;
