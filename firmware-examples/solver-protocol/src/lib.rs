@@ -6,8 +6,12 @@
 //! exactly what `hrm solve sudoku` prints on the host for the same blob, or `error: …` when the
 //! puzzle is malformed, and then waits for the next line. Lines end with `\n`, `\r\n` or `\r`
 //! (what a terminal's Enter key sends). Blank lines, `#` comments and a `puzzle,…` CSV header
-//! get no answer, as in `hrm solve sudoku --file`. The byte [`END_OF_INPUT`] (EOT, Ctrl-D), or a
-//! read of zero bytes, ends the session; a last line without its line ending is answered first.
+//! get no answer, as in `hrm solve sudoku --file`. A line `k=N` (1 ≤ N ≤ 65,536) sets the
+//! ensemble size for the puzzles after it and is answered `k=N`: each puzzle then runs up to N
+//! trajectories under Sudoku symmetries until an answer is a valid completion, the answers of
+//! `hrm solve sudoku --ensemble N` for the same blob (seed 0, no noise); `k=1` is the plain
+//! run. The byte [`END_OF_INPUT`] (EOT, Ctrl-D), or a read of zero bytes, ends the session; a
+//! last line without its line ending is answered first.
 //!
 //! [`serve`] runs the protocol over any [`embedded_io`] port (a UART, a USB CDC class, a TCP
 //! socket, an in-memory buffer in the tests) and raises an [`embedded_hal`] [`OutputPin`] while
@@ -28,7 +32,7 @@ use core::fmt;
 use embedded_hal::digital::OutputPin;
 use embedded_io::{Read, Write};
 use hrm_runtime::sudoku::{self, Grid, CELLS};
-use hrm_runtime::{Halting, Model, SegmentOutcome, Session};
+use hrm_runtime::{ensemble, Halting, Model, SegmentOutcome, Session};
 
 /// The byte that ends a session: ASCII EOT, what Ctrl-D sends. A serial line has no end of file
 /// of its own, so the sender (e.g. `scripts/firmware.sh run`) appends it after its input.
@@ -50,7 +54,17 @@ pub trait Solve {
     fn digest(&self) -> Option<u32> {
         None
     }
+
+    /// Sets the number of trajectories per puzzle (the `k=N` line); `Err` with the reason
+    /// when the solver has no ensembles or refuses `k`.
+    fn set_ensemble(&mut self, k: u32) -> Result<(), &'static str> {
+        let _ = k;
+        Err("this solver runs no ensembles")
+    }
 }
+
+/// The largest ensemble a `k=N` line may ask for.
+pub const MAX_ENSEMBLE: u32 = 65_536;
 
 /// Hooks called while [`ModelSolver`] works, e.g. to log with `defmt` on a device.
 pub trait Observer {
@@ -107,6 +121,9 @@ pub struct ModelSolver<'m, 'a, O = Silent> {
     /// `Session::outputs_digest` folded over the last puzzle's segments.
     digest: u32,
     report_digest: bool,
+    /// Trajectories per puzzle: 1 is the plain run; more run `hrm solve sudoku --ensemble K`'s
+    /// default ensemble (symmetries, no noise, seed 0, the first valid answer).
+    ensemble: u32,
 }
 
 impl<'m, 'a> ModelSolver<'m, 'a, Silent> {
@@ -135,6 +152,7 @@ impl<'m, 'a, O: Observer> ModelSolver<'m, 'a, O> {
             observer,
             digest: hrm_runtime::DIGEST_START,
             report_digest: false,
+            ensemble: 1,
         })
     }
 
@@ -157,6 +175,9 @@ impl<O: Observer> Solve for ModelSolver<'_, '_, O> {
     type Error = hrm_runtime::Error;
 
     fn solve(&mut self, puzzle: &Grid) -> Result<Grid, hrm_runtime::Error> {
+        if self.ensemble > 1 {
+            return self.solve_ensemble(puzzle);
+        }
         self.session.reset(&sudoku::to_tokens(puzzle), 0)?;
         self.digest = hrm_runtime::DIGEST_START;
         self.observer.start();
@@ -176,7 +197,48 @@ impl<O: Observer> Solve for ModelSolver<'_, '_, O> {
     }
 
     fn digest(&self) -> Option<u32> {
-        self.report_digest.then_some(self.digest)
+        // The digest names one plain trajectory's segments (what `hrm solve sudoku --digest`
+        // prints); an ensemble's answers carry none.
+        (self.report_digest && self.ensemble == 1).then_some(self.digest)
+    }
+
+    fn set_ensemble(&mut self, k: u32) -> Result<(), &'static str> {
+        if !(1..=MAX_ENSEMBLE).contains(&k) {
+            return Err("k must be from 1 to 65536");
+        }
+        self.ensemble = k;
+        Ok(())
+    }
+}
+
+impl<O: Observer> ModelSolver<'_, '_, O> {
+    /// The ensemble of `hrm solve sudoku --ensemble K` with its defaults; the digest then folds
+    /// every segment of every trajectory that ran.
+    fn solve_ensemble(&mut self, puzzle: &Grid) -> Result<Grid, hrm_runtime::Error> {
+        let plan = ensemble::Plan {
+            trajectories: self.ensemble,
+            augment: true,
+            noise: None,
+            seed: 0,
+            select: ensemble::Select::Valid,
+            halting: Halting::Fixed,
+            max_segments: u64::MAX,
+        };
+        self.observer.start();
+        let observer = &mut self.observer;
+        let outcome = ensemble::solve_sudoku(&mut self.session, puzzle, &plan, |p| {
+            observer.segment(&SegmentOutcome {
+                index: p.segment,
+                q_halt: p.q_halt,
+                q_continue: p.q_continue,
+                halt_requested: p.halt_requested,
+                at_max: p.last,
+            });
+            true
+        })?;
+        self.observer.solved(outcome.segments.min(u64::from(u32::MAX)) as u32);
+        self.digest = hrm_runtime::DIGEST_START;
+        Ok(outcome.answer)
     }
 }
 
@@ -310,6 +372,27 @@ where
     let first = text.split(',').next().unwrap_or("").trim();
     if first.is_empty() || first.starts_with('#') || first.eq_ignore_ascii_case("puzzle") {
         return Ok(());
+    }
+    // `k=N`: N trajectories per puzzle from now on, answered `k=N` (or an error).
+    if let Some(value) = first.strip_prefix("k=").or_else(|| first.strip_prefix("K=")) {
+        let set = match value.trim().parse::<u32>() {
+            Ok(k) => solver.set_ensemble(k).map(|()| k),
+            Err(_) => Err("k must be from 1 to 65536"),
+        };
+        return match set {
+            Ok(k) => {
+                let mut w = FmtPort { port, error: None };
+                let _ = fmt::Write::write_fmt(&mut w, format_args!("k={k}\n"));
+                match w.error {
+                    Some(e) => Err(e),
+                    None => port.flush().map_err(ServeError::Write),
+                }
+            }
+            Err(why) => {
+                summary.refused = summary.refused.saturating_add(1);
+                write_error(port, format_args!("{why}"))
+            }
+        };
     }
     let grid = match sudoku::parse(first) {
         Ok(grid) => grid,
@@ -697,6 +780,49 @@ mod tests {
         let mut one = ModelSolver::with_observer(model, &mut arena, Halting::Segments(1), Count::default()).unwrap();
         one.solve(&puzzles[0]).unwrap();
         assert_eq!(one.observer().solved, vec![1]);
+    }
+
+    #[test]
+    fn k_lines_set_the_ensemble_or_are_refused() {
+        // The oracle runs no ensembles: a well-formed `k=` is refused with its reason.
+        let (out, summary, calls) = session(format!("k=4\n{PUZZLE}\nk=x\nk=0\n").as_bytes());
+        assert_eq!(
+            out,
+            format!(
+                "error: this solver runs no ensembles\n{}\nerror: k must be from 1 to 65536\nerror: this solver runs no ensembles\n",
+                SOLUTION
+            )
+        );
+        assert_eq!((summary.answered, summary.refused, calls), (1, 3, 1));
+
+        let config = hrm_tests::tiny_sudoku_config();
+        let blob = hrm_tests::synthetic_blob(&config, 7);
+        let model = Model::from_bytes(blob.as_bytes()).unwrap();
+        let puzzle = sudoku::parse(PUZZLE).unwrap();
+        let plan = ensemble::Plan {
+            trajectories: 3,
+            augment: true,
+            noise: None,
+            seed: 0,
+            select: ensemble::Select::Valid,
+            halting: Halting::Fixed,
+            max_segments: u64::MAX,
+        };
+        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut session = Session::new(model, &mut arena).unwrap();
+        let expected = ensemble::solve_sudoku(&mut session, &puzzle, &plan, |_| true).unwrap();
+        // Random weights solve nothing: all three trajectories run to the end.
+        assert_eq!(expected.trajectories, 3);
+
+        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut solver = ModelSolver::with_observer(model, &mut arena, Halting::Fixed, Count::default()).unwrap();
+        let busy = Cell::new(false);
+        let mut port = MemoryPort::new(format!("k=3\n{PUZZLE}\nK=65537\nk=1\n").as_bytes(), 7);
+        let summary = serve(&mut port, &mut Pin(&busy), &mut solver).unwrap();
+        let answer: String = expected.answer.iter().map(|&d| char::from(b'0' + d)).collect();
+        assert_eq!(port.output(), format!("k=3\n{answer}\nerror: k must be from 1 to 65536\nk=1\n"));
+        assert_eq!((summary.answered, summary.refused), (1, 1));
+        assert_eq!(solver.observer().segments.len(), 3 * config.halt_max_steps as usize);
     }
 
     #[test]
