@@ -286,6 +286,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The default ensemble of `hrm solve sudoku --ensemble K` (and of the firmware's `k=K`):
+    /// symmetries, no noise, seed 0, the first valid answer.
+    pub const fn symmetries(k: u32) -> Self {
+        Plan {
+            trajectories: k,
+            augment: true,
+            noise: None,
+            seed: 0,
+            select: Select::Valid,
+            halting: Halting::Fixed,
+            max_segments: u64::MAX,
+        }
+    }
+
     /// One plain trajectory: the model's own answer.
     pub const fn single(halting: Halting) -> Self {
         Plan {

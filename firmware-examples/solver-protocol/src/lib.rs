@@ -212,18 +212,10 @@ impl<O: Observer> Solve for ModelSolver<'_, '_, O> {
 }
 
 impl<O: Observer> ModelSolver<'_, '_, O> {
-    /// The ensemble of `hrm solve sudoku --ensemble K` with its defaults; the digest then folds
-    /// every segment of every trajectory that ran.
+    /// The ensemble of `hrm solve sudoku --ensemble K` with its defaults (no digest: see
+    /// [`Solve::digest`]).
     fn solve_ensemble(&mut self, puzzle: &Grid) -> Result<Grid, hrm_runtime::Error> {
-        let plan = ensemble::Plan {
-            trajectories: self.ensemble,
-            augment: true,
-            noise: None,
-            seed: 0,
-            select: ensemble::Select::Valid,
-            halting: Halting::Fixed,
-            max_segments: u64::MAX,
-        };
+        let plan = ensemble::Plan::symmetries(self.ensemble);
         self.observer.start();
         let observer = &mut self.observer;
         let outcome = ensemble::solve_sudoku(&mut self.session, puzzle, &plan, |p| {
@@ -799,15 +791,7 @@ mod tests {
         let blob = hrm_tests::synthetic_blob(&config, 7);
         let model = Model::from_bytes(blob.as_bytes()).unwrap();
         let puzzle = sudoku::parse(PUZZLE).unwrap();
-        let plan = ensemble::Plan {
-            trajectories: 3,
-            augment: true,
-            noise: None,
-            seed: 0,
-            select: ensemble::Select::Valid,
-            halting: Halting::Fixed,
-            max_segments: u64::MAX,
-        };
+        let plan = ensemble::Plan::symmetries(3);
         let mut arena = vec![0u8; model.arena_bytes()];
         let mut session = Session::new(model, &mut arena).unwrap();
         let expected = ensemble::solve_sudoku(&mut session, &puzzle, &plan, |_| true).unwrap();
