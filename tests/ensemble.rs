@@ -55,7 +55,7 @@ struct Trajectory {
 fn run(session: &mut Session<'_, '_>, grid: &Grid, plan: &Plan) -> (ensemble::Outcome, Vec<Trajectory>) {
     let mut log: Vec<Trajectory> = Vec::new();
     let mut valid_at = None;
-    let outcome = ensemble::solve_sudoku(session, grid, plan, |p| {
+    let outcome = ensemble::solve_sudoku(session, grid, plan, |p, _| {
         if p.valid && valid_at.is_none() {
             valid_at = Some(p.segment);
         }
@@ -177,12 +177,12 @@ fn budgets_and_the_callers_check_stop_the_ensemble() {
     let mut session = Session::new(model, &mut arena).unwrap();
     let grid = harder(&harder(&puzzles()[1]));
     let limited = Plan { max_segments: 11, ..plan(8, Select::Q, 0.0, true) };
-    let outcome = ensemble::solve_sudoku(&mut session, &grid, &limited, |_| true).unwrap();
+    let outcome = ensemble::solve_sudoku(&mut session, &grid, &limited, |_, _| true).unwrap();
     assert_eq!(outcome.segments, 11);
     assert_eq!(outcome.trajectories, 2);
     assert!(outcome.cut_short);
     let mut calls = 0;
-    let stopped = ensemble::solve_sudoku(&mut session, &grid, &plan(8, Select::Q, 0.0, true), |_| {
+    let stopped = ensemble::solve_sudoku(&mut session, &grid, &plan(8, Select::Q, 0.0, true), |_, _| {
         calls += 1;
         calls < 3
     })

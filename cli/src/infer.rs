@@ -19,8 +19,14 @@ pub struct InferArgs {
     inputs: PathBuf,
     /// Where to write `segment{s}.logits` [B, seq_len, V], `segment{s}.q_halt`/`q_continue` [B],
     /// `segments` [B] (segments each example ran) and `predictions` [B, seq_len].
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "trace_out")]
+    out: Option<PathBuf>,
+    /// Also (or instead) write the raw states of every segment with the golden files' names:
+    /// `inputs`, `puzzle_identifiers`, and per segment `segment{s}.z_H` and `segment{s}.z_L`
+    /// [B, S, h] (the carry after it, prefix rows first), `segment{s}.logits`, `q_halt`,
+    /// `q_continue`. A fixed-point blob has no float latents: its file holds the rest.
+    #[arg(long, value_name = "FILE.safetensors")]
+    trace_out: Option<PathBuf>,
     #[command(flatten)]
     halting: HaltingArgs,
     /// Worker threads (default: all cores).
@@ -75,10 +81,21 @@ pub fn read_batch(path: &std::path::Path, c: &hrm_runtime::Config) -> Result<Vec
 }
 
 struct Example {
-    /// Per segment: logits, q_halt, q_continue.
-    segments: Vec<(Vec<f32>, f32, f32)>,
+    segments: Vec<Segment>,
     predictions: Vec<u32>,
 }
+
+/// One segment's outputs; the latents only for `--trace-out`.
+struct Segment {
+    logits: Vec<f32>,
+    q_halt: f32,
+    q_continue: f32,
+    z_h: Vec<f32>,
+    z_l: Vec<f32>,
+}
+
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+type Tensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
 pub fn run(args: &InferArgs) -> Result<()> {
     let blob = crate::read_blob(&args.blob)?;
@@ -87,6 +104,8 @@ pub fn run(args: &InferArgs) -> Result<()> {
     let seq_len = c.seq_len as usize;
 
     let rows = read_batch(&args.inputs, &c)?;
+    let inputs = rows.clone();
+    let latents = args.trace_out.is_some();
     let batch = rows.len();
     let rows: Vec<(usize, Vec<u32>, u32)> = rows.into_iter().enumerate().map(|(b, (row, id))| (b, row, id)).collect();
 
@@ -108,7 +127,9 @@ pub fn run(args: &InferArgs) -> Result<()> {
                 let outcome = session.step()?;
                 let mut logits = vec![0.0f32; seq_len * c.vocab_size as usize];
                 session.logits_into(&mut logits)?;
-                segments.push((logits, outcome.q_halt, outcome.q_continue));
+                let (z_h, z_l) =
+                    if latents { (session.z_h().to_vec(), session.z_l().to_vec()) } else { Default::default() };
+                segments.push(Segment { logits, q_halt: outcome.q_halt, q_continue: outcome.q_continue, z_h, z_l });
                 if halting == Halting::Adaptive && outcome.halt_requested {
                     break;
                 }
@@ -122,34 +143,82 @@ pub fn run(args: &InferArgs) -> Result<()> {
 
     // Examples that halted early keep their last outputs in the later segments.
     let most = examples.iter().map(|e| e.segments.len()).max().unwrap_or(0);
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let f32_bytes = |v: &mut Vec<u8>, x: f32| v.extend_from_slice(&x.to_le_bytes());
-    for s in 0..most {
-        let (mut logits, mut q_halt, mut q_continue) = (Vec::new(), Vec::new(), Vec::new());
-        for e in &examples {
-            let Some((l, qh, qc)) = e.segments.get(s).or(e.segments.last()) else { continue };
-            l.iter().for_each(|&x| f32_bytes(&mut logits, x));
-            f32_bytes(&mut q_halt, *qh);
-            f32_bytes(&mut q_continue, *qc);
+    let per_segment = |with_latents: bool| -> Vec<Tensor> {
+        let mut tensors = Vec::new();
+        for s in 0..most {
+            fn at(e: &Example, s: usize) -> Option<&Segment> {
+                e.segments.get(s).or(e.segments.last())
+            }
+            let gather = |f: &dyn Fn(&Segment) -> &[f32]| -> Vec<u8> {
+                examples
+                    .iter()
+                    .filter_map(|e| at(e, s))
+                    .flat_map(|seg| f(seg).iter().flat_map(|x| x.to_le_bytes()))
+                    .collect()
+            };
+            let logits = gather(&|seg| &seg.logits);
+            tensors.push((
+                format!("segment{s}.logits"),
+                Dtype::F32,
+                vec![batch, seq_len, c.vocab_size as usize],
+                logits,
+            ));
+            tensors.push((
+                format!("segment{s}.q_halt"),
+                Dtype::F32,
+                vec![batch],
+                gather(&|seg| std::slice::from_ref(&seg.q_halt)),
+            ));
+            tensors.push((
+                format!("segment{s}.q_continue"),
+                Dtype::F32,
+                vec![batch],
+                gather(&|seg| std::slice::from_ref(&seg.q_continue)),
+            ));
+            let rows = examples.iter().filter_map(|e| at(e, s)).map(|seg| seg.z_h.len()).next().unwrap_or(0)
+                / c.hidden_size.max(1) as usize;
+            if with_latents && rows > 0 {
+                let shape = vec![batch, rows, c.hidden_size as usize];
+                tensors.push((format!("segment{s}.z_H"), Dtype::F32, shape.clone(), gather(&|seg| &seg.z_h)));
+                tensors.push((format!("segment{s}.z_L"), Dtype::F32, shape, gather(&|seg| &seg.z_l)));
+            }
         }
-        tensors.push((format!("segment{s}.logits"), Dtype::F32, vec![batch, seq_len, c.vocab_size as usize], logits));
-        tensors.push((format!("segment{s}.q_halt"), Dtype::F32, vec![batch], q_halt));
-        tensors.push((format!("segment{s}.q_continue"), Dtype::F32, vec![batch], q_continue));
+        tensors
+    };
+    let write = |tensors: &[Tensor], path: &std::path::Path| -> Result<()> {
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, data)| {
+                Ok((name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        crate::write_atomically(path, &safetensors::serialize(views, None)?)
+    };
+    let mut written = Vec::new();
+    if let Some(out) = &args.out {
+        let mut tensors = per_segment(false);
+        let used: Vec<u8> = examples.iter().flat_map(|e| (e.segments.len() as i32).to_le_bytes()).collect();
+        tensors.push(("segments".into(), Dtype::I32, vec![batch], used));
+        let preds: Vec<u8> =
+            examples.iter().flat_map(|e| e.predictions.iter().flat_map(|&p| (p as i32).to_le_bytes())).collect();
+        tensors.push(("predictions".into(), Dtype::I32, vec![batch, seq_len], preds));
+        write(&tensors, out)?;
+        written.push(out.display().to_string());
     }
-    let used: Vec<u8> = examples.iter().flat_map(|e| (e.segments.len() as i32).to_le_bytes()).collect();
-    tensors.push(("segments".into(), Dtype::I32, vec![batch], used));
-    let preds: Vec<u8> =
-        examples.iter().flat_map(|e| e.predictions.iter().flat_map(|&p| (p as i32).to_le_bytes())).collect();
-    tensors.push(("predictions".into(), Dtype::I32, vec![batch, seq_len], preds));
-
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            Ok((name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::serialize(views, None)?;
-    crate::write_atomically(&args.out, &serialized)?;
-    eprintln!("{} examples, {} segments at most; wrote {}", batch, most, args.out.display());
+    if let Some(path) = &args.trace_out {
+        let mut tensors = per_segment(true);
+        let tokens: Vec<u8> =
+            inputs.iter().flat_map(|(row, _)| row.iter().flat_map(|&t| (t as i32).to_le_bytes())).collect();
+        tensors.push(("inputs".into(), Dtype::I32, vec![batch, seq_len], tokens));
+        let ids: Vec<u8> = inputs.iter().flat_map(|(_, id)| (*id as i32).to_le_bytes()).collect();
+        tensors.push(("puzzle_identifiers".into(), Dtype::I32, vec![batch], ids));
+        if !tensors.iter().any(|t| t.0.ends_with(".z_H")) && most > 0 {
+            eprintln!("note: this blob computes in fixed point; {} holds no latents", path.display());
+        }
+        write(&tensors, path)?;
+        written.push(path.display().to_string());
+    }
+    let out = written.join(" and ");
+    eprintln!("{batch} examples, {most} segments at most; wrote {out}");
     Ok(())
 }

@@ -3,6 +3,8 @@
 mod infer;
 mod inspect;
 mod solve;
+mod trace;
+mod trace_image;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

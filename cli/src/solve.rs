@@ -10,6 +10,7 @@ use hrm_runtime::ensemble::{self, Noise, Plan, Select};
 use hrm_runtime::sudoku::{self, Grid};
 use hrm_runtime::Halting;
 
+use crate::trace::{self, Recorder};
 use crate::{HaltingArgs, Outcome};
 
 #[derive(Args)]
@@ -38,6 +39,13 @@ pub struct SudokuArgs {
     digest: bool,
     #[command(flatten)]
     ensemble: EnsembleArgs,
+    /// Write every segment of the solve (one puzzle): the board as the model predicts it, the
+    /// cells that changed, per-cell confidence, the Q values and the halting decision, every
+    /// trajectory of an ensemble, and the latents on their two principal components. By the
+    /// name: `.html` a self-contained page, `.png` / `.svg` a picture, `.json` the data, `-`
+    /// the terminal (before the answer line).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 /// Test-time compute: several trajectories per puzzle and a rule to pick one answer.
@@ -219,6 +227,12 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
             sudoku::VOCAB
         );
     }
+    if let Some(path) = &args.trace {
+        trace::Format::of(path)?;
+        if grids.len() != 1 {
+            bail!("--trace follows one puzzle, got {}", grids.len());
+        }
+    }
     let halting = args.halting.halting();
     let plan = args.ensemble.plan(halting)?;
     if args.digest && plan.is_some() {
@@ -230,13 +244,62 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
     let time_limit = args.ensemble.time_limit.map(std::time::Duration::from_secs_f64);
     let log = args.ensemble.trajectories_out.is_some();
     let started = Instant::now();
+    // The trace's recorder (one puzzle, so one thread uses it).
+    let recorder = std::sync::Mutex::new(grids.first().filter(|_| args.trace.is_some()).map(|g| Recorder::new(*g)));
+    let record = |session: &hrm_runtime::Session<'_, '_>, progress: &ensemble::Progress| -> Result<()> {
+        let mut guard = recorder.lock().map_err(|_| anyhow::anyhow!("the trace's recorder failed"))?;
+        match guard.as_mut() {
+            Some(r) => r.segment(
+                session,
+                progress.trajectory,
+                progress.symmetry,
+                progress.answer,
+                progress.q_halt,
+                progress.q_continue,
+                progress.halt_requested,
+                progress.valid,
+            ),
+            None => Ok(()),
+        }
+    };
     let solved = hrm_trainer::eval::in_sessions(model, &grids, threads, |session, grid| {
         let begun = Instant::now();
         let solution = match &plan {
             None => {
                 session.reset(&sudoku::to_tokens(grid), 0)?;
                 let mut digest = hrm_runtime::DIGEST_START;
-                let segments = session.run_with(halting, |s, _| digest = s.outputs_digest(digest))?;
+                let mut failed = None;
+                let mut segments_run = 0u64;
+                let segments = session.run_with(halting, |s, outcome| {
+                    digest = s.outputs_digest(digest);
+                    segments_run += 1;
+                    let mut predictions = [0u32; sudoku::CELLS];
+                    let traced = s.predictions(&mut predictions).map_err(anyhow::Error::from).and_then(|()| {
+                        let answer = sudoku::from_tokens(&predictions);
+                        let last = outcome.at_max || (halting == Halting::Adaptive && outcome.halt_requested);
+                        record(
+                            s,
+                            &ensemble::Progress {
+                                trajectory: 0,
+                                segment: outcome.index,
+                                q_halt: outcome.q_halt,
+                                q_continue: outcome.q_continue,
+                                answer: &answer,
+                                valid: sudoku::is_solution(grid, &answer),
+                                halt_requested: outcome.halt_requested,
+                                last,
+                                segments: segments_run,
+                                symmetry: &ensemble::SudokuSymmetry::IDENTITY,
+                            },
+                        )
+                    });
+                    if let Err(e) = traced {
+                        failed.get_or_insert(e);
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
                 let mut predictions = [0u32; sudoku::CELLS];
                 session.predictions(&mut predictions)?;
                 Solution {
@@ -246,12 +309,19 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
                     digest,
                     seconds: 0.0,
                     rows: Vec::new(),
+                    chosen: Some(0),
+                    reason: "the last segment of the one trajectory",
                 }
             }
             Some(plan) => {
                 let mut rows = Vec::new();
                 let mut first_valid: Option<u32> = None;
-                let outcome = ensemble::solve_sudoku(session, grid, plan, |p| {
+                let mut failed = None;
+                let outcome = ensemble::solve_sudoku(session, grid, plan, |p, s| {
+                    if let Err(e) = record(s, p) {
+                        failed.get_or_insert(e);
+                        return false;
+                    }
                     if log {
                         if p.valid && first_valid.is_none() {
                             first_valid = Some(p.segment);
@@ -271,6 +341,9 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
                     }
                     time_limit.is_none_or(|limit| begun.elapsed() < limit)
                 })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
                 Solution {
                     answer: outcome.answer,
                     segments: outcome.segments,
@@ -278,6 +351,8 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
                     digest: 0,
                     seconds: 0.0,
                     rows,
+                    chosen: outcome.chosen,
+                    reason: trace::reason(outcome.reason),
                 }
             }
         };
@@ -286,6 +361,15 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
     })?;
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
+    if let (Some(path), Some(recorder), Some(grid), Some(s)) =
+        (&args.trace, recorder.into_inner().ok().flatten(), grids.first(), solved.first())
+    {
+        let trace = recorder.finish(name.clone(), s.answer, sudoku::is_solution(grid, &s.answer), s.chosen, s.reason);
+        trace::write(&trace, path)?;
+        if path.as_os_str() != "-" {
+            eprintln!("wrote the trace of {} segments to {}", s.segments, path.display());
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut valid, mut segments, mut trajectories) = (0usize, 0u64, 0u64);
@@ -351,6 +435,9 @@ struct Solution {
     seconds: f64,
     /// `--trajectories-out` rows, without the puzzle column.
     rows: Vec<String>,
+    /// The trajectory the answer came from, and why (for a trace).
+    chosen: Option<u32>,
+    reason: &'static str,
 }
 
 fn shorten(s: &str) -> String {

@@ -48,19 +48,29 @@ fn convert_and_infer_match_the_reference() {
         let blob = tmp.path().join(format!("{name}.blob"));
         convert(&case, &blob, "f32");
         let out = tmp.path().join(format!("{name}.out.safetensors"));
-        let o = hrm(&["infer", p(&blob), "--inputs", p(&case.join("expected.safetensors")), "--out", p(&out)]);
+        let trace = tmp.path().join(format!("{name}.trace.safetensors"));
+        let o = hrm(&[
+            "infer",
+            p(&blob),
+            "--inputs",
+            p(&case.join("expected.safetensors")),
+            "--out",
+            p(&out),
+            "--trace-out",
+            p(&trace),
+        ]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let got = read_safetensors(&out);
+        let states = read_safetensors(&trace);
         let want = read_safetensors(&case.join("expected.safetensors"));
         let kind =
             hrm_runtime::Model::from_bytes(&hrm_convert::AlignedBlob::read(&blob).unwrap()).unwrap().config().kind;
         let mut compared = 0;
         for (key, w) in &want {
             let Some(segment) = key.strip_prefix("segment").and_then(|k| k.split('.').next()) else { continue };
-            if key.contains(".z_") {
-                continue;
-            }
-            let g = got.get(key).unwrap_or_else(|| panic!("{name}: output lacks {key}"));
+            // The carry is in the trace file only (`--trace-out`), the rest in both.
+            let g = if key.contains(".z_") { states.get(key) } else { got.get(key) };
+            let g = g.unwrap_or_else(|| panic!("{name}: output lacks {key}"));
             assert_eq!(g.shape, w.shape, "{name}: {key}");
             let err = relative_error(&g.f32, &w.f32);
             let tol = tolerance(kind, segment.parse().unwrap());

@@ -140,6 +140,12 @@ impl SudokuSymmetry {
         SudokuSymmetry { cells, digits }
     }
 
+    /// The cell of the original puzzle that sits at `position` of the moved one (what maps a
+    /// per-position output, such as a confidence, back to the puzzle).
+    pub fn source_cell(&self, position: usize) -> usize {
+        self.cells.get(position).map_or(position, |&c| usize::from(c))
+    }
+
     /// The puzzle as the model sees it in this trajectory.
     pub fn apply(&self, grid: &Grid) -> Grid {
         core::array::from_fn(|i| {
@@ -360,16 +366,19 @@ pub struct Progress<'a> {
     pub last: bool,
     /// Segments run in all so far.
     pub segments: u64,
+    /// The symmetry this trajectory runs under (the session's outputs are in its frame).
+    pub symmetry: &'a SudokuSymmetry,
 }
 
 /// Runs `plan` on a Sudoku `puzzle` (givens already free of conflicts, e.g. from
-/// [`sudoku::parse`]) in `session`. `check` is called after every segment; returning `false`
-/// stops the ensemble there (a deadline), and it answers from what it has.
+/// [`sudoku::parse`]) in `session`. `check` is called after every segment with the session
+/// that ran it (its logits and latents, for a trace); returning `false` stops the ensemble
+/// there (a deadline), and it answers from what it has.
 pub fn solve_sudoku(
     session: &mut Session<'_, '_>,
     puzzle: &Grid,
     plan: &Plan,
-    mut check: impl FnMut(&Progress) -> bool,
+    mut check: impl FnMut(&Progress, &Session<'_, '_>) -> bool,
 ) -> Result<Outcome, Error> {
     let k = plan.trajectories.max(1);
     let max_steps = session.model().config().halt_max_steps;
@@ -425,8 +434,9 @@ pub fn solve_sudoku(
                 halt_requested: outcome.halt_requested,
                 last: stop_here || segment + 1 == limit || (valid && plan.select == Select::Valid),
                 segments,
+                symmetry: &symmetry,
             };
-            let go_on = check(&progress);
+            let go_on = check(&progress, &*session);
             if valid && plan.select == Select::Valid {
                 session.set_noise(None)?;
                 return Ok(Outcome {

@@ -136,7 +136,7 @@ fn run_set(model: Model<'_>, puzzles: &[Grid], plan: &Plan, threads: usize) -> V
                         let started = Instant::now();
                         let mut trajectories = Vec::new();
                         let mut valid_at = None;
-                        let outcome = ensemble::solve_sudoku(&mut session, grid, plan, |p| {
+                        let outcome = ensemble::solve_sudoku(&mut session, grid, plan, |p, _| {
                             if p.valid && valid_at.is_none() {
                                 valid_at = Some(p.segment);
                             }

@@ -7,8 +7,9 @@ use plotters::prelude::*;
 
 use crate::train::MetricsLine;
 
-/// Registers a system sans-serif font for the labels (plotters draws no text without one).
-fn register_font() -> bool {
+/// Registers a system sans-serif font for the labels (plotters draws no text without one);
+/// whether one was found.
+pub fn register_font() -> bool {
     static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DONE.get_or_init(|| {
         let candidates = [

@@ -218,7 +218,7 @@ impl<O: Observer> ModelSolver<'_, '_, O> {
         let plan = ensemble::Plan::symmetries(self.ensemble);
         self.observer.start();
         let observer = &mut self.observer;
-        let outcome = ensemble::solve_sudoku(&mut self.session, puzzle, &plan, |p| {
+        let outcome = ensemble::solve_sudoku(&mut self.session, puzzle, &plan, |p, _| {
             observer.segment(&SegmentOutcome {
                 index: p.segment,
                 q_halt: p.q_halt,
@@ -794,7 +794,7 @@ mod tests {
         let plan = ensemble::Plan::symmetries(3);
         let mut arena = vec![0u8; model.arena_bytes()];
         let mut session = Session::new(model, &mut arena).unwrap();
-        let expected = ensemble::solve_sudoku(&mut session, &puzzle, &plan, |_| true).unwrap();
+        let expected = ensemble::solve_sudoku(&mut session, &puzzle, &plan, |_, _| true).unwrap();
         // Random weights solve nothing: all three trajectories run to the end.
         assert_eq!(expected.trajectories, 3);
 
