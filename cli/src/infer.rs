@@ -119,26 +119,25 @@ pub fn run(args: &InferArgs) -> Result<()> {
         Halting::Segments(n) => n,
     };
     // One session per thread over the shared model, examples in order.
-    let examples =
-        hrm_trainer::eval::in_sessions(model, &rows, crate::threads(args.threads), |session, (b, row, id)| {
-            session.reset(row, *id).with_context(|| format!("example {b}"))?;
-            let mut segments = Vec::new();
-            for _ in 0..limit {
-                let outcome = session.step()?;
-                let mut logits = vec![0.0f32; seq_len * c.vocab_size as usize];
-                session.logits_into(&mut logits)?;
-                let (z_h, z_l) =
-                    if latents { (session.z_h().to_vec(), session.z_l().to_vec()) } else { Default::default() };
-                segments.push(Segment { logits, q_halt: outcome.q_halt, q_continue: outcome.q_continue, z_h, z_l });
-                if halting == Halting::Adaptive && outcome.halt_requested {
-                    break;
-                }
+    let examples = hrm_host::in_sessions(model, &rows, crate::threads(args.threads), |session, (b, row, id)| {
+        session.reset(row, *id).with_context(|| format!("example {b}"))?;
+        let mut segments = Vec::new();
+        for _ in 0..limit {
+            let outcome = session.step()?;
+            let mut logits = vec![0.0f32; seq_len * c.vocab_size as usize];
+            session.logits_into(&mut logits)?;
+            let (z_h, z_l) =
+                if latents { (session.z_h().to_vec(), session.z_l().to_vec()) } else { Default::default() };
+            segments.push(Segment { logits, q_halt: outcome.q_halt, q_continue: outcome.q_continue, z_h, z_l });
+            if halting == Halting::Adaptive && outcome.halt_requested {
+                break;
             }
-            let mut predictions = vec![0u32; seq_len];
-            session.predictions(&mut predictions)?;
-            progress.inc(1);
-            Ok(Example { segments, predictions })
-        })?;
+        }
+        let mut predictions = vec![0u32; seq_len];
+        session.predictions(&mut predictions)?;
+        progress.inc(1);
+        Ok(Example { segments, predictions })
+    })?;
     progress.finish_and_clear();
 
     // Examples that halted early keep their last outputs in the later segments.

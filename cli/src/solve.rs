@@ -262,7 +262,7 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
             None => Ok(()),
         }
     };
-    let solved = hrm_trainer::eval::in_sessions(model, &grids, threads, |session, grid| {
+    let solved = hrm_host::in_sessions(model, &grids, threads, |session, grid| {
         let begun = Instant::now();
         let solution = match &plan {
             None => {

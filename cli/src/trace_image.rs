@@ -116,7 +116,7 @@ fn number<DB: DrawingBackend>(
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, trace: &Trace) -> Result<()> {
-    let text = hrm_trainer::plot::register_font();
+    let text = hrm_host::register_font();
     root.fill(&WHITE).map_err(fail)?;
     let given = RGBColor(0xe6, 0xe6, 0xe6);
     let predicted = RGBColor(0x1a, 0x3e, 0x8c);
@@ -256,6 +256,16 @@ fn projection_chart<DB: DrawingBackend>(
             .draw_series(LineSeries::new(path.iter().copied(), colour.stroke_width(if picked { 2 } else { 1 })))
             .map_err(fail)?;
         chart.draw_series(path.iter().map(|&xy| Circle::new(xy, 3, colour.filled()))).map_err(fail)?;
+        if picked {
+            // Segment numbers beside the chosen trajectory's points, where it starts and turns.
+            let base = area.get_base_pixel();
+            for (s, point) in points.iter().enumerate() {
+                if let Some([x, y]) = point {
+                    let (px, py) = chart.plotting_area().map_coordinate(&(*x, *y));
+                    number(area, s + 1, px - base.0 + 5, py - base.1 - 12, 1, BLACK)?;
+                }
+            }
+        }
     }
     Ok(())
 }

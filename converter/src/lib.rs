@@ -110,42 +110,9 @@ fn spec_shape(spec: &TensorSpec) -> Vec<usize> {
     spec.shape.iter().take(spec.rank as usize).map(|&d| d as usize).collect()
 }
 
-/// Bytes with the alignment the runtime needs to read weights in place (the start of a `Vec<u8>`
-/// carries no alignment guarantee).
-#[derive(Clone)]
-pub struct AlignedBlob {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl AlignedBlob {
-    pub fn from_bytes(bytes: &[u8]) -> AlignedBlob {
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
-        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        AlignedBlob { words, len: bytes.len() }
-    }
-
-    /// Reads a whole file.
-    pub fn read(path: &Path) -> Result<AlignedBlob> {
-        let bytes = std::fs::read(path).map_err(|source| ConvertError::Io { path: path.to_owned(), source })?;
-        Ok(AlignedBlob::from_bytes(&bytes))
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u64, u8>(&self.words)[..self.len]
-    }
-
-    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[..self.len]
-    }
-}
-
-impl std::ops::Deref for AlignedBlob {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+/// Blobs in memory with the runtime's alignment (defined beside the rest of the std-side
+/// inference code, which needs them without this crate's checkpoint readers).
+pub use hrm_host::AlignedBlob;
 
 /// Appends `values` (`rows × cols`, row-major) stored as `dtype`; see `runtime/FORMAT.md`.
 /// Int4 matrices whose input `moments` are known are rounded with error compensation.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 use hrm_convert::AlignedBlob;
-use hrm_runtime::{Config, HaltRule, Halting, Model, Session};
+use hrm_runtime::{Config, HaltRule, Halting, Model};
 
 use crate::model::{GradMode, Net};
 use crate::tasks::{EvalSet, Example};
@@ -112,39 +112,7 @@ impl Predictor for BlobPredictor {
     }
 }
 
-/// Runs `work` on every item, on `threads` threads at most, each with its own runtime session
-/// (and arena) over the one shared model; the results keep the items' order. What the
-/// `hrm infer`, `solve` and `eval` commands use to spread puzzles over cores.
-pub fn in_sessions<T: Sync, R: Send>(
-    model: Model<'_>,
-    items: &[T],
-    threads: usize,
-    work: impl Fn(&mut Session<'_, '_>, &T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let chunk = items.len().div_ceil(threads.max(1)).max(1);
-    let work = &work;
-    let results: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Result<Vec<R>> {
-                    let mut arena = vec![0u8; model.arena_bytes()];
-                    let mut session = Session::new(model, &mut arena)?;
-                    part.iter().map(|item| work(&mut session, item)).collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked"))))
-            .collect()
-    });
-    let mut all = Vec::with_capacity(items.len());
-    for r in results {
-        all.extend(r?);
-    }
-    Ok(all)
-}
+pub use hrm_host::in_sessions;
 
 /// Metrics of one evaluation.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -7,30 +7,7 @@ use plotters::prelude::*;
 
 use crate::train::MetricsLine;
 
-/// Registers a system sans-serif font for the labels (plotters draws no text without one);
-/// whether one was found.
-pub fn register_font() -> bool {
-    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DONE.get_or_init(|| {
-        let candidates = [
-            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-            "/usr/share/fonts/TTF/DejaVuSans.ttf",
-            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-            "/System/Library/Fonts/Supplemental/Arial.ttf",
-            "/Library/Fonts/Arial.ttf",
-            "C:\\Windows\\Fonts\\arial.ttf",
-        ];
-        for path in candidates {
-            if let Ok(bytes) = std::fs::read(path) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        false
-    })
-}
+pub use hrm_host::register_font;
 
 pub fn plot(lines: &[MetricsLine], out: &Path) -> Result<()> {
     let train: Vec<&MetricsLine> = lines.iter().filter(|l| l.loss > 0.0).collect();
