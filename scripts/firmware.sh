@@ -283,13 +283,21 @@ tiny_config() {
 # ELF, BLOB and TARGET set. With COUNT=1 the run is counted with the instruction plugin (to
 # $work/TAG.count). Called as a plain command, so that a failing build still stops the script.
 check_one() { # NAME INPUT EXPECTED [--features F]
+  build "$1" "${@:4}"
+  check_run "$@"
+}
+
+# check_one without the build (the ELF is already built): sets the example's globals again and
+# runs it. What cores runs two at a time, in subshells, once every ELF is built.
+check_run() { # NAME INPUT EXPECTED [--features F]
   local name="$1" input="$2" expected="$3" tag="$1"
   shift 3
   if [ $# -gt 0 ]; then tag="$name+${2//,/+}"; fi
   if [ -n "${ELF_TAG:-}" ]; then tag="$tag-$ELF_TAG"; fi
   local started=$SECONDS status=0
   rm -f "$work/$tag.out" "$work/$tag.diff" "$work/$tag.count"
-  build "$name" "$@"
+  example "$name" "$@"
+  blob
   set +e
   if [ "${COUNT:-}" = 1 ]; then
     { cat "$input"; printf '\004'; } | qemu -plugin "$PLUGIN,out=$work/$tag.count" >"$work/$tag.out" 2>"$work/$tag.err"
@@ -408,7 +416,9 @@ summary() {
 # level). The M3 (fixed point) and the M4F (int8) answer the whole session of ten puzzles and
 # malformed lines; the M0 instruction set, the slowest, one puzzle; the others CORES_PUZZLES
 # (default 2). Every run is counted with the instruction plugin: the gate's rows (GATE_ROWS)
-# come from these runs. Prints ok/FAIL lines; returns non-zero on any difference.
+# come from these runs. The ELFs are built one after the other, then run two at a time (one
+# QEMU per core; instruction counts do not depend on it). Prints ok/FAIL lines in a fixed
+# order; returns non-zero on any difference.
 cores() {
   setup
   host_hrm
@@ -417,7 +427,8 @@ cores() {
   mkdir -p "$work"
   : >"$OUT/gate.txt"
   : >"$work/none.txt"
-  local weights example
+  local weights example runs=()
+  rm -f "$work"/gate-*.txt "$work"/result-*.txt
   for weights in fixed int8; do
     WEIGHTS=$weights blob
     "$HRM" solve sudoku --digest --file "$FW/puzzles.txt" --model "$BLOB" >"$work/host-$weights.txt"
@@ -437,29 +448,52 @@ cores() {
         sudoku-uart-m3:fixed | sudoku-uart:int8) puzzles=10 ;;
         sudoku-uart-m0:*) puzzles=1 ;;
       esac
-      session_input "$puzzles" >"$work/input-$weights-$puzzles.txt"
-      session_expected "$work/host-$weights.txt" "$puzzles" >"$work/expected-$weights-$puzzles.txt"
+      session_input "$puzzles" >"$work/input-$weights-$example.txt"
+      session_expected "$work/host-$weights.txt" "$puzzles" >"$work/expected-$weights-$example.txt"
       if [ "$example:$weights" = sudoku-uart-m7:int8 ]; then
         # The ensemble: `k=2`, a hard puzzle (22 givens), `k=1`: the answer of `hrm solve
         # sudoku --ensemble 2` (symmetries, the first valid answer), no digest.
         local hard
         hard="$("$HRM" generate sudoku --givens 22 --count 1 --seed 5 2>/dev/null | awk -F, 'NR == 2 {print $1}')"
-        printf 'k=2\n%s\nk=1\n' "$hard" >>"$work/input-$weights-$puzzles.txt"
+        printf 'k=2\n%s\nk=1\n' "$hard" >>"$work/input-$weights-$example.txt"
         { echo k=2; "$HRM" solve sudoku --ensemble 2 --model "$BLOB" "$hard" 2>/dev/null; echo k=1; } \
-          >>"$work/expected-$weights-$puzzles.txt"
+          >>"$work/expected-$weights-$example.txt"
       fi
-      WEIGHTS=$weights ELF_TAG=$weights-digest COUNT=1 check_one "$example" "$work/input-$weights-$puzzles.txt" \
-        "$work/expected-$weights-$puzzles.txt" --features digest
+      WEIGHTS=$weights ELF_TAG=$weights-digest build "$example" --features digest
+      runs+=("$weights $example $puzzles")
+    done
+  done
+  # The runs, two at a time; each job's lines go to its own file, printed in order after.
+  local run running=0
+  for run in "${runs[@]}"; do
+    read -r weights example puzzles <<<"$run"
+    if [ "$running" -ge 2 ]; then
+      wait -n || true
+      running=$((running - 1))
+    fi
+    (
+      WEIGHTS=$weights ELF_TAG=$weights-digest COUNT=1 check_run "$example" "$work/input-$weights-$example.txt" \
+        "$work/expected-$weights-$example.txt" --features digest
       if [ "$RESULT" = ok ]; then
         echo "ok   cores: $RESULT_LINE"
         case " $GATE_ROWS " in
-          *" $example:$weights "*) gate_row "$example" "$weights" "$puzzles" "$work/$example+digest-$weights-digest.count" ;;
+          *" $example:$weights "*)
+            gate_row "$example" "$weights" "$puzzles" "$work/$example+digest-$weights-digest.count" \
+              "$work/gate-$example-$weights.txt"
+            ;;
         esac
       else
         echo "FAIL cores: $RESULT_LINE"
-        failed=1
       fi
-    done
+    ) >"$work/result-$weights-$example.txt" &
+    running=$((running + 1))
+  done
+  wait
+  for run in "${runs[@]}"; do
+    read -r weights example puzzles <<<"$run"
+    cat "$work/result-$weights-$example.txt"
+    grep -q '^ok ' "$work/result-$weights-$example.txt" || failed=1
+    if [ -f "$work/gate-$example-$weights.txt" ]; then cat "$work/gate-$example-$weights.txt" >>"$OUT/gate.txt"; fi
   done
   return "$failed"
 }
@@ -473,17 +507,17 @@ cores() {
 GATE_ROWS="sudoku-uart:int8 sudoku-uart:fixed sudoku-uart-m3:fixed sudoku-riscv:fixed"
 GATE_BASELINE="$FW/gate-baseline.txt"
 
-# GATE_ROW EXAMPLE WEIGHTS PUZZLES COUNTFILE: appends the row to target/firmware/gate.txt
-# (ELF, BLOB and the example's settings are those of the run just made).
+# GATE_ROW EXAMPLE WEIGHTS PUZZLES COUNTFILE [OUT]: appends the row to OUT (default
+# target/firmware/gate.txt; ELF, BLOB and the example's settings are those of the run just made).
 gate_row() {
-  local name="$1" weights="$2" puzzles="$3" count="$4" cfg segments n0 n1 flash ram
+  local name="$1" weights="$2" puzzles="$3" count="$4" to="${5:-$OUT/gate.txt}" cfg segments n0 n1 flash ram
   cfg="$("$HRM" inspect "$BLOB")"
   segments="$(awk '$1 == "segments" {print $3}' <<<"$cfg")"
   n0="$(count "$OUT/cores/none.txt" | awk '$1 == "insns" {print $2}')"
   n1="$(awk '$1 == "insns" {print $2}' "$count")"
   flash=$(size -A "$ELF" | awk '$1 ~ /^\.(vector_table|text|rodata|data|init|trap|srodata|sdata)$/ {s += $2} END {print s}')
   ram=$(size -A "$ELF" | awk '$1 ~ /^\.(data|bss|uninit|sdata|sbss)$/ {s += $2} END {print s}')
-  echo "$name $weights $(((n1 - n0) / (segments * puzzles))) $flash $ram" >>"$OUT/gate.txt"
+  echo "$name $weights $(((n1 - n0) / (segments * puzzles))) $flash $ram" >>"$to"
 }
 
 # Runs cores (whose runs make target/firmware/gate.txt, `example weights insns_per_segment flash
@@ -792,12 +826,14 @@ plugin() {
 
 # Executed instructions for INPUT (a file), stack low-water when WINDOW=1.
 count() {
-  local input="$1" options="out=$OUT/count.txt"
+  # One output file per ELF: cores counts two runs at a time.
+  local input="$1" result="${ELF%.elf}.count.txt"
+  local options="out=$result"
   if [ "${WINDOW:-}" = 1 ]; then
     options="$options,low=0x$(nm "$ELF" | awk '$3 == "__ebss" {print $1}'),high=0x$(nm "$ELF" | awk '$3 == "_stack_start" {print $1}')"
   fi
   { cat "$input"; printf '\004'; } | qemu -plugin "$PLUGIN,$options" >/dev/null
-  cat "$OUT/count.txt"
+  cat "$result"
 }
 
 section() { size -A "$ELF" | awk -v s="$1" '$1 == s {print $2}'; }

@@ -248,6 +248,12 @@ async fn serve(app: Arc<App>, addr: SocketAddr, max_body: usize, workers: usize,
         .route("/v1/model", get(model_info))
         .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here (POST /v1/sudoku and /v1/infer; GET the others)",
+            )
+        })
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
