@@ -241,15 +241,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     served
 }
 
-/// The HTTP threads run at a lower priority than the inference workers: under overload the
-/// flood of cheap 503 answers must not take the cores the workers need (measured: without it two
-/// workers answered 40 % fewer requests under 64 clients than under 2).
+/// The HTTP threads run at the lowest priority (nice 19), below the inference workers: under
+/// overload the flood of cheap 503 answers must not take the cores the workers need (measured,
+/// BENCHMARKS.md: at normal priority two workers answered 40 % fewer requests under 64 clients
+/// than under 2, at nice 10 9 % fewer).
 fn lower_priority() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: setpriority on the calling thread (Linux applies PRIO_PROCESS with id 0 to the
     // thread); a failure only leaves the priority as it was.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 
