@@ -166,7 +166,6 @@ struct Shared {
 
 struct App {
     shared: Arc<Shared>,
-    model: Model<'static>,
     name: String,
     blob_bytes: usize,
     jobs: SyncSender<Job>,
@@ -200,7 +199,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let shared = Arc::new(Shared { model, metrics: Metrics::new() });
     let app = Arc::new(App {
         shared: Arc::clone(&shared),
-        model,
         name,
         blob_bytes,
         jobs,
@@ -338,7 +336,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn model_info(State(app): State<Arc<App>>) -> Response {
-    let c = app.model.config();
+    let c = app.shared.model.config();
     Json(serde_json::json!({
         "name": app.name,
         "kind": format!("{:?}", c.kind),
@@ -357,9 +355,9 @@ async fn model_info(State(app): State<Arc<App>>) -> Response {
         "positions": format!("{:?}", c.pos_encoding),
         "mlp_t": c.mlp_t,
         "block": c.block,
-        "arena_bytes": app.model.arena_bytes(),
+        "arena_bytes": app.shared.model.arena_bytes(),
         "blob_bytes": app.blob_bytes,
-        "sudoku": is_sudoku(&app.model),
+        "sudoku": is_sudoku(&app.shared.model),
     }))
     .into_response()
 }
@@ -380,7 +378,7 @@ async fn sudoku(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>
         Ok(r) => r,
         Err((status, message)) => return error(status, message),
     };
-    if !is_sudoku(&app.model) {
+    if !is_sudoku(&app.shared.model) {
         return error(StatusCode::NOT_FOUND, format!("{} is not a Sudoku model: use /v1/infer", app.name));
     }
     if request.puzzles.is_empty() || request.puzzles.len() > app.max_batch {
@@ -412,7 +410,7 @@ async fn infer(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>)
         Ok(r) => r,
         Err((status, message)) => return error(status, message),
     };
-    let c = app.model.config();
+    let c = app.shared.model.config();
     let (b, ids) = (request.inputs.len(), request.puzzle_identifiers.len());
     if b == 0 || b > app.max_batch {
         return error(StatusCode::BAD_REQUEST, format!("give 1 to {} input rows, got {b}", app.max_batch));

@@ -249,16 +249,7 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
     let record = |session: &hrm_runtime::Session<'_, '_>, progress: &ensemble::Progress| -> Result<()> {
         let mut guard = recorder.lock().map_err(|_| anyhow::anyhow!("the trace's recorder failed"))?;
         match guard.as_mut() {
-            Some(r) => r.segment(
-                session,
-                progress.trajectory,
-                progress.symmetry,
-                progress.answer,
-                progress.q_halt,
-                progress.q_continue,
-                progress.halt_requested,
-                progress.valid,
-            ),
+            Some(r) => r.segment(session, progress),
             None => Ok(()),
         }
     };

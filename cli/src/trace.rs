@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use hrm_runtime::ensemble::{Reason, SudokuSymmetry};
+use hrm_runtime::ensemble::{Progress, Reason, SudokuSymmetry};
 use hrm_runtime::sudoku::{Grid, CELLS};
 use hrm_runtime::Session;
 
@@ -81,20 +81,10 @@ impl Recorder {
         Recorder { puzzle, trajectories: Vec::new(), logits: Vec::new(), latents_kept: 0, latents_dropped: false }
     }
 
-    /// Records the segment `session` just ran in `trajectory`, whose puzzle was moved by
-    /// `symmetry`; `board` is its answer already mapped back.
-    #[allow(clippy::too_many_arguments)]
-    pub fn segment(
-        &mut self,
-        session: &Session<'_, '_>,
-        trajectory: u32,
-        symmetry: &SudokuSymmetry,
-        board: &Grid,
-        q_halt: f32,
-        q_continue: f32,
-        halt_requested: bool,
-        valid: bool,
-    ) -> Result<()> {
+    /// Records the segment `session` just ran, as the solve reported it (its answer already
+    /// mapped back through the trajectory's symmetry).
+    pub fn segment(&mut self, session: &Session<'_, '_>, progress: &Progress) -> Result<()> {
+        let (trajectory, symmetry, board) = (progress.trajectory, progress.symmetry, progress.answer);
         let c = session.model().config();
         let (seq, vocab) = (c.seq_len as usize, c.vocab_size as usize);
         self.logits.resize(seq * vocab, 0.0);
@@ -129,10 +119,10 @@ impl Recorder {
             board: *board,
             confidence,
             changed,
-            q_halt,
-            q_continue,
-            halt_requested,
-            valid,
+            q_halt: progress.q_halt,
+            q_continue: progress.q_continue,
+            halt_requested: progress.halt_requested,
+            valid: progress.valid,
             z_h,
             z_l,
         });
@@ -508,6 +498,17 @@ fn board_html(out: &mut String, trace: &Trace, t: u32, s: usize, seg: &SegmentTr
     out.push_str("</table>");
 }
 
+/// One trajectory's line through `points` (pixels), marked when it is the chosen one.
+fn polyline(svg: &mut String, class: &str, chosen: bool, trajectory: u32, points: impl Iterator<Item = (f32, f32)>) {
+    let points: Vec<String> = points.map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = write!(
+        svg,
+        "<polyline class=\"{class}{}\" data-trajectory=\"{trajectory}\" points=\"{}\"/>",
+        if chosen { " chosen" } else { "" },
+        points.join(" ")
+    );
+}
+
 /// One number of a segment.
 type Value = fn(&SegmentTrace) -> f32;
 
@@ -537,15 +538,8 @@ fn q_chart_svg(trace: &Trace) -> String {
         let chosen = trace.chosen == Some(t.index);
         let series: [(&str, Value); 2] = [("halt", |s| s.q_halt), ("continue", |s| s.q_continue)];
         for (class, value) in series {
-            let points: Vec<String> =
-                t.segments.iter().enumerate().map(|(s, seg)| format!("{:.1},{:.1}", x(s), y(value(seg)))).collect();
-            let _ = write!(
-                svg,
-                "<polyline class=\"{class}{}\" data-trajectory=\"{}\" points=\"{}\"/>",
-                if chosen { " chosen" } else { "" },
-                t.index,
-                points.join(" ")
-            );
+            let points = t.segments.iter().enumerate().map(|(s, seg)| (x(s), y(value(seg))));
+            polyline(&mut svg, class, chosen, t.index, points);
         }
         for (s, seg) in t.segments.iter().enumerate() {
             let _ = write!(
@@ -579,14 +573,7 @@ fn projection_svg(trace: &Trace, name: &str, p: &Projection) -> String {
     );
     for (t, points) in trace.trajectories.iter().zip(&p.points) {
         let chosen = trace.chosen == Some(t.index);
-        let path: Vec<String> = points.iter().flatten().map(|[a, b]| format!("{:.1},{:.1}", x(*a), y(*b))).collect();
-        let _ = write!(
-            svg,
-            "<polyline class=\"path{}\" data-trajectory=\"{}\" points=\"{}\"/>",
-            if chosen { " chosen" } else { "" },
-            t.index,
-            path.join(" ")
-        );
+        polyline(&mut svg, "path", chosen, t.index, points.iter().flatten().map(|[a, b]| (x(*a), y(*b))));
         for (s, point) in points.iter().enumerate() {
             if let Some([a, b]) = point {
                 let _ = write!(
