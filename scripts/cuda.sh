@@ -2,8 +2,13 @@
 # The trainer's CUDA build without a GPU or a system CUDA install: NVIDIA's CUDA 13.0 toolkit
 # from PyPI wheels, unpacked under target/cuda/.
 #
-#   scripts/cuda.sh check    type-check hrm-trainer with `--features cuda` (what CI runs; the
-#                            kernels are compiled too; about 5 minutes on 2 cores, 104 MB download)
+#   scripts/cuda.sh check    type-check hrm-trainer with `--features cuda` (what CI runs): the Rust
+#                            code behind the feature against candle's and cudarc's CUDA API, with
+#                            a stand-in nvcc so that candle's own kernels are not compiled (no
+#                            download; about a minute)
+#   scripts/cuda.sh check-kernels
+#                            the same with NVIDIA's nvcc, compiling candle's kernels too (about
+#                            9 minutes on 2 cores, 104 MB download)
 #   scripts/cuda.sh build    release `hrm` with CUDA (target/cuda-release/release/hrm; 675 MB of
 #                            wheels, about 7 minutes); runs on a machine with the NVIDIA driver
 #   scripts/cuda.sh env      print the environment lines to use the toolkit by hand
@@ -67,13 +72,55 @@ link_stubs() {
   fi
 }
 
+# A stand-in for nvcc: it reports CUDA 13.0 and writes empty outputs where nvcc would write PTX,
+# objects or a static library. candle-kernels' build script then embeds empty PTX, which is all
+# `cargo check` needs to type-check the crates above it; nothing built this way is ever linked.
+stand_in_nvcc() {
+  local bin="$root/stand-in/bin"
+  mkdir -p "$bin"
+  cat > "$bin/nvcc" <<'NVCC'
+#!/usr/bin/env bash
+# Stand-in nvcc of scripts/cuda.sh check: no kernel is compiled.
+out="" dir="" lib=0 ptx=0 sources=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --version)
+      # nvcc 13.0.88's banner, line for line (cudarc's build script reads the fourth line).
+      printf '%s\n' 'nvcc: NVIDIA (R) Cuda compiler driver' 'Copyright (c) 2005-2025 NVIDIA Corporation' \
+        'Built on stand-in' 'Cuda compilation tools, release 13.0, V13.0.88' 'Build cuda_13.0.r13.0/compiler.stand-in'
+      exit 0 ;;
+    --list-gpu-code) printf 'sm_75\nsm_80\nsm_86\nsm_89\nsm_90\nsm_100\nsm_120\n'; exit 0 ;;
+    -o) out="$2"; shift ;;
+    --output-directory|-odir) dir="$2"; shift ;;
+    --lib|-lib) lib=1 ;;
+    --ptx|-ptx) ptx=1 ;;
+    *.cu) sources+=("$1") ;;
+  esac
+  shift
+done
+if [ $lib -eq 1 ]; then printf '!<arch>\n' > "$out"; exit 0; fi
+if [ -n "$out" ]; then : > "$out"; exit 0; fi
+if [ $ptx -eq 1 ]; then
+  for s in "${sources[@]}"; do n="$(basename "$s")"; : > "${dir:-.}/${n%.cu}.ptx"; done
+fi
+NVCC
+  chmod +x "$bin/nvcc"
+  export CUDA_HOME="$root/stand-in" CUDA_PATH="$root/stand-in" NVCC="$bin/nvcc" PATH="$bin:$PATH"
+  export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+}
+
 case "${1:-}" in
   check)
+    stand_in_nvcc
+    # In the main target directory, so that what the feature does not touch is reused from
+    # clippy's run in .ci/run. The empty kernels stay in this directory: the real builds below
+    # have their own (candle-kernels' build script does not rerun when nvcc changes).
+    cargo check --locked -p hrm-trainer --features cuda
+    ;;
+  check-kernels)
     fetch "${check_wheels[@]}"
     environment
-    # In the main target directory: what the cuda feature does not touch is already checked
-    # there (clippy in .ci/run), only candle's CUDA side is new.
-    cargo check --locked -p hrm-trainer --features cuda
+    cargo check --locked -p hrm-trainer --features cuda --target-dir target/cuda-kernels
     ;;
   build)
     fetch "${check_wheels[@]}" "${link_wheels[@]}"
@@ -88,7 +135,7 @@ case "${1:-}" in
     echo "export CUDA_HOME=$CUDA_HOME PATH=$cuda_home/bin:\$PATH CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
     ;;
   *)
-    echo "usage: $0 check|build|env" >&2
+    echo "usage: $0 check|check-kernels|build|env" >&2
     exit 2
     ;;
 esac
