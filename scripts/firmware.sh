@@ -23,8 +23,8 @@
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
 #   scripts/firmware.sh fit                        the board fit alone
 #
-# EXAMPLE: sudoku-uart (Cortex-M4F, hard float, QEMU mps2-an386) or sudoku-uart-m3 (Cortex-M3,
-# soft float, mps2-an385). HRM_BLOB=path uses that blob instead of making one; MODEL=path
+# EXAMPLE: sudoku-uart (Cortex-M4F, hard float, QEMU mps2-an386), sudoku-uart-m3 (Cortex-M3,
+# soft float, mps2-an385), -m7, -m0, sudoku-riscv, or c-uart (the C firmware on the M4F). HRM_BLOB=path uses that blob instead of making one; MODEL=path
 # converts another checkpoint; WEIGHTS=f16|bf16|int8|int4 stores the weights narrower;
 # WEIGHTS=fixed makes the integer-only blob (int8 weights, fixed-point activations calibrated on
 # 256 generated puzzles: target/firmware/sudoku-fixed.blob); ELF_TAG=name keeps a build's ELF
@@ -86,11 +86,27 @@ setup() {
   esac
 }
 
-# Debian's cargo and rustc, whatever rustup's environment says.
-fw_cargo() {
-  (cd "$FW" && env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET \
+# Debian's cargo and rustc, whatever rustup's environment says, in workspace DIR.
+debian_cargo() {
+  local dir="$1"
+  shift
+  (cd "$dir" && env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET \
     -u RUSTC_WRAPPER -u RUSTC_WORKSPACE_WRAPPER \
     RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 /usr/bin/cargo "$@")
+}
+fw_cargo() { debian_cargo "$FW" "$@"; }
+
+# The C firmware's compiler and C library: Debian's arm-none-eabi GCC and newlib.
+c_setup() {
+  if ! command -v arm-none-eabi-gcc >/dev/null || ! [ -d /usr/include/newlib ]; then
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    say "installing Debian's gcc-arm-none-eabi and libnewlib-arm-none-eabi"
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      gcc-arm-none-eabi libnewlib-arm-none-eabi libnewlib-dev
+  fi
+  command -v arm-none-eabi-gcc >/dev/null || die "arm-none-eabi-gcc is still missing after installing"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -164,11 +180,13 @@ example() {
     sudoku-uart-m0) TARGET=thumbv6m-none-eabi MACHINE=mps2-an385 CPU=cortex-m3 ;;
     # RV32IMAC (ESP32-C3 class, no FPU): QEMU virt, its 16550 UART; for the integer-only blob.
     sudoku-riscv) TARGET=riscv32imac-unknown-none-elf MACHINE=virt CPU="" ;;
-    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m0, sudoku-riscv)" ;;
+    # The same solver in C (firmware-examples/c-uart) over libhrm.a, the C interface.
+    c-uart) TARGET=thumbv7em-none-eabihf MACHINE=mps2-an386 CPU=cortex-m4 ;;
+    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m0, sudoku-riscv, c-uart)" ;;
   esac
   NAME="$1"
   PACKAGE=sudoku-uart
-  if [ "$1" = sudoku-riscv ]; then PACKAGE=sudoku-riscv; fi
+  if [ "$1" = sudoku-riscv ] || [ "$1" = c-uart ]; then PACKAGE="$1"; fi
   FEATURES=""
   shift
   while [ $# -gt 0 ]; do
@@ -189,12 +207,38 @@ build() {
   example "$@"
   setup
   blob
+  if [ "$PACKAGE" = c-uart ]; then
+    build_c
+    return
+  fi
   say "building $NAME ($TARGET${FEATURES:+, features $FEATURES}) with $(basename "$BLOB")"
   local args=(build --release --locked -p "$PACKAGE" --target "$TARGET")
   if [ -n "$FEATURES" ]; then args+=(--features "$FEATURES"); fi
   HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
   mkdir -p "$OUT"
   cp "$FW/target/$TARGET/release/$PACKAGE" "$ELF"
+}
+
+# c-uart: libhrm.a (hrm-capi without std, from the main workspace) for the M4F, then the C
+# sources compiled and linked with it, newlib (nano) and libgcc. The arena's size is the blob
+# header's (a u64 at byte 88), so the C code declares it static.
+build_c() {
+  c_setup
+  [ -z "$FEATURES" ] || die "c-uart has no features"
+  local lib_dir="$ROOT/target/firmware-capi" arena
+  say "building libhrm.a (hrm-capi) for $TARGET"
+  # `rustc --crate-type staticlib`: a bare-metal target has no cdylib.
+  debian_cargo "$ROOT" rustc --release --locked -p hrm-capi --no-default-features --target "$TARGET" \
+    --crate-type staticlib -Z build-std=core,compiler_builtins --target-dir "$lib_dir" >&2
+  arena="$(od -An -t u8 -j 88 -N 8 "$BLOB" | tr -d ' ')"
+  say "building $NAME with $(basename "$BLOB") (arena $arena bytes)"
+  mkdir -p "$OUT"
+  arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2 -g -std=gnu11 \
+    -Wall -Wextra -Werror -ffunction-sections -fdata-sections -I "$ROOT/capi/include" \
+    -DHRM_ARENA_BYTES="$arena" -DHRM_BLOB_FILE="\"$BLOB\"" \
+    "$FW/c-uart/startup.c" "$FW/c-uart/main.c" "$FW/c-uart/blob.S" -T "$FW/c-uart/link.ld" \
+    -nostartfiles --specs=nano.specs -Wl,--gc-sections -Wl,--no-warn-execstack \
+    "$lib_dir/$TARGET/release/libhrm.a" -lc -lgcc -o "$ELF"
 }
 
 qemu() {
@@ -373,6 +417,27 @@ check() {
   session_input "$m3" >"$work/input-m3.txt"
   session_expected "$work/host-tiny.txt" "$m3" >"$work/expected-m3.txt"
   MODEL="$TINY_MODEL" MODEL_CONFIG="$TINY_CONFIG" BLOB_NAME=sudoku-tiny1 ELF_TAG=tiny check_one sudoku-uart-m3 "$work/input-m3.txt" "$work/expected-m3.txt"
+  note
+  # The C firmware over the C interface (int8 blob, the M4F): two puzzles, an ensemble of two on
+  # a third, a refused line and a refused k, answered as the host answers.
+  WEIGHTS=int8 blob
+  "$HRM" solve sudoku --file "$FW/puzzles.txt" --model "$BLOB" >"$work/host-int8.txt"
+  "$HRM" solve sudoku --ensemble 2 --model "$BLOB" "$(sed -n 3p "$FW/puzzles.txt")" >"$work/host-int8-k2.txt"
+  {
+    head -n 2 "$FW/puzzles.txt"
+    echo "k=2"
+    sed -n 3p "$FW/puzzles.txt"
+    echo "12345"
+    echo "k=0"
+  } >"$work/input-c.txt"
+  {
+    head -n 2 "$work/host-int8.txt"
+    echo "k=2"
+    cat "$work/host-int8-k2.txt"
+    echo "error: the puzzle does not have 81 cells"
+    echo "error: k must be from 1 to 65536"
+  } >"$work/expected-c.txt"
+  WEIGHTS=int8 check_one c-uart "$work/input-c.txt" "$work/expected-c.txt"
   note
   # The same bits on every core, and the gate's figures from the same runs (see cores).
   local cstatus=0

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hrm_runtime::Halting;
+use hrm_host::infer::Values;
 use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::{Dtype, SafeTensors};
 
@@ -80,23 +80,6 @@ pub fn read_batch(path: &std::path::Path, c: &hrm_runtime::Config) -> Result<Vec
     Ok(rows)
 }
 
-struct Example {
-    segments: Vec<Segment>,
-    predictions: Vec<u32>,
-}
-
-/// One segment's outputs; the latents only for `--trace-out`.
-struct Segment {
-    logits: Vec<f32>,
-    q_halt: f32,
-    q_continue: f32,
-    z_h: Vec<f32>,
-    z_l: Vec<f32>,
-}
-
-/// A tensor to write: name, dtype, shape, little-endian bytes.
-type Tensor = (String, Dtype, Vec<usize>, Vec<u8>);
-
 pub fn run(args: &InferArgs) -> Result<()> {
     let blob = crate::read_blob(&args.blob)?;
     let model = crate::load_model(&args.blob, &blob)?;
@@ -104,87 +87,26 @@ pub fn run(args: &InferArgs) -> Result<()> {
     let seq_len = c.seq_len as usize;
 
     let rows = read_batch(&args.inputs, &c)?;
-    let inputs = rows.clone();
-    let latents = args.trace_out.is_some();
     let batch = rows.len();
-    let rows: Vec<(usize, Vec<u32>, u32)> = rows.into_iter().enumerate().map(|(b, (row, id))| (b, row, id)).collect();
-
-    let halting = args.halting.halting();
     let progress = ProgressBar::new(batch as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} examples {elapsed}<{eta}")
             .unwrap_or(ProgressStyle::default_bar()),
     );
-    let limit = match halting {
-        Halting::Fixed | Halting::Adaptive => c.halt_max_steps,
-        Halting::Segments(n) => n,
-    };
-    // One session per thread over the shared model, examples in order.
-    let examples = hrm_host::in_sessions(model, &rows, crate::threads(args.threads), |session, (b, row, id)| {
-        session.reset(row, *id).with_context(|| format!("example {b}"))?;
-        let mut segments = Vec::new();
-        for _ in 0..limit {
-            let outcome = session.step()?;
-            let mut logits = vec![0.0f32; seq_len * c.vocab_size as usize];
-            session.logits_into(&mut logits)?;
-            let (z_h, z_l) =
-                if latents { (session.z_h().to_vec(), session.z_l().to_vec()) } else { Default::default() };
-            segments.push(Segment { logits, q_halt: outcome.q_halt, q_continue: outcome.q_continue, z_h, z_l });
-            if halting == Halting::Adaptive && outcome.halt_requested {
-                break;
-            }
-        }
-        let mut predictions = vec![0u32; seq_len];
-        session.predictions(&mut predictions)?;
-        progress.inc(1);
-        Ok(Example { segments, predictions })
-    })?;
+    let halting = args.halting.halting();
+    let latents = args.trace_out.is_some();
+    let examples =
+        hrm_host::infer::run(model, &rows, crate::threads(args.threads), halting, latents, &|| progress.inc(1))?;
     progress.finish_and_clear();
-
-    // Examples that halted early keep their last outputs in the later segments.
     let most = examples.iter().map(|e| e.segments.len()).max().unwrap_or(0);
-    let per_segment = |with_latents: bool| -> Vec<Tensor> {
-        let mut tensors = Vec::new();
-        for s in 0..most {
-            fn at(e: &Example, s: usize) -> Option<&Segment> {
-                e.segments.get(s).or(e.segments.last())
-            }
-            let gather = |f: &dyn Fn(&Segment) -> &[f32]| -> Vec<u8> {
-                examples
-                    .iter()
-                    .filter_map(|e| at(e, s))
-                    .flat_map(|seg| f(seg).iter().flat_map(|x| x.to_le_bytes()))
-                    .collect()
-            };
-            let logits = gather(&|seg| &seg.logits);
-            tensors.push((
-                format!("segment{s}.logits"),
-                Dtype::F32,
-                vec![batch, seq_len, c.vocab_size as usize],
-                logits,
-            ));
-            tensors.push((
-                format!("segment{s}.q_halt"),
-                Dtype::F32,
-                vec![batch],
-                gather(&|seg| std::slice::from_ref(&seg.q_halt)),
-            ));
-            tensors.push((
-                format!("segment{s}.q_continue"),
-                Dtype::F32,
-                vec![batch],
-                gather(&|seg| std::slice::from_ref(&seg.q_continue)),
-            ));
-            let rows = examples.iter().filter_map(|e| at(e, s)).map(|seg| seg.z_h.len()).next().unwrap_or(0)
-                / c.hidden_size.max(1) as usize;
-            if with_latents && rows > 0 {
-                let shape = vec![batch, rows, c.hidden_size as usize];
-                tensors.push((format!("segment{s}.z_H"), Dtype::F32, shape.clone(), gather(&|seg| &seg.z_h)));
-                tensors.push((format!("segment{s}.z_L"), Dtype::F32, shape, gather(&|seg| &seg.z_l)));
-            }
-        }
-        tensors
+
+    let tensor = |o: &hrm_host::infer::Output| -> (String, Dtype, Vec<usize>, Vec<u8>) {
+        let (dtype, bytes) = match &o.values {
+            Values::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Values::I32(v) => (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        };
+        (o.name.clone(), dtype, o.shape.clone(), bytes)
     };
-    let write = |tensors: &[Tensor], path: &std::path::Path| -> Result<()> {
+    let write = |tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], path: &std::path::Path| -> Result<()> {
         let views = tensors
             .iter()
             .map(|(name, dtype, shape, data)| {
@@ -195,21 +117,22 @@ pub fn run(args: &InferArgs) -> Result<()> {
     };
     let mut written = Vec::new();
     if let Some(out) = &args.out {
-        let mut tensors = per_segment(false);
-        let used: Vec<u8> = examples.iter().flat_map(|e| (e.segments.len() as i32).to_le_bytes()).collect();
-        tensors.push(("segments".into(), Dtype::I32, vec![batch], used));
-        let preds: Vec<u8> =
-            examples.iter().flat_map(|e| e.predictions.iter().flat_map(|&p| (p as i32).to_le_bytes())).collect();
-        tensors.push(("predictions".into(), Dtype::I32, vec![batch, seq_len], preds));
+        // Everything but the latents.
+        let tensors: Vec<_> = hrm_host::infer::named(&examples, &model, false).iter().map(tensor).collect();
         write(&tensors, out)?;
         written.push(out.display().to_string());
     }
     if let Some(path) = &args.trace_out {
-        let mut tensors = per_segment(true);
+        // The golden files' layout: the batch, then every segment with its carry.
+        let mut tensors: Vec<_> = hrm_host::infer::named(&examples, &model, true)
+            .iter()
+            .filter(|o| o.name.starts_with("segment") && o.name != "segments")
+            .map(tensor)
+            .collect();
         let tokens: Vec<u8> =
-            inputs.iter().flat_map(|(row, _)| row.iter().flat_map(|&t| (t as i32).to_le_bytes())).collect();
+            rows.iter().flat_map(|(row, _)| row.iter().flat_map(|&t| (t as i32).to_le_bytes())).collect();
         tensors.push(("inputs".into(), Dtype::I32, vec![batch, seq_len], tokens));
-        let ids: Vec<u8> = inputs.iter().flat_map(|(_, id)| (*id as i32).to_le_bytes()).collect();
+        let ids: Vec<u8> = rows.iter().flat_map(|(_, id)| (*id as i32).to_le_bytes()).collect();
         tensors.push(("puzzle_identifiers".into(), Dtype::I32, vec![batch], ids));
         if !tensors.iter().any(|t| t.0.ends_with(".z_H")) && most > 0 {
             eprintln!("note: this blob computes in fixed point; {} holds no latents", path.display());

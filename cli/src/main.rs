@@ -141,16 +141,7 @@ pub fn print(text: &str) -> Result<()> {
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it: a reader never sees a
 /// half-written file and an interrupted run leaves the old one in place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}", path.display())
-    })
-}
+pub use hrm_host::write_atomically;
 
 /// `--threads N`, or every core.
 /// A progress bar on stderr for `len` items, hidden unless `show` and stderr is a terminal.

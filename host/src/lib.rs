@@ -1,7 +1,9 @@
-//! The std side of inference, shared by the `hrm` command (solve, infer, serve) and the
-//! trainer's evaluation: blobs read from files with the alignment the runtime needs, and
+//! The std side of inference, shared by the `hrm` command (solve, infer, serve), the Python
+//! package and the trainer's evaluation: blobs read from files with the alignment the runtime needs, and
 //! sessions spread over threads. It links no training stack (no candle), so an inference-only
 //! build stays small.
+
+pub mod infer;
 
 use std::path::Path;
 
@@ -132,5 +134,18 @@ pub fn register_font() -> bool {
             }
         }
         false
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename: a reader never
+/// sees half a file, and a failed write leaves the old one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}", path.display())
     })
 }
