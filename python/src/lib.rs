@@ -146,7 +146,7 @@ impl Model {
             (None, true) => Halting::Adaptive,
             (None, false) => Halting::Fixed,
         };
-        let threads = threads.map_or(self::threads(None), |t| t.max(1));
+        let threads = self::threads(threads);
         let outputs = py
             .detach(|| {
                 let examples = hrm_host::infer::run(model, &rows, threads, halting, latents, &|| {})?;
@@ -197,7 +197,7 @@ impl Model {
             .collect::<PyResult<Vec<_>>>()?;
         // One trajectory under `Select::Q` with every segment is the plain run's answer.
         let plan = if ensemble > 1 { Plan::symmetries(ensemble) } else { Plan::single(Halting::Fixed) };
-        let threads = threads.map_or(self::threads(None), |t| t.max(1));
+        let threads = self::threads(threads);
         let answers = py
             .detach(|| {
                 hrm_host::in_sessions(model, &grids, threads, |session, grid| {
