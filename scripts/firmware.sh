@@ -204,11 +204,13 @@ example() {
 }
 
 build() {
+  local started=$SECONDS
   example "$@"
   setup
   blob
   if [ "$PACKAGE" = c-uart ]; then
     build_c
+    say "built $NAME in $((SECONDS - started)) s"
     return
   fi
   say "building $NAME ($TARGET${FEATURES:+, features $FEATURES}) with $(basename "$BLOB")"
@@ -217,6 +219,7 @@ build() {
   HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
   mkdir -p "$OUT"
   cp "$FW/target/$TARGET/release/$PACKAGE" "$ELF"
+  say "built $NAME${FEATURES:+ ($FEATURES)} in $((SECONDS - started)) s"
 }
 
 # c-uart: libhrm.a (hrm-capi without std, from the main workspace) for the M4F, then the C

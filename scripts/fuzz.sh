@@ -62,9 +62,13 @@ case "${1:-}" in
     run "${2:?target}" "${3:-60}"
     ;;
   ci)
+    started=$SECONDS
     need_cargo_fuzz
     seed
+    echo "fuzz: cargo-fuzz and the seeds in $((SECONDS - started)) s"
+    started=$SECONDS
     (cd fuzz && cargo fuzz build --sanitizer none)
+    echo "fuzz: targets built in $((SECONDS - started)) s"
     # Two targets at a time, one per core: each still fuzzes its full time, CI waits half as long.
     failed=0
     for ((i = 0; i < ${#TARGETS[@]}; i += 2)); do
