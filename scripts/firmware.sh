@@ -22,6 +22,9 @@
 #                                                  GATE_WRITE=1 writes the baseline
 #   scripts/firmware.sh measure                    sizes, arena, stack, instructions, board fit
 #   scripts/firmware.sh fit                        the board fit alone
+#   scripts/firmware.sh profile EXAMPLE [--features F]
+#                                                  one puzzle's instructions by function (inlined
+#                                                  code counted where it was inlined from)
 #
 # EXAMPLE: sudoku-uart (Cortex-M4F, hard float, QEMU mps2-an386), sudoku-uart-m3 (Cortex-M3,
 # soft float, mps2-an385), -m7, -m0, sudoku-riscv, or c-uart (the C firmware on the M4F). HRM_BLOB=path uses that blob instead of making one; MODEL=path
@@ -393,7 +396,7 @@ check() {
     return
   fi
   # f32 on the M4F's FPU (about 20 s a puzzle under QEMU): the built-in model, three puzzles and
-  # the malformed lines (the whole session of ten runs on the integer cores, see cores).
+  # the malformed lines (the integer cores answer more, see cores).
   blob
   "$HRM" solve sudoku --file "$FW/puzzles.txt" --model "$BLOB" >"$work/host.txt"
   [ "$(wc -l <"$work/host.txt")" -eq 10 ] || die "hrm solve did not answer the ten puzzles"
@@ -481,9 +484,8 @@ summary() {
 # The integer-only blob (and the int8 blob on the DSP cores) on every core QEMU runs here, built
 # with `--features digest`: each answer is followed by the digest (FNV-1a) of every segment's
 # logits and Q values, and must equal `hrm solve sudoku --digest` on x86-64 (at every kernel
-# level). The M3 (fixed point) and the M4F (int8) answer the whole session of ten puzzles and
-# malformed lines; the M0 instruction set, the slowest, one puzzle; the others CORES_PUZZLES
-# (default 2). Every run is counted with the instruction plugin: the gate's rows (GATE_ROWS)
+# level). Each core answers CORES_PUZZLES puzzles (default 2; CORES_PUZZLES=10 is the whole
+# session) and the malformed lines; the M0 instruction set, the slowest, one puzzle. Every run is counted with the instruction plugin: the gate's rows (GATE_ROWS)
 # come from these runs. The ELFs are built one after the other, then run two at a time (one
 # QEMU per core; instruction counts do not depend on it). Prints ok/FAIL lines in a fixed
 # order; returns non-zero on any difference.
@@ -513,7 +515,6 @@ cores() {
     for example in $examples; do
       local puzzles="$n"
       case "$example:$weights" in
-        sudoku-uart-m3:fixed | sudoku-uart:int8) puzzles=10 ;;
         sudoku-uart-m0:*) puzzles=1 ;;
       esac
       session_input "$puzzles" >"$work/input-$weights-$example.txt"
@@ -904,6 +905,47 @@ count() {
   cat "$result"
 }
 
+# profile EXAMPLE [--features F]: one puzzle under the plugin with blocks=, each translation
+# block's instructions attributed to the innermost (inlined) function its first instruction
+# belongs to (llvm-symbolizer over the ELF's DWARF), and to the symbol holding it. Prints the
+# top 30 of each with their share; the block list stays in target/firmware/profile/.
+profile() {
+  setup
+  host_hrm
+  plugin
+  build "$@"
+  local work="$OUT/profile"
+  mkdir -p "$work"
+  head -n 1 "$FW/puzzles.txt" >"$work/one.txt"
+  { cat "$work/one.txt"; printf '\004'; } |
+    qemu -plugin "$PLUGIN,out=$work/count.txt,blocks=$work/blocks.txt" >"$work/answer.txt"
+  llvm_tool llvm-symbolizer
+  awk '{print $1}' "$work/blocks.txt" | "$LLVM_TOOL" --obj="$ELF" --output-style=JSON --demangle >"$work/symbols.json"
+  say "$(basename "$ELF") with $(basename "$BLOB"): $(cat "$work/count.txt"), one puzzle and boot"
+  python3 - "$work/blocks.txt" "$work/symbols.json" <<'PY'
+import json, re, sys
+from collections import Counter
+blocks = [line.split() for line in open(sys.argv[1])]
+frames = [json.loads(line) for line in open(sys.argv[2])]
+inner, outer, total = Counter(), Counter(), 0
+def short(name):
+    # Generic arguments and hashes make names unreadable: keep the path.
+    name = re.sub(r"<[^<>]*>", "", re.sub(r"<[^<>]*>", "", re.sub(r"<[^<>]*>", "", name)))
+    return name.replace("::{{closure}}", "{closure}")[-90:]
+for (addr, n, count), sym in zip(blocks, frames):
+    insns = int(n) * int(count)
+    total += insns
+    chain = sym.get("Symbol") or [{}]
+    inner[short(chain[0].get("FunctionName", "?"))] += insns
+    outer[short(chain[-1].get("FunctionName", "?"))] += insns
+for title, table in (("innermost function", inner), ("symbol", outer)):
+    print(f"{'instructions':>14} {'share':>6}  {title}")
+    for name, insns in table.most_common(30):
+        print(f"{insns:>14,} {100 * insns / total:5.1f}%  {name}")
+    print()
+PY
+}
+
 section() { size -A "$ELF" | awk -v s="$1" '$1 == s {print $2}'; }
 
 measure() {
@@ -1046,6 +1088,7 @@ case "$command" in
   cores) cores ;;
   gate) gate ;;
   measure) measure ;;
+  profile) profile "$@" ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac

@@ -12,7 +12,9 @@
  * instruction), so counting costs little and is identical from run to run. With low/high set,
  * every store is checked against [low, high), which is slow: use it for short runs.
  * The result goes to the file `out` (or QEMU's log, `-d plugin`): "insns N" and, with a window,
- * "lowest_store 0x...".
+ * "lowest_store 0x...". With blocks=FILE, every translation block's start address, length and
+ * executions go to FILE ("0xADDR N COUNT" lines, also counted inline): what
+ * `scripts/firmware.sh profile` maps to functions.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -46,12 +48,21 @@ void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn, qemu_plugin
                                       void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 void qemu_plugin_outs(const char *string);
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 static uint64_t insns;               /* one vCPU on these boards: no need for atomics */
 static uint64_t low, high, lowest = UINT64_MAX;
 static const char *out_path;
+
+/* blocks=FILE: one record per translation (a block translated twice has two; the reader sums). */
+struct block {
+    uint64_t vaddr, n, count;
+    struct block *next;
+};
+static const char *blocks_path;
+static struct block *blocks;
 
 static void on_store(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
 {
@@ -68,6 +79,16 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insns, n);
+    if (blocks_path) {
+        struct block *b = calloc(1, sizeof *b);
+        if (b) {
+            b->vaddr = qemu_plugin_tb_vaddr(tb);
+            b->n = n;
+            b->next = blocks;
+            blocks = b;
+            qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &b->count, 1);
+        }
+    }
     if (high > low) {
         for (size_t i = 0; i < n; i++) {
             qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_store, QEMU_PLUGIN_CB_NO_REGS,
@@ -85,6 +106,17 @@ static void at_exit(qemu_plugin_id_t id, void *udata)
     if (high > low && len > 0 && (size_t)len < sizeof line) {
         snprintf(line + len, sizeof line - (size_t)len, "lowest_store 0x%" PRIx64 "\n", lowest);
     }
+    if (blocks_path) {
+        FILE *bf = fopen(blocks_path, "w");
+        for (struct block *b = blocks; bf && b; b = b->next) {
+            if (b->count) {
+                fprintf(bf, "0x%" PRIx64 " %" PRIu64 " %" PRIu64 "\n", b->vaddr, b->n, b->count);
+            }
+        }
+        if (bf) {
+            fclose(bf);
+        }
+    }
     FILE *f = out_path ? fopen(out_path, "w") : NULL;
     if (f) {
         fputs(line, f);
@@ -101,12 +133,14 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "out=", 4) == 0) {
             out_path = argv[i] + 4;
+        } else if (strncmp(argv[i], "blocks=", 7) == 0) {
+            blocks_path = argv[i] + 7;
         } else if (strncmp(argv[i], "low=", 4) == 0) {
             low = strtoull(argv[i] + 4, NULL, 0);
         } else if (strncmp(argv[i], "high=", 5) == 0) {
             high = strtoull(argv[i] + 5, NULL, 0);
         } else {
-            fprintf(stderr, "qemu-insn-count: unknown argument %s (out=FILE, low=ADDR, high=ADDR)\n", argv[i]);
+            fprintf(stderr, "qemu-insn-count: unknown argument %s (out=FILE, blocks=FILE, low=ADDR, high=ADDR)\n", argv[i]);
             return -1;
         }
     }

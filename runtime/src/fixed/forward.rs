@@ -594,9 +594,8 @@ fn linear_packed(
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         // SAFETY: `pack` holds kp ≥ k values; DSP is a feature of the target.
         unsafe {
-            use crate::kernels::int8::Int8Tile;
-            crate::kernels::arm_dsp::Dsp::<1, 4>::prepare(pack.as_mut_ptr().cast(), kp);
-        }
+            crate::kernels::arm_dsp::reorder(pack.as_mut_ptr(), kp)
+        };
         let mut o = 0;
         while o < out {
             let nr = 4.min(out - o);
@@ -625,7 +624,7 @@ fn sums4(x: &[i16], w: &[&[i8]; 4], k: usize) -> [i32; 4] {
     let ptrs: [*const i8; 4] = core::array::from_fn(|j| w[j].as_ptr());
     // SAFETY: the row holds k values (padded to a multiple of 64, zero past k, in the tile's
     // order) and every weight row at least k; DSP is a feature of the target.
-    let sums = unsafe { crate::kernels::arm_dsp::Dsp::<1, 4>::tile(&[0; 4], x.as_ptr().cast(), x.len(), &ptrs, k) };
+    let sums = unsafe { crate::kernels::arm_dsp::Dsp1x4::tile(&[0; 4], x.as_ptr().cast(), x.len(), &ptrs, k) };
     sums[0]
 }
 

@@ -3,20 +3,37 @@
 //! two 16 × 16-bit multiply-adds into a 32-bit sum, `SXTB16` sign-extends bytes 0 and 2 of a
 //! word (with `ROR #8`, bytes 1 and 3) into two 16-bit halves.
 //!
-//! The activations are packed once as `i16`, and each group of four reordered
-//! `x0 x2 x1 x3` ([`Dsp::prepare`]), so that a word of weights `w0 w1 w2 w3` needs two
-//! `SXTB16` and two `SMLAD` against two plain word loads of activations: per four weights and
-//! an activation row, one load, two extends (shared by the tile's rows) and two `SMLAD`. The
-//! sums are exact (`|q·w| ≤ 127 · 128`, at most `int8::MAX_EXACT_K` terms), so the results are
-//! the portable kernel's bits.
+//! The activations are packed once as `i16`, each group of four reordered `x0 x2 x1 x3`, so
+//! that a word of weights `w0 w1 w2 w3` needs two `SXTB16` and two `SMLAD` against two plain
+//! word loads of activations: per four weights and an activation row, one load, two extends
+//! (shared by the tile's rows) and two `SMLAD`. The `MR` rows of a tile are interleaved group
+//! by group ([`Dsp::pack`]: group `g` of row `i` at `g·4·MR + 4·i`), so that one pointer walks
+//! them and the loads of a step are adjacent words (`LDRD`/`LDM`). The sums are exact
+//! (`|q·w| ≤ 127 · 128`, at most `int8::MAX_EXACT_K` terms), so the results are the portable
+//! kernel's bits.
 //!
-//! SAFETY (whole module): callers (`int8::matmul`) pass packed rows of `kp` values (a multiple
-//! of 64) and weight rows with at least `k` readable values; weights are read one unaligned
-//! word at a time below `k`, the last partial word through a zero-padded copy.
+//! SAFETY (whole module): callers (`int8::matmul`) pass packed blocks of `MR` rows of `kp`
+//! values (a multiple of 64) and weight rows with at least `k` readable values; weights are
+//! read one unaligned word at a time below `k`, the last partial word through a zero-padded
+//! copy.
 
 use core::arch::asm;
 
-use super::int8::Int8Tile;
+use super::int8::{quantise, Int8Tile};
+
+/// The word at `p`, at any address: ARMv7-M's and ARMv8-M's `LDR` takes unaligned addresses
+/// (unless the firmware sets `CCR.UNALIGN_TRP`, which traps them; reset leaves it clear). For
+/// these targets the compiler assumes strict alignment and makes `read_unaligned` four byte
+/// loads and their shifts, 33 instructions where one does.
+///
+/// # Safety
+/// `p` has four readable bytes.
+#[inline(always)]
+unsafe fn load_word(p: *const i8) -> u32 {
+    let r;
+    asm!("ldr {r}, [{p}]", r = lateout(reg) r, p = in(reg) p, options(pure, readonly, nostack, preserves_flags));
+    r
+}
 
 /// Bytes 0 and 2 of `x`, sign-extended, as two halves.
 #[inline(always)]
@@ -52,6 +69,53 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
     r
 }
 
+/// Reorders a row of `kp` packed values (a multiple of 4) in place into the tiles' order for one
+/// row, `x0 x2 x1 x3` per group of four: the layout of `Dsp<1, NR>` (the fixed-point path packs
+/// its `i16` rows itself).
+///
+/// # Safety
+/// `row` points to `kp` writable values.
+#[inline(always)]
+pub unsafe fn reorder(row: *mut i16, kp: usize) {
+    let v = core::slice::from_raw_parts_mut(row, kp);
+    for g in v.chunks_exact_mut(4) {
+        g.swap(1, 2);
+    }
+}
+
+/// Row `i` of a block of `MR` interleaved rows ([`Dsp::pack`]'s layout).
+///
+/// # Safety
+/// `tile` has room for `MR · kp` values, 4-aligned; `i < MR`; `row.len() ≤ kp`, `kp` a
+/// multiple of 4.
+#[inline(always)]
+unsafe fn pack_interleaved<const MR: usize>(row: &[f32], inv: f32, tile: *mut u8, i: usize, kp: usize) {
+    let mut group = tile.cast::<i16>().add(4 * i);
+    let chunks = row.chunks_exact(4);
+    // The last partial group, then zero groups up to kp.
+    let mut tail = chunks.remainder();
+    let mut done = 0;
+    for c in chunks {
+        let [a, b, c, d] = [c[0], c[1], c[2], c[3]].map(|v| quantise(v, inv) as i16);
+        *group = a;
+        *group.add(1) = c;
+        *group.add(2) = b;
+        *group.add(3) = d;
+        group = group.add(4 * MR);
+        done += 4;
+    }
+    while done < kp {
+        let v: [i16; 4] = core::array::from_fn(|j| tail.get(j).map_or(0, |&v| quantise(v, inv) as i16));
+        tail = &[];
+        *group = v[0];
+        *group.add(1) = v[2];
+        *group.add(2) = v[1];
+        *group.add(3) = v[3];
+        group = group.add(4 * MR);
+        done += 4;
+    }
+}
+
 /// A tile of `MR` activation rows × `NR` weight rows.
 pub struct Dsp<const MR: usize, const NR: usize>;
 
@@ -61,22 +125,21 @@ impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
     const BYTES: usize = 2;
 
     #[inline(always)]
-    unsafe fn prepare(row: *mut u8, kp: usize) {
-        let v = core::slice::from_raw_parts_mut(row.cast::<i16>(), kp);
-        for g in v.chunks_exact_mut(4) {
-            g.swap(1, 2);
-        }
+    unsafe fn pack(row: &[f32], inv: f32, tile: *mut u8, i: usize, kp: usize) {
+        pack_interleaved::<MR>(row, inv, tile, i, kp);
     }
 
     #[inline(always)]
-    unsafe fn tile(_: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
-        let q = q.cast::<u32>();
+    unsafe fn tile(_: &[i32; 4], q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
+        // Step t's words of the MR rows: 2·MR words from t/4 · 2·MR.
+        let mut q = q.cast::<u32>();
         let mut acc = [[0i32; NR]; MR];
         let full = k / 4 * 4;
         let mut t = 0;
         while t < full {
-            let ws: [u32; NR] = core::array::from_fn(|j| core::ptr::read_unaligned(w[j].add(t).cast::<u32>()));
-            step::<MR, NR>(&mut acc, q, kp, t, &ws);
+            let ws: [u32; NR] = core::array::from_fn(|j| load_word(w[j].add(t)));
+            step::<MR, NR>(&mut acc, q, &ws);
+            q = q.add(2 * MR);
             t += 4;
         }
         if t < k {
@@ -85,7 +148,7 @@ impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
                 core::ptr::copy_nonoverlapping(w[j].add(t).cast::<u8>(), b.as_mut_ptr(), k - t);
                 u32::from_le_bytes(b)
             });
-            step::<MR, NR>(&mut acc, q, kp, t, &ws);
+            step::<MR, NR>(&mut acc, q, &ws);
         }
         let mut out = [[0i32; 4]; 4];
         for (o, a) in out.iter_mut().zip(&acc) {
@@ -97,23 +160,250 @@ impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
     }
 }
 
-/// Four values of `k` at `t`: `acc[i][j] += Σ q_i · w_j` over them.
+/// Four values of `k`: `acc[i][j] += Σ q_i · w_j` over them, `q` at the step's `2·MR` words.
 #[inline(always)]
-unsafe fn step<const MR: usize, const NR: usize>(
-    acc: &mut [[i32; NR]; MR],
-    q: *const u32,
-    kp: usize,
-    t: usize,
-    ws: &[u32; NR],
-) {
+unsafe fn step<const MR: usize, const NR: usize>(acc: &mut [[i32; NR]; MR], q: *const u32, ws: &[u32; NR]) {
     let even: [u32; NR] = core::array::from_fn(|j| sxtb16(ws[j]));
     let odd: [u32; NR] = core::array::from_fn(|j| sxtb16_ror8(ws[j]));
     for (i, row) in acc.iter_mut().enumerate() {
-        // Packed row i, values t..t+4 as `x0 x2 | x1 x3`: two words (kp/2 words a row).
-        let x02 = *q.add((i * kp + t) / 2);
-        let x13 = *q.add((i * kp + t) / 2 + 1);
+        // Row i's values as `x0 x2 | x1 x3`: two words.
+        let x02 = *q.add(2 * i);
+        let x13 = *q.add(2 * i + 1);
         for ((a, &e), &o) in row.iter_mut().zip(&even).zip(&odd) {
             *a = smlad(x13, o, smlad(x02, e, *a));
         }
+    }
+}
+
+/// Four activation rows × four weight rows, the inner loop written out (CMSIS-NN's shape, turned
+/// around): per weight row and four values of `k`, one weight word extended twice, the four
+/// activation rows' words in two `LDM`s, eight `SMLAD`; two such steps a loop, 0.875
+/// instructions per multiply-accumulate (the compiler, short of registers, spilled to 1.8).
+/// The four weight rows run one after the other over the same packed rows, so that the
+/// tile's fixed costs (the call, the pointers, the scales) are paid once per 16 outputs.
+pub struct Dsp4x4;
+
+impl Int8Tile for Dsp4x4 {
+    const MR: usize = 4;
+    const NR: usize = 4;
+    const BYTES: usize = 2;
+
+    #[inline(always)]
+    unsafe fn pack(row: &[f32], inv: f32, tile: *mut u8, i: usize, kp: usize) {
+        pack_interleaved::<4>(row, inv, tile, i, kp);
+    }
+
+    #[inline(always)]
+    unsafe fn tile(_: &[i32; 4], q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
+        let q = q.cast::<u32>();
+        let c0 = rows4(q, w[0], k);
+        // An edge tile repeats its last weight row: its sums are the previous ones.
+        let c1 = if w[1] == w[0] { c0 } else { rows4(q, w[1], k) };
+        let c2 = if w[2] == w[1] { c1 } else { rows4(q, w[2], k) };
+        let c3 = if w[3] == w[2] { c2 } else { rows4(q, w[3], k) };
+        core::array::from_fn(|i| [c0[i], c1[i], c2[i], c3[i]])
+    }
+}
+
+/// `Σ q_i · w` over `k` for the four interleaved packed rows at `q` and one weight row.
+///
+/// # Safety
+/// As [`Int8Tile::tile`]: `q` word-aligned with four rows of at least `k` values (rounded up
+/// to 8), `w` with `k` readable values.
+#[inline(always)]
+unsafe fn rows4(mut q: *const u32, w: *const i8, k: usize) -> [i32; 4] {
+    let pairs = k / 8;
+    let mut acc = [0i32; 4];
+    let mut wp = w;
+    if pairs > 0 {
+        let end = wp.add(pairs * 8);
+        // r6 and r7 cannot be operands (LLVM's base and frame pointers): r7 is saved on the
+        // stack and restored around the loop. Weight words are read unaligned (`LDR` allows
+        // it); `q` is word-aligned (the pack buffer).
+        asm!(
+            "push {{r7}}",
+            "2:",
+            "ldr lr, [r1], #4",
+            "ldm r0!, {{r8, r9, r10, r12}}",
+            "sxtb16 r7, lr",
+            "sxtb16 lr, lr, ror #8",
+            "smlad r3, r8, r7, r3",
+            "smlad r3, r9, lr, r3",
+            "smlad r4, r10, r7, r4",
+            "smlad r4, r12, lr, r4",
+            "ldm r0!, {{r8, r9, r10, r12}}",
+            "smlad r5, r8, r7, r5",
+            "smlad r5, r9, lr, r5",
+            "smlad r11, r10, r7, r11",
+            "smlad r11, r12, lr, r11",
+            "ldr lr, [r1], #4",
+            "ldm r0!, {{r8, r9, r10, r12}}",
+            "sxtb16 r7, lr",
+            "sxtb16 lr, lr, ror #8",
+            "smlad r3, r8, r7, r3",
+            "smlad r3, r9, lr, r3",
+            "smlad r4, r10, r7, r4",
+            "smlad r4, r12, lr, r4",
+            "ldm r0!, {{r8, r9, r10, r12}}",
+            "smlad r5, r8, r7, r5",
+            "smlad r5, r9, lr, r5",
+            "smlad r11, r10, r7, r11",
+            "smlad r11, r12, lr, r11",
+            "cmp r1, r2",
+            "blo 2b",
+            "pop {{r7}}",
+            inout("r0") q,
+            inout("r1") wp,
+            in("r2") end,
+            inout("r3") acc[0],
+            inout("r4") acc[1],
+            inout("r5") acc[2],
+            inout("r11") acc[3],
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+    // The rest (fewer than eight values) a word at a time, the last partial word through a
+    // zero-padded copy: the generic step.
+    let mut t = pairs * 8;
+    let mut a = acc.map(|s| [s]);
+    while t < k {
+        let ws = [tail_word(w, t, k)];
+        step::<4, 1>(&mut a, q, &ws);
+        q = q.add(8);
+        t += 4;
+    }
+    let _ = wp;
+    a.map(|[s]| s)
+}
+
+/// One activation row × four weight rows (a work block of 1, the smallest arena), the inner
+/// loop written out: per four values of `k`, the row's two words in one `LDRD`, a word of each
+/// weight row extended twice, eight `SMLAD`; two such steps a loop, 1.375 instructions per
+/// multiply-accumulate (each weight is extended for one row only).
+pub struct Dsp1x4;
+
+impl Int8Tile for Dsp1x4 {
+    const MR: usize = 1;
+    const NR: usize = 4;
+    const BYTES: usize = 2;
+
+    #[inline(always)]
+    unsafe fn pack(row: &[f32], inv: f32, tile: *mut u8, i: usize, kp: usize) {
+        pack_interleaved::<1>(row, inv, tile, i, kp);
+    }
+
+    #[inline(always)]
+    unsafe fn tile(_: &[i32; 4], q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
+        [row1x4(q.cast::<u32>(), w, k), [0; 4], [0; 4], [0; 4]]
+    }
+}
+
+/// `Σ q · w_j` over `k` for the packed row at `q` and four weight rows.
+///
+/// # Safety
+/// As [`Int8Tile::tile`]: `q` word-aligned with at least `k` values (rounded up to 8), each
+/// `w[j]` with `k` readable values.
+#[inline(always)]
+unsafe fn row1x4(mut q: *const u32, w: &[*const i8; 4], k: usize) -> [i32; 4] {
+    let pairs = k / 8;
+    let mut acc = [0i32; 4];
+    let [mut w0, mut w1, mut w2, mut w3] = *w;
+    if pairs > 0 {
+        let end = w0.add(pairs * 8);
+        // r6 and r7 cannot be operands (LLVM's base and frame pointers): both are saved on the
+        // stack and restored around the loop, and hold a weight word and its even half.
+        asm!(
+            "push {{r6, r7}}",
+            "2:",
+            "ldrd r12, lr, [r0], #8",
+            "ldr r6, [r1], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r8, r12, r7, r8",
+            "smlad r8, lr, r6, r8",
+            "ldr r6, [r2], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r9, r12, r7, r9",
+            "smlad r9, lr, r6, r9",
+            "ldr r6, [r3], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r10, r12, r7, r10",
+            "smlad r10, lr, r6, r10",
+            "ldr r6, [r4], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r11, r12, r7, r11",
+            "smlad r11, lr, r6, r11",
+            "ldrd r12, lr, [r0], #8",
+            "ldr r6, [r1], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r8, r12, r7, r8",
+            "smlad r8, lr, r6, r8",
+            "ldr r6, [r2], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r9, r12, r7, r9",
+            "smlad r9, lr, r6, r9",
+            "ldr r6, [r3], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r10, r12, r7, r10",
+            "smlad r10, lr, r6, r10",
+            "ldr r6, [r4], #4",
+            "sxtb16 r7, r6",
+            "sxtb16 r6, r6, ror #8",
+            "smlad r11, r12, r7, r11",
+            "smlad r11, lr, r6, r11",
+            "cmp r1, r5",
+            "blo 2b",
+            "pop {{r6, r7}}",
+            inout("r0") q,
+            inout("r1") w0,
+            inout("r2") w1,
+            inout("r3") w2,
+            inout("r4") w3,
+            in("r5") end,
+            inout("r8") acc[0],
+            inout("r9") acc[1],
+            inout("r10") acc[2],
+            inout("r11") acc[3],
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+    let mut t = pairs * 8;
+    let mut a = [acc];
+    while t < k {
+        let ws: [u32; 4] = core::array::from_fn(|j| tail_word(w[j], t, k));
+        step::<1, 4>(&mut a, q, &ws);
+        q = q.add(2);
+        t += 4;
+    }
+    let _ = (w0, w1, w2, w3);
+    a[0]
+}
+
+/// The weight word at `t` of a row of `k` values (`t < k`), zero past `k`: read in place, or,
+/// for the last partial word, the word ending at `k` shifted down (no read past `k`).
+///
+/// # Safety
+/// `w` has `k` readable values.
+#[inline(always)]
+unsafe fn tail_word(w: *const i8, t: usize, k: usize) -> u32 {
+    if t + 4 <= k {
+        load_word(w.add(t))
+    } else if k >= 4 {
+        load_word(w.add(k - 4)) >> (8 * (t + 4 - k))
+    } else {
+        let mut b = [0u8; 4];
+        core::ptr::copy_nonoverlapping(w.add(t).cast::<u8>(), b.as_mut_ptr(), k - t);
+        u32::from_le_bytes(b)
     }
 }

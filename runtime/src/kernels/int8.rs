@@ -49,6 +49,21 @@ pub trait Int8Tile {
         let _ = (row, kp);
     }
 
+    /// Writes activation row `i` of a tile, `row` quantised with `inv` (step 1) and zero up to
+    /// `kp` values, into the tile's packed block at `tile`: `MR` rows of `kp` values, `BYTES`
+    /// each. The default lays the rows one after the other and rewrites each with
+    /// [`Self::prepare`]; a tile that reads its rows interleaved lays them out itself.
+    ///
+    /// # Safety
+    /// `tile` has room for `MR · kp · BYTES` bytes, aligned for `BYTES` (4 for `BYTES = 2`);
+    /// `i < MR`; `row.len() ≤ kp`; the CPU has the ISA's features.
+    #[inline(always)]
+    unsafe fn pack(row: &[f32], inv: f32, tile: *mut u8, i: usize, kp: usize) {
+        let dst = tile.add(i * kp * Self::BYTES);
+        pack_row(row, inv, dst, kp, Self::BYTES);
+        Self::prepare(dst, kp);
+    }
+
     /// What a tile needs of its `NR` weight rows besides their values, computed once per block
     /// of weight rows (VNNI: the rows' sums, to undo its offset activations); nothing by default.
     ///
@@ -60,8 +75,9 @@ pub trait Int8Tile {
         [0; 4]
     }
 
-    /// `out[i][j] = Σ_{t < k} q_i[t] · w_j[t]` for `i < MR`, `j < NR`, with `q_i` the packed
-    /// row `i` (`kp` values apart, `kp` a multiple of [`K_STEP`], zero from `k` to `kp`).
+    /// `out[i][j] = Σ_{t < k} q_i[t] · w_j[t]` for `i < MR`, `j < NR`, with `q_i` row `i` of
+    /// the packed block at `q` ([`Self::pack`]: `kp` values a row, `kp` a multiple of
+    /// [`K_STEP`], zero from `k` to `kp`).
     ///
     /// # Safety
     /// `q` points to `MR` packed rows of `kp` values each; `w[j]` to weight rows of at least `k`
@@ -70,17 +86,31 @@ pub trait Int8Tile {
 }
 
 /// `max |x|` with NaN ignored, and the quantisation's `(s_x, 127 / m)` (both 0 for a zero row).
+/// The maximum is taken on the bits: for magnitudes that are not NaN the order of the bit
+/// patterns is the order of the values, and NaN's patterns (above infinity's) are skipped; an
+/// integer `max` is a few instructions on every core, where a float `max` that ignores NaN is
+/// a compare, a flag transfer and a select on a Cortex-M.
 #[inline]
 pub fn row_scale(x: &[f32]) -> (f32, f32) {
-    let mut acc = [0.0f32; 8];
+    const INF: u32 = 0x7f80_0000;
+    let magnitude = |v: &f32| {
+        let a = v.to_bits() & 0x7fff_ffff;
+        if a > INF {
+            0
+        } else {
+            a
+        }
+    };
+    let mut acc = [0u32; 8];
     let chunks = x.chunks_exact(8);
-    let mut m = chunks.remainder().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let mut m = chunks.remainder().iter().map(magnitude).fold(0, u32::max);
     for c in chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *a = a.max(v.abs());
+            *a = (*a).max(magnitude(v));
         }
     }
     m = acc.iter().fold(m, |m, &a| m.max(a));
+    let m = f32::from_bits(m);
     if m > 0.0 {
         (m / 127.0, 127.0 / m)
     } else {
@@ -90,12 +120,15 @@ pub fn row_scale(x: &[f32]) -> (f32, f32) {
 
 /// `round_ties_even(v · inv)` clamped to ±127; 0 for NaN. `(t + 1.5·2^23) − 1.5·2^23` rounds
 /// `|t| < 2^22` to an integer, ties to even, in the default rounding mode (no libm call, and
-/// it vectorises); larger or infinite `t` clamp.
+/// it vectorises). The clamp comes after, on the integer: a larger `t` stays at least 2^22 in
+/// magnitude (an infinite one infinite, converted with saturation), so it clamps to ±127 as
+/// if clamped first, and a NaN converts to 0. An integer clamp is two compares where a float
+/// clamp costs a Cortex-M two compares, two flag transfers and selects.
 #[inline(always)]
 pub fn quantise(v: f32, inv: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
-    let t = (v * inv).clamp(-127.0, 127.0);
-    ((t + MAGIC) - MAGIC) as i32
+    let r = ((v * inv + MAGIC) - MAGIC) as i32;
+    r.clamp(-127, 127)
 }
 
 /// `y = (s_x · s_w) · f32(S)`: step 3, the same for every kernel.
@@ -175,12 +208,11 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
         while k0 < d.k {
             let kn = kc.min(d.k - k0);
             for i in 0..padded {
-                let dst = pack.add(i * kcp * bytes);
+                let tile = pack.add(i / T::MR * T::MR * kcp * bytes);
                 let row =
                     if i < n { x.get((r0 + i) * d.xs + k0..(r0 + i) * d.xs + k0 + kn).unwrap_or(&[]) } else { &[] };
                 let inv = invs.get(i).copied().unwrap_or(0.0);
-                pack_row(row, inv, dst, kcp, bytes);
-                T::prepare(dst, kcp);
+                T::pack(row, inv, tile, i % T::MR, kcp);
             }
             let mut o = 0;
             while o < d.out {
@@ -188,16 +220,19 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
                 // Missing weight rows of an edge tile repeat the last one (read, then dropped).
                 let wr: [*const i8; 4] = core::array::from_fn(|j| w.as_ptr().add((o + j.min(nr - 1)) * d.ws + k0));
                 let panel = T::panel(&wr, kn);
+                // The tile's weight scales, fetched once for all its row blocks.
+                let sw: [f32; 4] = core::array::from_fn(|j| scales.get(o + j.min(nr - 1)).copied().unwrap_or(0.0));
                 let mut r = 0;
                 while r < n {
                     let sums = T::tile(&panel, pack.add(r * kcp * bytes), kcp, &wr, kn);
-                    for (i, row) in sums.iter().enumerate().take(T::MR.min(n - r)) {
+                    for (i, (row, &sx)) in
+                        sums.iter().zip(x_scales.get(r..).unwrap_or(&[])).enumerate().take(T::MR.min(n - r))
+                    {
                         let yr = y.as_mut_ptr().add((r0 + r + i) * d.ys + o);
-                        let sx = x_scales.get(r + i).copied().unwrap_or(0.0);
-                        for (j, &s) in row.iter().enumerate().take(nr) {
+                        for (j, (&s, &sw)) in row.iter().zip(&sw).enumerate().take(nr) {
                             let p = yr.add(j);
                             if !chunked {
-                                *p = dequantise(s, sx, scales.get(o + j).copied().unwrap_or(0.0));
+                                *p = dequantise(s, sx, sw);
                             } else if k0 == 0 {
                                 *p = f32::from_bits(s as u32);
                             } else {
