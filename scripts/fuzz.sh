@@ -21,12 +21,24 @@ export RUSTC_BOOTSTRAP=1
 export RUST_LIB_BACKTRACE=0
 TARGETS=(blob blob_resealed safetensors pytorch configs puzzles)
 
+# A debug build: cargo-fuzz only drives cargo and the fuzzer, and builds in half the time.
 need_cargo_fuzz() {
-  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --debug --version 0.13.2
 }
 
+# The seed writer is the example that `cargo test` builds (tests/examples/fuzz_seeds.rs). It is
+# run from there, found through cargo's artifact messages, because `cargo run -p hrm-tests`
+# builds it with other features (those of hrm-tests alone) and RUSTC_BOOTSTRAP (set above for
+# cargo fuzz) changes every fingerprint: either rebuilt candle and the rest, four minutes in CI.
 seed() {
-  cargo run --quiet --locked -p hrm-tests --example fuzz_seeds -- fuzz/corpus
+  local exe
+  exe="$(env -u RUSTC_BOOTSTRAP cargo test --locked --no-run --message-format=json 2>/dev/null |
+    grep -o '"executable":"[^"]*/examples/fuzz_seeds[^"]*"' | head -n 1 | sed 's/^"executable":"//; s/"$//')"
+  [ -x "$exe" ] || {
+    echo "fuzz: cargo test --no-run did not build the fuzz_seeds example" >&2
+    return 1
+  }
+  "$exe" fuzz/corpus
 }
 
 # Runs one target; prints "TARGET EXECS SECONDS" and fails on a finding.
