@@ -582,7 +582,12 @@ fn linear_packed(
     mut store: impl FnMut(usize, usize, i64) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let kp = k.div_ceil(64) * 64;
-    let mut pack = [0i16; DOT_CHUNK.div_ceil(64) * 64];
+    // Word-aligned: the DSP tile reads the row with `LDRD`, which faults on an address that is
+    // not a multiple of 4 (an `[i16]` is only 2-aligned).
+    #[repr(C, align(8))]
+    struct Packed([i16; DOT_CHUNK.div_ceil(64) * 64]);
+    let mut packed = Packed([0; DOT_CHUNK.div_ceil(64) * 64]);
+    let pack = &mut packed.0;
     for r in 0..rows {
         let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
         let dst = pack.get_mut(..kp).unwrap_or(&mut []);

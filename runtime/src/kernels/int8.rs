@@ -218,25 +218,38 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
             while o < d.out {
                 let nr = T::NR.min(d.out - o);
                 // Missing weight rows of an edge tile repeat the last one (read, then dropped).
-                let wr: [*const i8; 4] = core::array::from_fn(|j| w.as_ptr().add((o + j.min(nr - 1)) * d.ws + k0));
+                let last = o + nr - 1;
+                let wr: [*const i8; 4] = core::array::from_fn(|j| w.as_ptr().add((o + j).min(last) * d.ws + k0));
                 let panel = T::panel(&wr, kn);
-                // The tile's weight scales, fetched once for all its row blocks.
-                let sw: [f32; 4] = core::array::from_fn(|j| scales.get(o + j.min(nr - 1)).copied().unwrap_or(0.0));
+                // The tile's weight scales, read once for all its row blocks (`scales` has
+                // d.out values).
+                let sw: [f32; 4] = core::array::from_fn(|j| *scales.as_ptr().add((o + j).min(last)));
                 let mut r = 0;
                 while r < n {
                     let sums = T::tile(&panel, pack.add(r * kcp * bytes), kcp, &wr, kn);
-                    for (i, (row, &sx)) in
-                        sums.iter().zip(x_scales.get(r..).unwrap_or(&[])).enumerate().take(T::MR.min(n - r))
-                    {
-                        let yr = y.as_mut_ptr().add((r0 + r + i) * d.ys + o);
-                        for (j, (&s, &sw)) in row.iter().zip(&sw).enumerate().take(nr) {
-                            let p = yr.add(j);
-                            if !chunked {
-                                *p = dequantise(s, sx, sw);
-                            } else if k0 == 0 {
-                                *p = f32::from_bits(s as u32);
+                    for (i, s) in sums.iter().enumerate().take(T::MR.min(n - r)) {
+                        let p = y.as_mut_ptr().add((r0 + r + i) * d.ys + o);
+                        if !chunked {
+                            // Row r + i < n ≤ x_scales.len().
+                            let sx = *x_scales.as_ptr().add(r + i);
+                            if nr == 4 {
+                                *p = dequantise(s[0], sx, sw[0]);
+                                *p.add(1) = dequantise(s[1], sx, sw[1]);
+                                *p.add(2) = dequantise(s[2], sx, sw[2]);
+                                *p.add(3) = dequantise(s[3], sx, sw[3]);
                             } else {
-                                *p = f32::from_bits(((*p).to_bits() as i32).wrapping_add(s) as u32);
+                                for (j, (&s, &sw)) in s.iter().zip(&sw).enumerate().take(nr) {
+                                    *p.add(j) = dequantise(s, sx, sw);
+                                }
+                            }
+                        } else {
+                            for (j, &s) in s.iter().enumerate().take(nr) {
+                                let p = p.add(j);
+                                *p = if k0 == 0 {
+                                    f32::from_bits(s as u32)
+                                } else {
+                                    f32::from_bits(((*p).to_bits() as i32).wrapping_add(s) as u32)
+                                };
                             }
                         }
                     }

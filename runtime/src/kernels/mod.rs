@@ -682,6 +682,61 @@ mod tests {
     }
 
     /// The int8 arithmetic written out plainly: per-row quantisation, `i64` sums, the scales.
+    /// The quantisation's integer clamp after rounding and its maximum on the bits give what
+    /// rounding a float clamped first and a float maximum that skips NaN give, at the edges.
+    #[test]
+    fn quantise_and_row_scale_match_their_float_definitions_at_the_edges() {
+        let edges = [
+            0.0,
+            -0.0,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -2.5,
+            126.5,
+            127.0,
+            127.49,
+            127.5,
+            128.0,
+            -127.5,
+            -128.5,
+            4_194_303.5,
+            4_194_304.0,
+            8_388_609.0,
+            12_582_911.0,
+            12_582_912.0,
+            16_777_216.0,
+            1e30,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1e-45,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        for &e in &edges {
+            for v in [e, -e] {
+                let t = v * 1.0;
+                let want = if t.is_nan() { 0 } else { t.clamp(-127.0, 127.0).round_ties_even() as i32 };
+                assert_eq!(int8::quantise(v, 1.0), want, "quantise({v})");
+            }
+        }
+        let rows: [&[f32]; 6] = [
+            &[1.0, -3.0, f32::NAN, 2.0],
+            &[f32::NAN; 9],
+            &[-0.0, 0.0],
+            &[f32::INFINITY, 1.0, f32::NAN, -5.0, 0.25, 0.5, 0.75, 1.0, 1e-45],
+            &[-1e30, 3.0, 2.0, 1.0, 0.5, 0.25, 0.125, 1e-40, -7.5, 6.0],
+            &[],
+        ];
+        for row in rows {
+            let m = row.iter().filter(|v| !v.is_nan()).fold(0.0f32, |m, v| m.max(v.abs()));
+            let want = if m > 0.0 { (m / 127.0, 127.0 / m) } else { (0.0, 0.0) };
+            let got = int8::row_scale(row);
+            assert_eq!((got.0.to_bits(), got.1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "{row:?}");
+        }
+    }
+
     fn int8_reference(x: &[f32], w: &[i8], scales: &[f32], d: Dims) -> std::vec::Vec<f32> {
         let mut y = std::vec![f32::NAN; d.rows * d.ys];
         for r in 0..d.rows {
