@@ -14,8 +14,8 @@
 //!
 //! SAFETY (whole module): callers (`int8::matmul`) pass packed blocks of `MR` rows of `kp`
 //! values (a multiple of 64) and weight rows with at least `k` readable values; weights are
-//! read one unaligned word at a time below `k`, the last partial word through a zero-padded
-//! copy.
+//! read one unaligned word at a time below `k`, the last partial word as the word ending at `k`
+//! ([`tail_word`]).
 
 use core::arch::asm;
 
@@ -95,22 +95,21 @@ unsafe fn pack_interleaved<const MR: usize>(row: &[f32], inv: f32, tile: *mut u8
     // The last partial group, then zero groups up to kp.
     let mut tail = chunks.remainder();
     let mut done = 0;
-    for c in chunks {
-        let [a, b, c, d] = [c[0], c[1], c[2], c[3]].map(|v| quantise(v, inv) as i16);
+    // Values x0 x1 x2 x3 stored as x0 x2 x1 x3.
+    let put = |group: *mut i16, [a, b, c, d]: [i16; 4]| {
         *group = a;
         *group.add(1) = c;
         *group.add(2) = b;
         *group.add(3) = d;
+    };
+    for c in chunks {
+        put(group, [c[0], c[1], c[2], c[3]].map(|v| quantise(v, inv) as i16));
         group = group.add(4 * MR);
         done += 4;
     }
     while done < kp {
-        let v: [i16; 4] = core::array::from_fn(|j| tail.get(j).map_or(0, |&v| quantise(v, inv) as i16));
+        put(group, core::array::from_fn(|j| tail.get(j).map_or(0, |&v| quantise(v, inv) as i16)));
         tail = &[];
-        *group = v[0];
-        *group.add(1) = v[2];
-        *group.add(2) = v[1];
-        *group.add(3) = v[3];
         group = group.add(4 * MR);
         done += 4;
     }
@@ -134,21 +133,12 @@ impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
         // Step t's words of the MR rows: 2·MR words from t/4 · 2·MR.
         let mut q = q.cast::<u32>();
         let mut acc = [[0i32; NR]; MR];
-        let full = k / 4 * 4;
         let mut t = 0;
-        while t < full {
-            let ws: [u32; NR] = core::array::from_fn(|j| load_word(w[j].add(t)));
+        while t < k {
+            let ws: [u32; NR] = core::array::from_fn(|j| tail_word(w[j], t, k));
             step::<MR, NR>(&mut acc, q, &ws);
             q = q.add(2 * MR);
             t += 4;
-        }
-        if t < k {
-            let ws: [u32; NR] = core::array::from_fn(|j| {
-                let mut b = [0u8; 4];
-                core::ptr::copy_nonoverlapping(w[j].add(t).cast::<u8>(), b.as_mut_ptr(), k - t);
-                u32::from_le_bytes(b)
-            });
-            step::<MR, NR>(&mut acc, q, &ws);
         }
         let mut out = [[0i32; 4]; 4];
         for (o, a) in out.iter_mut().zip(&acc) {
@@ -173,6 +163,63 @@ unsafe fn step<const MR: usize, const NR: usize>(acc: &mut [[i32; NR]; MR], q: *
             *a = smlad(x13, o, smlad(x02, e, *a));
         }
     }
+}
+
+/// One step of [`rows4`]'s loop, four values of `k`: the weight word (r1, post-increment)
+/// extended into r7 (even) and lr (odd), the four rows' words (r0, two `LDM`s of four) into
+/// r8–r12, eight `SMLAD` into r3, r4, r5, r11. Written once, used twice a loop.
+macro_rules! rows4_step {
+    () => {
+        concat!(
+            "ldr lr, [r1], #4\n",
+            "ldm r0!, {{r8, r9, r10, r12}}\n",
+            "sxtb16 r7, lr\n",
+            "sxtb16 lr, lr, ror #8\n",
+            "smlad r3, r8, r7, r3\n",
+            "smlad r3, r9, lr, r3\n",
+            "smlad r4, r10, r7, r4\n",
+            "smlad r4, r12, lr, r4\n",
+            "ldm r0!, {{r8, r9, r10, r12}}\n",
+            "smlad r5, r8, r7, r5\n",
+            "smlad r5, r9, lr, r5\n",
+            "smlad r11, r10, r7, r11\n",
+            "smlad r11, r12, lr, r11\n",
+        )
+    };
+}
+
+/// One step of [`row1x4`]'s loop, four values of `k`: the row's two words (r0, `LDRD`) into
+/// r12 and lr, then for each weight row (r1–r4, post-increment) its word in r6, extended into
+/// r7 (even) and r6 (odd), two `SMLAD` into r8–r11. Written once, used twice a loop.
+macro_rules! row1x4_step {
+    () => {
+        concat!(
+            "ldrd r12, lr, [r0], #8\n",
+            row1x4_step!(r1, r8),
+            row1x4_step!(r2, r9),
+            row1x4_step!(r3, r10),
+            row1x4_step!(r4, r11),
+        )
+    };
+    ($w:tt, $acc:tt) => {
+        concat!(
+            "ldr r6, [",
+            stringify!($w),
+            "], #4\n",
+            "sxtb16 r7, r6\n",
+            "sxtb16 r6, r6, ror #8\n",
+            "smlad ",
+            stringify!($acc),
+            ", r12, r7, ",
+            stringify!($acc),
+            "\n",
+            "smlad ",
+            stringify!($acc),
+            ", lr, r6, ",
+            stringify!($acc),
+            "\n",
+        )
+    };
 }
 
 /// Four activation rows × four weight rows, the inner loop written out (CMSIS-NN's shape, turned
@@ -214,46 +261,21 @@ impl Int8Tile for Dsp4x4 {
 unsafe fn rows4(mut q: *const u32, w: *const i8, k: usize) -> [i32; 4] {
     let pairs = k / 8;
     let mut acc = [0i32; 4];
-    let mut wp = w;
     if pairs > 0 {
-        let end = wp.add(pairs * 8);
+        let end = w.add(pairs * 8);
         // r6 and r7 cannot be operands (LLVM's base and frame pointers): r7 is saved on the
         // stack and restored around the loop. Weight words are read unaligned (`LDR` allows
         // it); `q` is word-aligned (the pack buffer).
         asm!(
             "push {{r7}}",
             "2:",
-            "ldr lr, [r1], #4",
-            "ldm r0!, {{r8, r9, r10, r12}}",
-            "sxtb16 r7, lr",
-            "sxtb16 lr, lr, ror #8",
-            "smlad r3, r8, r7, r3",
-            "smlad r3, r9, lr, r3",
-            "smlad r4, r10, r7, r4",
-            "smlad r4, r12, lr, r4",
-            "ldm r0!, {{r8, r9, r10, r12}}",
-            "smlad r5, r8, r7, r5",
-            "smlad r5, r9, lr, r5",
-            "smlad r11, r10, r7, r11",
-            "smlad r11, r12, lr, r11",
-            "ldr lr, [r1], #4",
-            "ldm r0!, {{r8, r9, r10, r12}}",
-            "sxtb16 r7, lr",
-            "sxtb16 lr, lr, ror #8",
-            "smlad r3, r8, r7, r3",
-            "smlad r3, r9, lr, r3",
-            "smlad r4, r10, r7, r4",
-            "smlad r4, r12, lr, r4",
-            "ldm r0!, {{r8, r9, r10, r12}}",
-            "smlad r5, r8, r7, r5",
-            "smlad r5, r9, lr, r5",
-            "smlad r11, r10, r7, r11",
-            "smlad r11, r12, lr, r11",
+            rows4_step!(),
+            rows4_step!(),
             "cmp r1, r2",
             "blo 2b",
             "pop {{r7}}",
             inout("r0") q,
-            inout("r1") wp,
+            inout("r1") w => _,
             in("r2") end,
             inout("r3") acc[0],
             inout("r4") acc[1],
@@ -276,7 +298,6 @@ unsafe fn rows4(mut q: *const u32, w: *const i8, k: usize) -> [i32; 4] {
         q = q.add(8);
         t += 4;
     }
-    let _ = wp;
     a.map(|[s]| s)
 }
 
@@ -311,64 +332,23 @@ impl Int8Tile for Dsp1x4 {
 unsafe fn row1x4(mut q: *const u32, w: &[*const i8; 4], k: usize) -> [i32; 4] {
     let pairs = k / 8;
     let mut acc = [0i32; 4];
-    let [mut w0, mut w1, mut w2, mut w3] = *w;
     if pairs > 0 {
-        let end = w0.add(pairs * 8);
+        let end = w[0].add(pairs * 8);
         // r6 and r7 cannot be operands (LLVM's base and frame pointers): both are saved on the
         // stack and restored around the loop, and hold a weight word and its even half.
         asm!(
             "push {{r6, r7}}",
             "2:",
-            "ldrd r12, lr, [r0], #8",
-            "ldr r6, [r1], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r8, r12, r7, r8",
-            "smlad r8, lr, r6, r8",
-            "ldr r6, [r2], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r9, r12, r7, r9",
-            "smlad r9, lr, r6, r9",
-            "ldr r6, [r3], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r10, r12, r7, r10",
-            "smlad r10, lr, r6, r10",
-            "ldr r6, [r4], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r11, r12, r7, r11",
-            "smlad r11, lr, r6, r11",
-            "ldrd r12, lr, [r0], #8",
-            "ldr r6, [r1], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r8, r12, r7, r8",
-            "smlad r8, lr, r6, r8",
-            "ldr r6, [r2], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r9, r12, r7, r9",
-            "smlad r9, lr, r6, r9",
-            "ldr r6, [r3], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r10, r12, r7, r10",
-            "smlad r10, lr, r6, r10",
-            "ldr r6, [r4], #4",
-            "sxtb16 r7, r6",
-            "sxtb16 r6, r6, ror #8",
-            "smlad r11, r12, r7, r11",
-            "smlad r11, lr, r6, r11",
+            row1x4_step!(),
+            row1x4_step!(),
             "cmp r1, r5",
             "blo 2b",
             "pop {{r6, r7}}",
             inout("r0") q,
-            inout("r1") w0,
-            inout("r2") w1,
-            inout("r3") w2,
-            inout("r4") w3,
+            inout("r1") w[0] => _,
+            inout("r2") w[1] => _,
+            inout("r3") w[2] => _,
+            inout("r4") w[3] => _,
             in("r5") end,
             inout("r8") acc[0],
             inout("r9") acc[1],
@@ -386,7 +366,6 @@ unsafe fn row1x4(mut q: *const u32, w: &[*const i8; 4], k: usize) -> [i32; 4] {
         q = q.add(2);
         t += 4;
     }
-    let _ = (w0, w1, w2, w3);
     a[0]
 }
 
