@@ -7,7 +7,7 @@
 //! that a word of weights `w0 w1 w2 w3` needs two `SXTB16` and two `SMLAD` against two plain
 //! word loads of activations: per four weights and an activation row, one load, two extends
 //! (shared by the tile's rows) and two `SMLAD`. The `MR` rows of a tile are interleaved group
-//! by group ([`Dsp::pack`]: group `g` of row `i` at `g·4·MR + 4·i`), so that one pointer walks
+//! by group ([`pack_interleaved`]: group `g` of row `i` at `g·4·MR + 4·i`), so that one pointer walks
 //! them and the loads of a step are adjacent words (`LDRD`/`LDM`). The sums are exact
 //! (`|q·w| ≤ 127 · 128`, at most `int8::MAX_EXACT_K` terms), so the results are the portable
 //! kernel's bits.
@@ -70,7 +70,7 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
 }
 
 /// Reorders a row of `kp` packed values (a multiple of 4) in place into the tiles' order for one
-/// row, `x0 x2 x1 x3` per group of four: the layout of `Dsp<1, NR>` (the fixed-point path packs
+/// row, `x0 x2 x1 x3` per group of four: the layout of `Dsp1x4` (the fixed-point path packs
 /// its `i16` rows itself).
 ///
 /// # Safety
@@ -83,7 +83,7 @@ pub unsafe fn reorder(row: *mut i16, kp: usize) {
     }
 }
 
-/// Row `i` of a block of `MR` interleaved rows ([`Dsp::pack`]'s layout).
+/// Row `i` of a block of `MR` interleaved rows, the tiles' layout.
 ///
 /// # Safety
 /// `tile` has room for `MR · kp` values, 4-aligned; `i < MR`; `row.len() ≤ kp`, `kp` a
@@ -112,41 +112,6 @@ unsafe fn pack_interleaved<const MR: usize>(row: &[f32], inv: f32, tile: *mut u8
         tail = &[];
         group = group.add(4 * MR);
         done += 4;
-    }
-}
-
-/// A tile of `MR` activation rows × `NR` weight rows.
-pub struct Dsp<const MR: usize, const NR: usize>;
-
-impl<const MR: usize, const NR: usize> Int8Tile for Dsp<MR, NR> {
-    const MR: usize = MR;
-    const NR: usize = NR;
-    const BYTES: usize = 2;
-
-    #[inline(always)]
-    unsafe fn pack(row: &[f32], inv: f32, tile: *mut u8, i: usize, kp: usize) {
-        pack_interleaved::<MR>(row, inv, tile, i, kp);
-    }
-
-    #[inline(always)]
-    unsafe fn tile(_: &[i32; 4], q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
-        // Step t's words of the MR rows: 2·MR words from t/4 · 2·MR.
-        let mut q = q.cast::<u32>();
-        let mut acc = [[0i32; NR]; MR];
-        let mut t = 0;
-        while t < k {
-            let ws: [u32; NR] = core::array::from_fn(|j| tail_word(w[j], t, k));
-            step::<MR, NR>(&mut acc, q, &ws);
-            q = q.add(2 * MR);
-            t += 4;
-        }
-        let mut out = [[0i32; 4]; 4];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for (o, &a) in o.iter_mut().zip(a) {
-                *o = a;
-            }
-        }
-        out
     }
 }
 

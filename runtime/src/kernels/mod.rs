@@ -222,11 +222,12 @@ pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) ->
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     {
         // One activation row (a work block of 1, the smallest arena) against four weight rows;
-        // with more rows, each weight word extended once for four of them (or two).
-        match d.rows {
-            1 => unsafe { int8::matmul::<arm_dsp::Dsp1x4>(x, w, scales, y, d) },
-            2 | 3 => unsafe { int8::matmul::<arm_dsp::Dsp<2, 2>>(x, w, scales, y, d) },
-            _ => unsafe { int8::matmul::<arm_dsp::Dsp4x4>(x, w, scales, y, d) },
+        // with more rows, each weight word extended once for four of them (two or three rows
+        // are padded to four with zero rows, still fewer instructions than a 2 × 2 tile).
+        if d.rows == 1 {
+            unsafe { int8::matmul::<arm_dsp::Dsp1x4>(x, w, scales, y, d) };
+        } else {
+            unsafe { int8::matmul::<arm_dsp::Dsp4x4>(x, w, scales, y, d) };
         }
         return Ok(());
     }
