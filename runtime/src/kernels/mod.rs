@@ -14,6 +14,8 @@ use crate::Error;
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 pub(crate) mod arm_dsp;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod gemm;
 pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -590,12 +592,13 @@ mod tests {
     }
 
     /// Every kernel this machine runs, on awkward shapes (tails in every dimension, strided
-    /// rows), for every element type, against a naive sum.
+    /// rows; `k` past one packed panel, several row tiles and weight panels), for every element
+    /// type, against a naive sum.
     #[test]
     fn every_matmul_kernel_matches_a_naive_sum() {
-        for &k in &[1usize, 3, 7, 8, 16, 17, 31, 33, 64, 100] {
-            for rows in 1..=9 {
-                for out in [1usize, 2, 3, 5, 8, 9] {
+        for &k in &[1usize, 3, 7, 8, 16, 17, 31, 33, 64, 100, 300, 520] {
+            for rows in (1..=9).chain([13, 25]) {
+                for out in [1usize, 2, 3, 5, 8, 9, 17, 33, 47] {
                     let xs = k + 3;
                     let x: std::vec::Vec<f32> = (0..rows * xs).map(|i| ((i * 37 % 23) as f32 - 11.0) / 8.0).collect();
                     let w: std::vec::Vec<f32> = (0..out * k).map(|i| ((i * 11 % 17) as f32 - 8.0) / 4.0).collect();

@@ -1,15 +1,17 @@
-//! aarch64 matrix products with NEON: the same dot-product tiles as the x86 kernels, four lanes
-//! wide, with fused multiply-adds.
+//! aarch64 matrix products with NEON: the vector operations of the one f32 micro-kernel
+//! (`super::gemm`, outer-product tiles over packed weight panels) and its packing transpose,
+//! four lanes wide.
 //!
 //! SAFETY (whole module): callers pass pointers derived from slices whose lengths
 //! `super::check_matmul` has verified for the given shape and strides; loads and stores stay
-//! inside them (the `k` tail goes through a zero-padded stack copy).
+//! inside them.
 
 use core::arch::aarch64::*;
 
 use half::{bf16, f16};
 
-use super::Dims as Shape;
+use super::gemm::{self, Lanes};
+use super::{Dims as Shape, Element};
 
 /// Loads of weight elements as f32 vectors.
 pub trait NeonElement: Sized {
@@ -39,73 +41,68 @@ impl NeonElement for bf16 {
     }
 }
 
+/// Columns of a 4 × 4 block: `out[q][i] = r[i][q]`.
 #[inline(always)]
-unsafe fn tail<T: Copy + Default>(p: *const T, n: usize) -> [T; 4] {
-    let mut buf = [T::default(); 4];
-    core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
-    buf
+unsafe fn transpose4(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
+    let [r0, r1, r2, r3] = r;
+    // a = r0[0] r2[0] r0[1] r2[1], b = r0[2] r2[2] r0[3] r2[3]; c, d the same of r1, r3.
+    let (a, b) = (vzip1q_f32(r0, r2), vzip2q_f32(r0, r2));
+    let (c, d) = (vzip1q_f32(r1, r3), vzip2q_f32(r1, r3));
+    [vzip1q_f32(a, c), vzip2q_f32(a, c), vzip1q_f32(b, d), vzip2q_f32(b, d)]
 }
 
-#[inline(always)]
-unsafe fn tile<E: NeonElement + Copy + Default, const MR: usize, const NR: usize>(
-    x: *const f32,
-    w: *const E,
-    y: *mut f32,
-    s: Shape,
-) {
-    let mut acc = [[vdupq_n_f32(0.0); NR]; MR];
-    let full = s.k / 4 * 4;
-    let mut kk = 0;
-    while kk < full {
-        let xv: [float32x4_t; MR] = core::array::from_fn(|i| vld1q_f32(x.add(i * s.xs + kk)));
-        let wv: [float32x4_t; NR] = core::array::from_fn(|j| E::load4(w.add(j * s.ws + kk)));
-        for (row, &x) in acc.iter_mut().zip(&xv) {
-            for (a, &w) in row.iter_mut().zip(&wv) {
-                *a = vfmaq_f32(*a, x, w);
-            }
-        }
-        kk += 4;
+/// NEON: 4 lanes, 32 registers.
+pub struct Neon;
+
+impl Lanes for Neon {
+    type V = float32x4_t;
+    const L: usize = 4;
+    #[inline(always)]
+    unsafe fn zero() -> float32x4_t {
+        vdupq_n_f32(0.0)
     }
-    if kk < s.k {
-        let n = s.k - kk;
-        let xv: [float32x4_t; MR] = core::array::from_fn(|i| vld1q_f32(tail(x.add(i * s.xs + kk), n).as_ptr()));
-        let wv: [float32x4_t; NR] = core::array::from_fn(|j| E::load4(tail(w.add(j * s.ws + kk), n).as_ptr()));
-        for (row, &x) in acc.iter_mut().zip(&xv) {
-            for (a, &w) in row.iter_mut().zip(&wv) {
-                *a = vfmaq_f32(*a, x, w);
-            }
-        }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> float32x4_t {
+        vld1q_f32(p)
     }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, &a) in row.iter().enumerate() {
-            let p = y.add(i * s.ys + j);
-            let v = vaddvq_f32(a);
-            *p = if s.accumulate { *p + v } else { v };
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> float32x4_t {
+        vld1q_dup_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn fma(acc: float32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vfmaq_f32(acc, a, b)
+    }
+    #[inline(always)]
+    unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vaddq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: float32x4_t) {
+        vst1q_f32(p, v)
+    }
+    /// Groups of 4 rows × 4 steps widened and transposed in registers, the rest by
+    /// `gemm::pack_rest`.
+    #[inline(always)]
+    unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
+        let (rows4, steps4) = (n / 4 * 4, kc / 4 * 4);
+        let mut j0 = 0;
+        while j0 < rows4 {
+            let mut t0 = 0;
+            while t0 < steps4 {
+                let rows: [float32x4_t; 4] = core::array::from_fn(|i| E::load4(w.add((j0 + i) * ws + t0)));
+                for (q, c) in transpose4(rows).into_iter().enumerate() {
+                    vst1q_f32(panel.add((t0 + q) * nr + j0), c);
+                }
+                t0 += 4;
+            }
+            j0 += 4;
         }
+        gemm::pack_rest(w, ws, n, rows4, steps4, kc, nr, panel);
     }
 }
 
-/// `Y = X · Wᵀ` with NEON.
-pub unsafe fn matmul<E: NeonElement + Copy + Default>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
-    const MR: usize = 4;
-    const NR: usize = 4;
-    // Weight rows outside, activation rows inside: a tile of weight rows is read from memory
-    // once and stays in L1 while every activation row passes it.
-    let mut o = 0;
-    while o < s.out {
-        let wide = s.out - o >= NR;
-        let mut r = 0;
-        while r < s.rows {
-            let tall = s.rows - r >= MR;
-            let (xp, wp, yp) = (x.add(r * s.xs), w.add(o * s.ws), y.add(r * s.ys + o));
-            match (tall, wide) {
-                (true, true) => tile::<E, MR, NR>(xp, wp, yp, s),
-                (true, false) => tile::<E, MR, 1>(xp, wp, yp, s),
-                (false, true) => tile::<E, 1, NR>(xp, wp, yp, s),
-                (false, false) => tile::<E, 1, 1>(xp, wp, yp, s),
-            }
-            r += if tall { MR } else { 1 };
-        }
-        o += if wide { NR } else { 1 };
-    }
+/// `Y = X · Wᵀ` with NEON: 6 × 16 tiles (24 accumulators, 4 panel vectors, one broadcast).
+pub unsafe fn matmul<E: Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
+    gemm::matmul::<Neon, E, 6, 4>(x, w, y, s)
 }

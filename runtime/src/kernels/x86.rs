@@ -1,34 +1,30 @@
-//! x86-64 matrix products: AVX-512F and AVX2 + FMA + F16C micro-kernels.
+//! x86-64 matrix products: the vector operations of AVX2 + FMA + F16C and of AVX-512F for the
+//! one f32 micro-kernel (`super::gemm`: outer-product tiles over packed weight panels), the
+//! packing transposes, and the fixed-order AVX2 loop of [`same_order_avx2`].
 //!
-//! Both compute tiles of `Y = X · Wᵀ` in the dot-product form (the weights stay in their stored
-//! `[out, in]` layout, read in place): an `MR × NR` tile of outputs keeps one vector accumulator
-//! per output, loads `MR` activation rows and `NR` weight rows per step along `k` and issues
-//! `MR · NR` fused multiply-adds, then reduces each accumulator horizontally. Weight elements
-//! are widened to f32 in registers (F16C's `vcvtph2ps` for f16, a 16-bit shift for bf16).
+//! Tiles: AVX2 6 rows × 16 outputs (12 accumulators of its 16 registers, 2 panel vectors, one
+//! broadcast), AVX-512 12 rows × 32 outputs (24 of 32). Weight elements are widened to f32 while
+//! a panel is packed (F16C's `vcvtph2ps` for f16, a 16-bit shift for bf16), eight at a time,
+//! then transposed eight by eight in registers.
 //!
 //! SAFETY (whole module): callers pass pointers derived from slices whose lengths
 //! `super::check_matmul` has verified for the given shape and strides; every load and store
-//! below stays inside those ranges (the `k` tail goes through a zero-padded stack copy).
+//! below stays inside those ranges.
 
 use core::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::Dims as Shape;
+use super::gemm::{self, Lanes};
+use super::{Dims as Shape, Element};
 
 /// Loads of weight elements as f32 vectors.
 pub trait X86Element: Copy + Default {
-    /// 16 elements from `p`.
-    unsafe fn load16(p: *const Self) -> __m512;
     /// 8 elements from `p`.
     unsafe fn load8(p: *const Self) -> __m256;
 }
 
 impl X86Element for f32 {
-    #[inline(always)]
-    unsafe fn load16(p: *const f32) -> __m512 {
-        _mm512_loadu_ps(p)
-    }
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> __m256 {
         _mm256_loadu_ps(p)
@@ -37,10 +33,6 @@ impl X86Element for f32 {
 
 impl X86Element for f16 {
     #[inline(always)]
-    unsafe fn load16(p: *const f16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
-    }
-    #[inline(always)]
     unsafe fn load8(p: *const f16) -> __m256 {
         _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
     }
@@ -48,201 +40,143 @@ impl X86Element for f16 {
 
 impl X86Element for bf16 {
     #[inline(always)]
-    unsafe fn load16(p: *const bf16) -> __m512 {
-        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())), 16))
-    }
-    #[inline(always)]
     unsafe fn load8(p: *const bf16) -> __m256 {
         _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())), 16))
     }
 }
 
-/// Copies the last `n < L` elements of a row into a zero-padded buffer, so the tail of `k` is
-/// one more full-width step.
+/// Columns of an 8 × 8 block: `out[q][i] = r[i][q]`.
 #[inline(always)]
-unsafe fn tail<T: Copy + Default, const L: usize>(p: *const T, n: usize) -> [T; L] {
-    let mut buf = [T::default(); L];
-    core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
-    buf
+unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = r;
+    // t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5]; t1 the same of columns 2, 3 | 6, 7.
+    let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+    let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+    let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+    let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+    // u0 = column 0 of rows 0–3 | column 4 of rows 0–3; u1 columns 1 | 5, u2 2 | 6, u3 3 | 7;
+    // v0–v3 the same of rows 4–7.
+    const LO: i32 = 0b01_00_01_00;
+    const HI: i32 = 0b11_10_11_10;
+    let (u0, u1) = (_mm256_shuffle_ps::<LO>(t0, t2), _mm256_shuffle_ps::<HI>(t0, t2));
+    let (u2, u3) = (_mm256_shuffle_ps::<LO>(t1, t3), _mm256_shuffle_ps::<HI>(t1, t3));
+    let (v0, v1) = (_mm256_shuffle_ps::<LO>(t4, t6), _mm256_shuffle_ps::<HI>(t4, t6));
+    let (v2, v3) = (_mm256_shuffle_ps::<LO>(t5, t7), _mm256_shuffle_ps::<HI>(t5, t7));
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, v0),
+        _mm256_permute2f128_ps::<0x20>(u1, v1),
+        _mm256_permute2f128_ps::<0x20>(u2, v2),
+        _mm256_permute2f128_ps::<0x20>(u3, v3),
+        _mm256_permute2f128_ps::<0x31>(u0, v0),
+        _mm256_permute2f128_ps::<0x31>(u1, v1),
+        _mm256_permute2f128_ps::<0x31>(u2, v2),
+        _mm256_permute2f128_ps::<0x31>(u3, v3),
+    ]
 }
 
+/// The panel packing of both levels: groups of 8 rows × 8 steps widened and transposed in
+/// registers, the rest (a last partial group of rows, the steps past the last group of 8, the
+/// zero rows) by `gemm::pack_rest`.
 #[inline(always)]
-unsafe fn tile16<E: X86Element, const MR: usize, const NR: usize>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
-    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-    let full = s.k / 16 * 16;
-    let mut kk = 0;
-    while kk < full {
-        let xv: [__m512; MR] = core::array::from_fn(|i| _mm512_loadu_ps(x.add(i * s.xs + kk)));
-        let wv: [__m512; NR] = core::array::from_fn(|j| E::load16(w.add(j * s.ws + kk)));
-        for (row, &x) in acc.iter_mut().zip(&xv) {
-            for (a, &w) in row.iter_mut().zip(&wv) {
-                *a = _mm512_fmadd_ps(x, w, *a);
+unsafe fn pack8<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
+    let (rows8, steps8) = (n / 8 * 8, kc / 8 * 8);
+    let mut j0 = 0;
+    while j0 < rows8 {
+        let mut t0 = 0;
+        while t0 < steps8 {
+            let rows: [__m256; 8] = core::array::from_fn(|i| E::load8(w.add((j0 + i) * ws + t0)));
+            for (q, c) in transpose8(rows).into_iter().enumerate() {
+                _mm256_storeu_ps(panel.add((t0 + q) * nr + j0), c);
             }
+            t0 += 8;
         }
-        kk += 16;
+        j0 += 8;
     }
-    if kk < s.k {
-        let n = s.k - kk;
-        let xv: [__m512; MR] = core::array::from_fn(|i| {
-            let b = tail::<f32, 16>(x.add(i * s.xs + kk), n);
-            _mm512_loadu_ps(b.as_ptr())
-        });
-        let wv: [__m512; NR] = core::array::from_fn(|j| {
-            let b = tail::<E, 16>(w.add(j * s.ws + kk), n);
-            E::load16(b.as_ptr())
-        });
-        for (row, &x) in acc.iter_mut().zip(&xv) {
-            for (a, &w) in row.iter_mut().zip(&wv) {
-                *a = _mm512_fmadd_ps(x, w, *a);
-            }
-        }
+    gemm::pack_rest(w, ws, n, rows8, steps8, kc, nr, panel);
+}
+
+/// AVX2 + FMA + F16C.
+pub struct Avx2;
+
+impl Lanes for Avx2 {
+    type V = __m256;
+    const L: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
     }
-    if MR == 4 && NR == 4 {
-        // 16 sums at once: transpose-and-add instead of 16 horizontal reductions.
-        let mut groups = [_mm512_setzero_ps(); 4];
-        for (g, row) in groups.iter_mut().zip(acc.iter()) {
-            if let [a, b, c, d] = row[..] {
-                *g = reduce4(a, b, c, d);
-            }
-        }
-        let t0 = _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0b01_00_01_00>(groups[0], groups[1]),
-            _mm512_shuffle_f32x4::<0b11_10_11_10>(groups[0], groups[1]),
-        );
-        let t1 = _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0b01_00_01_00>(groups[2], groups[3]),
-            _mm512_shuffle_f32x4::<0b11_10_11_10>(groups[2], groups[3]),
-        );
-        let sums =
-            _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_00_10_00>(t0, t1), _mm512_shuffle_f32x4::<0b11_01_11_01>(t0, t1));
-        let lanes = [
-            _mm512_extractf32x4_ps::<0>(sums),
-            _mm512_extractf32x4_ps::<1>(sums),
-            _mm512_extractf32x4_ps::<2>(sums),
-            _mm512_extractf32x4_ps::<3>(sums),
-        ];
-        for (i, lane) in lanes.into_iter().enumerate() {
-            let p = y.add(i * s.ys);
-            let v = if s.accumulate { _mm_add_ps(_mm_loadu_ps(p), lane) } else { lane };
-            _mm_storeu_ps(p, v);
-        }
-        return;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
     }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, &a) in row.iter().enumerate() {
-            let p = y.add(i * s.ys + j);
-            let v = _mm512_reduce_add_ps(a);
-            *p = if s.accumulate { *p + v } else { v };
-        }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m256 {
+        _mm256_broadcast_ss(&*p)
+    }
+    #[inline(always)]
+    unsafe fn fma(acc: __m256, a: __m256, b: __m256) -> __m256 {
+        _mm256_fmadd_ps(a, b, acc)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
+        pack8(w, ws, n, kc, nr, panel)
     }
 }
 
-/// Per 128-bit lane `l`, the partial sums `[Σa, Σb, Σc, Σd]` of lane `l` of four vectors.
-#[inline(always)]
-unsafe fn reduce4(a: __m512, b: __m512, c: __m512, d: __m512) -> __m512 {
-    let ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-    let cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-    _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(ab, cd), _mm512_shuffle_ps::<0b11_10_11_10>(ab, cd))
-}
+/// AVX-512F (+ FMA, F16C for the packing).
+pub struct Avx512;
 
-/// `Y = X · Wᵀ` with AVX-512F.
-#[target_feature(enable = "avx512f,fma,f16c")]
-pub unsafe fn matmul_avx512<E: X86Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
-    const MR: usize = 4;
-    const NR: usize = 4;
-    // Weight rows outside, activation rows inside: a tile of weight rows is read from memory
-    // once and stays in L1 while every activation row passes it.
-    let mut o = 0;
-    while o < s.out {
-        let wide = s.out - o >= NR;
-        let mut r = 0;
-        while r < s.rows {
-            let tall = s.rows - r >= MR;
-            let (xp, wp, yp) = (x.add(r * s.xs), w.add(o * s.ws), y.add(r * s.ys + o));
-            match (tall, wide) {
-                (true, true) => tile16::<E, MR, NR>(xp, wp, yp, s),
-                (true, false) => tile16::<E, MR, 1>(xp, wp, yp, s),
-                (false, true) => tile16::<E, 1, NR>(xp, wp, yp, s),
-                (false, false) => tile16::<E, 1, 1>(xp, wp, yp, s),
-            }
-            r += if tall { MR } else { 1 };
-        }
-        o += if wide { NR } else { 1 };
+impl Lanes for Avx512 {
+    type V = __m512;
+    const L: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m512 {
+        _mm512_set1_ps(*p)
+    }
+    #[inline(always)]
+    unsafe fn fma(acc: __m512, a: __m512, b: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, acc)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
+        pack8(w, ws, n, kc, nr, panel)
     }
 }
 
-#[inline(always)]
-unsafe fn hsum8(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
+/// `Y = X · Wᵀ` with AVX-512F: 12 × 32 tiles.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn matmul_avx512<E: Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
+    gemm::matmul::<Avx512, E, 12, 2>(x, w, y, s)
 }
 
-#[inline(always)]
-unsafe fn tile8<E: X86Element, const MR: usize, const NR: usize>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
-    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-    let full = s.k / 8 * 8;
-    let mut kk = 0;
-    while kk < full {
-        let xv: [__m256; MR] = core::array::from_fn(|i| _mm256_loadu_ps(x.add(i * s.xs + kk)));
-        let wv: [__m256; NR] = core::array::from_fn(|j| E::load8(w.add(j * s.ws + kk)));
-        for (row, &x) in acc.iter_mut().zip(&xv) {
-            for (a, &w) in row.iter_mut().zip(&wv) {
-                *a = _mm256_fmadd_ps(x, w, *a);
-            }
-        }
-        kk += 8;
-    }
-    if kk < s.k {
-        let n = s.k - kk;
-        let xv: [__m256; MR] = core::array::from_fn(|i| {
-            let b = tail::<f32, 8>(x.add(i * s.xs + kk), n);
-            _mm256_loadu_ps(b.as_ptr())
-        });
-        let wv: [__m256; NR] = core::array::from_fn(|j| {
-            let b = tail::<E, 8>(w.add(j * s.ws + kk), n);
-            E::load8(b.as_ptr())
-        });
-        for (row, &x) in acc.iter_mut().zip(&xv) {
-            for (a, &w) in row.iter_mut().zip(&wv) {
-                *a = _mm256_fmadd_ps(x, w, *a);
-            }
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, &a) in row.iter().enumerate() {
-            let p = y.add(i * s.ys + j);
-            let v = hsum8(a);
-            *p = if s.accumulate { *p + v } else { v };
-        }
-    }
-}
-
-/// `Y = X · Wᵀ` with AVX2, FMA and F16C.
+/// `Y = X · Wᵀ` with AVX2, FMA and F16C: 6 × 16 tiles.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn matmul_avx2<E: X86Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
-    const MR: usize = 4;
-    const NR: usize = 2;
-    // Weight rows outside, activation rows inside: a tile of weight rows is read from memory
-    // once and stays in L1 while every activation row passes it.
-    let mut o = 0;
-    while o < s.out {
-        let wide = s.out - o >= NR;
-        let mut r = 0;
-        while r < s.rows {
-            let tall = s.rows - r >= MR;
-            let (xp, wp, yp) = (x.add(r * s.xs), w.add(o * s.ws), y.add(r * s.ys + o));
-            match (tall, wide) {
-                (true, true) => tile8::<E, MR, NR>(xp, wp, yp, s),
-                (true, false) => tile8::<E, MR, 1>(xp, wp, yp, s),
-                (false, true) => tile8::<E, 1, NR>(xp, wp, yp, s),
-                (false, false) => tile8::<E, 1, 1>(xp, wp, yp, s),
-            }
-            r += if tall { MR } else { 1 };
-        }
-        o += if wide { NR } else { 1 };
-    }
+pub unsafe fn matmul_avx2<E: Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
+    gemm::matmul::<Avx2, E, 6, 2>(x, w, y, s)
 }
 
 /// The portable product's arithmetic (`super::dot`: eight lanes, each a multiply then an add

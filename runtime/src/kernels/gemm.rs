@@ -1,0 +1,176 @@
+//! The f32 product `Y = X · Wᵀ` on SIMD cores, written once over a small per-ISA trait
+//! ([`Lanes`]): outer-product register tiles over packed weight panels, the BLIS / XNNPACK
+//! design.
+//!
+//! The weights stay in the blob in their stored `[out, in]` layout. A panel of `NR` weight
+//! rows and `KC` values of `k` is packed on the fly into a stack buffer, transposed so that
+//! step `t` of the panel is `NR` consecutive f32 (`panel[t·NR + j] = W[o + j][k0 + t]`, f16 and
+//! bf16 widened once here instead of once per activation row). An `MR × NR` tile of outputs
+//! then keeps `MR · NR / L` vector accumulators: per step it loads `NR / L` panel vectors,
+//! broadcasts one activation per row and issues `MR · NR / L` fused multiply-adds — no
+//! horizontal sums, and the activations are read in place. A panel is packed once and passed
+//! by every row of the product, so packing costs `1 / rows` of the arithmetic.
+//!
+//! Loops: `k` in blocks of `KC` (the panel stays in L1), weight panels, row tiles. The first
+//! block of `k` stores (or adds, with `accumulate`), the later ones add: sums are per block,
+//! then across blocks, so f32 results differ from the dot-product order in the last bits.
+//! Edge tiles read the last valid activation row again and pack zero weight rows; only valid
+//! outputs are stored.
+//!
+//! SAFETY (whole module): callers pass pointers derived from slices whose lengths
+//! `super::check_matmul` has verified for the given shape and strides; `matmul` reads rows
+//! `< d.rows` of `k` values of `x`, rows `< d.out` of `w`, writes rows `< d.rows` of `d.out`
+//! values of `y`.
+
+use super::{Dims, Element};
+
+/// `k` values per packed panel: the whole `k` of the 27M model's products but its MLP's down
+/// projection, one block in place of two. Measured on a Zen 4 (82 × 512 · (1536 × 512)ᵀ): the
+/// AVX-512 tile 1.32 ms at 512 against 1.44 ms at 256 and 1.55 ms at 128, though its panel
+/// (64 KiB) no longer fits L1; AVX2 within noise of 256.
+pub(crate) const KC: usize = 512;
+/// The widest panel of this ISA's tiles (outputs per tile): it sizes the stack buffer.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const MAX_NR: usize = 32;
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const MAX_NR: usize = 16;
+
+/// The vector operations of one ISA that the f32 product needs, and its panel packing.
+pub(crate) trait Lanes {
+    type V: Copy;
+    /// f32 values per vector.
+    const L: usize;
+    unsafe fn zero() -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// `*p` in every lane.
+    unsafe fn splat(p: *const f32) -> Self::V;
+    /// `acc + a · b`, fused.
+    unsafe fn fma(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// Packs `n ≤ nr` weight rows `ws` apart, `kc` values each from `w`, into
+    /// `panel[t·nr + j]`; rows `n..nr` are zeros. `nr` is a multiple of 8.
+    unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32);
+}
+
+/// A packed panel (cache-line aligned: the tile's panel loads never split a line).
+#[repr(C, align(64))]
+struct Panel([f32; MAX_NR * KC]);
+
+/// `Y = X · Wᵀ` with `MR`-row tiles of `NV` vectors of outputs.
+///
+/// # Safety
+/// The CPU has the features `S` uses (the caller is compiled with them); see the module.
+#[inline(always)]
+pub(crate) unsafe fn matmul<S: Lanes, E: Element, const MR: usize, const NV: usize>(
+    x: *const f32,
+    w: *const E,
+    y: *mut f32,
+    d: Dims,
+) {
+    let nr = NV * S::L;
+    const { assert!(NV * S::L <= MAX_NR && (NV * S::L).is_multiple_of(8)) };
+    // Not zeroed: `pack` writes every value the tiles read (steps < kc, columns < nr).
+    let mut panel = core::mem::MaybeUninit::<Panel>::uninit();
+    let panel = panel.as_mut_ptr().cast::<f32>();
+    let mut k0 = 0;
+    while k0 < d.k {
+        let kc = KC.min(d.k - k0);
+        let add = d.accumulate || k0 > 0;
+        let mut o = 0;
+        while o < d.out {
+            let n = nr.min(d.out - o);
+            S::pack(w.add(o * d.ws + k0), d.ws, n, kc, nr, panel);
+            let mut r = 0;
+            while r < d.rows {
+                let m = MR.min(d.rows - r);
+                let out = Out { y: y.add(r * d.ys + o), ys: d.ys, rows: m, cols: n, add };
+                tile::<S, MR, NV>(x.add(r * d.xs + k0), d.xs, panel, kc, out);
+                r += MR;
+            }
+            o += nr;
+        }
+        k0 += kc;
+    }
+}
+
+/// Where a tile's results go: `rows × cols` valid outputs from `y`, rows `ys` apart, stored or
+/// added.
+#[derive(Clone, Copy)]
+struct Out {
+    y: *mut f32,
+    ys: usize,
+    rows: usize,
+    cols: usize,
+    add: bool,
+}
+
+/// One `MR × NV·L` tile over `kc` steps of a packed panel; rows past `out.rows` repeat the last
+/// valid one (computed, not stored).
+#[inline(always)]
+unsafe fn tile<S: Lanes, const MR: usize, const NV: usize>(
+    x: *const f32,
+    xs: usize,
+    panel: *const f32,
+    kc: usize,
+    out: Out,
+) {
+    let nr = NV * S::L;
+    let rows: [*const f32; MR] = core::array::from_fn(|i| x.add(i.min(out.rows - 1) * xs));
+    let mut acc = [[S::zero(); NV]; MR];
+    let mut p = panel;
+    for t in 0..kc {
+        let b: [S::V; NV] = core::array::from_fn(|v| S::load(p.add(v * S::L)));
+        for (row, &xr) in acc.iter_mut().zip(&rows) {
+            let a = S::splat(xr.add(t));
+            for (c, &bv) in row.iter_mut().zip(&b) {
+                *c = S::fma(*c, a, bv);
+            }
+        }
+        p = p.add(nr);
+    }
+    for (i, row) in acc.iter().enumerate().take(out.rows) {
+        let yr = out.y.add(i * out.ys);
+        for (v, &c) in row.iter().enumerate() {
+            let col = v * S::L;
+            if col + S::L <= out.cols {
+                let dst = yr.add(col);
+                S::store(dst, if out.add { S::add(S::load(dst), c) } else { c });
+            } else if col < out.cols {
+                let mut lanes = [0.0f32; MAX_NR];
+                S::store(lanes.as_mut_ptr(), c);
+                for (j, &l) in lanes.iter().enumerate().take(out.cols - col) {
+                    let dst = yr.add(col + j);
+                    *dst = if out.add { *dst + l } else { l };
+                }
+            }
+        }
+    }
+}
+
+/// The scalar part of a panel's packing: rows `vec_rows..n` at every step, rows `0..vec_rows` at
+/// the steps `vec_steps..kc` (those the ISA's transposes did not cover), and zeros in rows
+/// `n..nr`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pack_rest<E: Element>(
+    w: *const E,
+    ws: usize,
+    n: usize,
+    vec_rows: usize,
+    vec_steps: usize,
+    kc: usize,
+    nr: usize,
+    panel: *mut f32,
+) {
+    for t in 0..kc {
+        let step = panel.add(t * nr);
+        let from = if t < vec_steps { vec_rows } else { 0 };
+        for j in from..n {
+            *step.add(j) = (*w.add(j * ws + t)).to_f32();
+        }
+        for j in n..nr {
+            *step.add(j) = 0.0;
+        }
+    }
+}
