@@ -143,7 +143,6 @@ pub fn print(text: &str) -> Result<()> {
 /// half-written file and an interrupted run leaves the old one in place.
 pub use hrm_host::write_atomically;
 
-/// `--threads N`, or every core.
 /// A progress bar on stderr for `len` items, hidden unless `show` and stderr is a terminal.
 pub fn progress_bar(len: u64, what: &str, show: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
@@ -156,6 +155,7 @@ pub fn progress_bar(len: u64, what: &str, show: bool) -> indicatif::ProgressBar 
     )
 }
 
+/// `--threads N`, or every core.
 pub fn threads(requested: Option<usize>) -> usize {
     requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }

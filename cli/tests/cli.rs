@@ -322,6 +322,38 @@ fn solve_gives_the_same_answers_in_order_on_any_number_of_threads() {
     }
 }
 
+/// More threads than examples: the spare threads split each session's products (the runtime's
+/// `threads` feature), and the outputs are the bytes of one thread, f32 and int8, on golden
+/// cases whose products are large enough to be split (900 maze positions).
+#[test]
+fn infer_on_more_threads_than_examples_gives_the_bytes_of_one_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cases = 0;
+    for case in hrm_tests::golden_cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains("maze") {
+            continue;
+        }
+        let inputs = case.join("expected.safetensors");
+        for weights in ["f32", "int8"] {
+            let blob = tmp.path().join(format!("{name}-{weights}.blob"));
+            convert(&case, &blob, weights);
+            let outputs: Vec<Vec<u8>> = ["1", "16"]
+                .iter()
+                .map(|threads| {
+                    let out = tmp.path().join(format!("{name}-{weights}-{threads}.safetensors"));
+                    let o = hrm(&["infer", p(&blob), "--inputs", p(&inputs), "--out", p(&out), "--threads", threads]);
+                    assert!(o.status.success(), "{}", stderr(&o));
+                    std::fs::read(&out).unwrap()
+                })
+                .collect();
+            assert!(outputs[0] == outputs[1], "{name} {weights}: 16 threads differ from one");
+        }
+        cases += 1;
+    }
+    assert!(cases >= 2, "only {cases} maze cases compared");
+}
+
 /// The built-in model quantised to int8 and int4, and on the integer-only fixed-point path
 /// (calibrated on puzzles of another seed), still solves held-out puzzles; `inspect` names the
 /// formats; and the options are checked.

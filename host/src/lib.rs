@@ -80,22 +80,40 @@ impl std::ops::Deref for MappedBlob {
 /// Runs `work` on every item, on `threads` threads at most, each with its own runtime session
 /// (and arena) over the one shared model; the results keep the items' order. What the
 /// `hrm infer`, `solve` and `eval` commands use to spread puzzles over cores.
+///
+/// With fewer items than threads (one puzzle on several cores), the spare threads join the
+/// sessions: each session runs inside a rayon pool of `threads / sessions` threads, and its
+/// products split their rows over it (the runtime's `threads` feature; the same bits as on one
+/// thread).
 pub fn in_sessions<T: Sync, R: Send>(
     model: Model<'_>,
     items: &[T],
     threads: usize,
     work: impl Fn(&mut Session<'_, '_>, &T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
-    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let threads = threads.max(1);
+    let sessions = items.len().clamp(1, threads);
+    let per_session = threads / sessions;
+    let chunk = items.len().div_ceil(sessions).max(1);
     let work = &work;
     let results: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || -> Result<Vec<R>> {
-                    let mut arena = vec![0u8; model.arena_bytes()];
-                    let mut session = Session::new(model, &mut arena)?;
-                    part.iter().map(|item| work(&mut session, item)).collect()
+                    let run = || -> Result<Vec<R>> {
+                        let mut arena = vec![0u8; model.arena_bytes()];
+                        let mut session = Session::new(model, &mut arena)?;
+                        part.iter().map(|item| work(&mut session, item)).collect()
+                    };
+                    if per_session < 2 {
+                        return run();
+                    }
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(per_session)
+                        .build()
+                        .map_err(|e| anyhow::anyhow!("cannot start {per_session} threads for one session: {e}"))?
+                        .install(run)
                 })
             })
             .collect();

@@ -191,6 +191,20 @@ fn segment(c: &mut Criterion) {
             })
         });
     }
+    // One session whose products split their rows over the cores (a rayon pool of `threads`,
+    // the runtime's `threads` feature): the latency of one puzzle.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    g.throughput(Throughput::Elements(segment_flops(&config)));
+    for dtype in [DType::F32, DType::I8] {
+        let blob = blob_of(&config, dtype);
+        let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
+        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut session = Session::new(model, &mut arena).unwrap();
+        session.reset(&tokens(&config), 0).unwrap();
+        g.bench_function(BenchmarkId::new(format!("runtime_1_session_{threads}_threads"), dtype.name()), |b| {
+            b.iter(|| pool.install(|| session.step().unwrap()))
+        });
+    }
     // The trainer's candle forward (no gradient), the same weights.
     let ck = hrm_convert::Checkpoint::from_tensors(config, hrm_tests::synthetic_tensors(&config, 1)).unwrap();
     let net = hrm_trainer::model::Net::from_checkpoint(&ck, &candle_core::Device::Cpu).unwrap();

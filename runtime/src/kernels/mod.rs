@@ -21,11 +21,13 @@ pub mod int8;
 mod neon;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8;
+#[cfg(feature = "threads")]
+pub mod threads;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 /// A stored weight element that widens to `f32`.
-pub trait Element: Copy + Default + bytemuck::Pod + SimdElement {
+pub trait Element: Copy + Default + bytemuck::Pod + Sync + SimdElement {
     fn to_f32(self) -> f32;
 }
 
@@ -136,8 +138,19 @@ pub fn check_matmul(x_len: usize, w_len: usize, y_len: usize, d: Dims) -> Result
 }
 
 /// `Y[r][o] = Σ_i X[r][i] · W[o][i]` (see [`Dims`]); `W` in its stored `[out, in]` layout, read
-/// in place. Each weight row is read once for all the rows of the block.
+/// in place. Each weight row is read once for all the rows of the block. With the `threads`
+/// feature, inside a rayon pool, the rows are split over its threads ([`threads`]).
 pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul(x.len(), w.len(), y.len(), d)?;
+    #[cfg(feature = "threads")]
+    if let Some(done) = threads::split_rows(x, y, d, &|x, y, d| matmul_here(x, w, y, d)) {
+        return done;
+    }
+    matmul_here(x, w, y, d)
+}
+
+/// [`matmul`] on this thread.
+fn matmul_here<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<(), Error> {
     check_matmul(x.len(), w.len(), y.len(), d)?;
     if d.rows == 0 || d.out == 0 {
         return Ok(());
@@ -184,7 +197,20 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<
 /// scales): the same bits from every kernel level, AVX-512 VNNI, AVX2, the Cortex-M DSP
 /// extension or portable Rust. `d.accumulate` is refused (a sum of rounded products is not
 /// the product of the sums).
+///
+/// Activations are quantised per row, so splitting the rows over threads (the `threads`
+/// feature) gives the same bits too.
 pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul(x.len(), w.len(), y.len(), d)?;
+    #[cfg(feature = "threads")]
+    if let Some(done) = threads::split_rows(x, y, d, &|x, y, d| matmul_i8_here(x, w, scales, y, d)) {
+        return done;
+    }
+    matmul_i8_here(x, w, scales, y, d)
+}
+
+/// [`matmul_i8`] on this thread.
+fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
     check_matmul(x.len(), w.len(), y.len(), d)?;
     if scales.len() < d.out {
         return Err(Error::OutputLength { expected: d.out, got: scales.len() });
