@@ -2,9 +2,10 @@
 //! versions (SIMD, quantised) can replace them one by one.
 //!
 //! The products that dominate, `Y = X · Wᵀ` over a block of rows ([`matmul`]), have SIMD
-//! micro-kernels: AVX-512F or AVX2 + FMA on x86-64 (chosen at compile time from the target
-//! features, or at run time with the `std` feature), NEON on aarch64, and portable Rust
-//! elsewhere (Cortex-M among them). The rest is plain scalar Rust written so that the compiler
+//! micro-kernels: one outer-product tile over packed weight panels (`gemm`), instantiated for
+//! AVX-512F, AVX2 + FMA and SSE2 on x86-64 (chosen at compile time from the target features, or
+//! at run time with the `std` feature) and NEON on aarch64; portable Rust elsewhere (Cortex-M
+//! among them: one dot product per output, each weight row read once per block of rows). The rest is plain scalar Rust written so that the compiler
 //! can vectorise it. Safe kernels never index out of bounds: lengths are checked once at entry
 //! and the loops run over iterators; the SIMD ones run only after [`check_matmul`].
 
@@ -176,7 +177,11 @@ fn matmul_here<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result
                 x86::matmul_avx2(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d);
                 return Ok(());
             },
-            cpu::X86Level::Baseline => {}
+            // SSE2 is part of every x86-64: the same tiles, four lanes, multiply then add.
+            cpu::X86Level::Baseline => unsafe {
+                x86::matmul_sse2(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d);
+                return Ok(());
+            },
         }
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
@@ -668,6 +673,12 @@ mod tests {
                     }
                     #[cfg(target_arch = "x86_64")]
                     {
+                        unsafe { x86::matmul_sse2(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), s) };
+                        close(&y, "sse2 f32");
+                        unsafe { x86::matmul_sse2(x.as_ptr(), w16.as_ptr(), y.as_mut_ptr(), s) };
+                        close(&y, "sse2 f16");
+                        unsafe { x86::matmul_sse2(x.as_ptr(), wb.as_ptr(), y.as_mut_ptr(), s) };
+                        close(&y, "sse2 bf16");
                         if std::is_x86_feature_detected!("avx2")
                             && std::is_x86_feature_detected!("fma")
                             && std::is_x86_feature_detected!("f16c")

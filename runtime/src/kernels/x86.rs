@@ -2,7 +2,7 @@
 //! one f32 micro-kernel (`super::gemm`: outer-product tiles over packed weight panels), the
 //! packing transposes, and the fixed-order AVX2 loop of [`same_order_avx2`].
 //!
-//! Tiles: AVX2 6 rows × 16 outputs (12 accumulators of its 16 registers, 2 panel vectors, one
+//! Tiles: SSE2 (the baseline) 6 rows × 8 outputs, AVX2 6 rows × 16 outputs (12 accumulators of its 16 registers, 2 panel vectors, one
 //! broadcast), AVX-512 12 rows × 32 outputs (24 of 32). Weight elements are widened to f32 while
 //! a panel is packed (F16C's `vcvtph2ps` for f16, a 16-bit shift for bf16), eight at a time,
 //! then transposed eight by eight in registers.
@@ -165,6 +165,50 @@ impl Lanes for Avx512 {
     unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
         pack8(w, ws, n, kc, nr, panel)
     }
+}
+
+/// SSE2, the x86-64 baseline: no FMA (a multiply, then an add) and no F16C, so the panel is
+/// packed by the scalar loop (each f16 or bf16 weight still widened once per product, not once
+/// per activation row as the portable product does).
+pub struct Sse2;
+
+impl Lanes for Sse2 {
+    type V = __m128;
+    const L: usize = 4;
+    #[inline(always)]
+    unsafe fn zero() -> __m128 {
+        _mm_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m128 {
+        _mm_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> __m128 {
+        _mm_load1_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn fma(acc: __m128, a: __m128, b: __m128) -> __m128 {
+        _mm_add_ps(acc, _mm_mul_ps(a, b))
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m128, b: __m128) -> __m128 {
+        _mm_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m128) {
+        _mm_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
+        gemm::pack_rest(w, ws, n, 0, 0, kc, nr, panel)
+    }
+}
+
+/// `Y = X · Wᵀ` with SSE2: 6 × 8 tiles (12 accumulators, 2 panel vectors, one broadcast of the
+/// 16 registers).
+pub unsafe fn matmul_sse2<E: Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
+    gemm::matmul::<Sse2, E, 6, 2>(x, w, y, s)
 }
 
 /// `Y = X · Wᵀ` with AVX-512F: 12 × 32 tiles.
