@@ -7,11 +7,12 @@
 //! step `t` of the panel is `NR` consecutive f32 (`panel[t·NR + j] = W[o + j][k0 + t]`, f16 and
 //! bf16 widened once here instead of once per activation row). An `MR × NR` tile of outputs
 //! then keeps `MR · NR / L` vector accumulators: per step it loads `NR / L` panel vectors,
-//! broadcasts one activation per row and issues `MR · NR / L` fused multiply-adds — no
+//! broadcasts one activation per row and issues `MR · NR / L` multiply-adds (fused but on SSE2) — no
 //! horizontal sums, and the activations are read in place. A panel is packed once and passed
 //! by every row of the product, so packing costs `1 / rows` of the arithmetic.
 //!
-//! Loops: `k` in blocks of `KC` (the panel stays in L1), weight panels, row tiles. The first
+//! Loops: `k` in blocks of `KC` (the panel stays in L1, or L2 for AVX-512's 64 KiB), weight
+//! panels, row tiles. The first
 //! block of `k` stores (or adds, with `accumulate`), the later ones add: sums are per block,
 //! then across blocks, so f32 results differ from the dot-product order in the last bits.
 //! Edge tiles read the last valid activation row again and pack zero weight rows; only valid
