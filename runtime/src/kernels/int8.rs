@@ -10,11 +10,18 @@
 //! 3. `y = (s_x · s_w) · f32(S)`, the conversion rounding to nearest even.
 //!
 //! Steps 1 and 3 are written once, here, in portable Rust, for every ISA; step 2 is an exact
-//! integer, so an ISA's micro-kernel (an [`Int8Tile`]: AVX-512 VNNI, AVX2, the Cortex-M DSP
-//! extension, or the portable one below) cannot change a single bit of the result. The loops
-//! around the tiles (row groups packed on the stack, tiles of `MR × NR`, the `k` chunks, the
-//! edges) are this file's too. Rows longer than [`MAX_EXACT_K`] (no real model has them; the
-//! header allows 2^18) take a slow loop with `i64` sums: the same integers, the same bits.
+//! integer, so an ISA's micro-kernel cannot change a single bit of the result. Two drivers,
+//! each written once over a small per-ISA trait, hold the loops around the micro-kernels (row
+//! groups packed on the stack, the `k` chunks, the edges):
+//! - [`matmul_panels`] over [`Int8Lanes`]: outer-product register tiles over weight panels
+//!   packed on the fly, the f32 product's design (AVX2 6 × 16 on `vpmaddwd`, AVX-512 VNNI
+//!   8 × 48 on `vpdpbusd`);
+//! - [`matmul`] over [`Int8Tile`]: dot-product tiles over the weights in place, for cores whose
+//!   products have a row or two and no room for a panel (the Cortex-M DSP extension, the
+//!   portable tile) and for VNNI products of few rows.
+//!
+//! Rows longer than [`MAX_EXACT_K`] (no real model has them; the header allows 2^18) take a
+//! slow loop with `i64` sums: the same integers, the same bits.
 
 use super::Dims;
 
@@ -315,6 +322,267 @@ pub fn matmul_long_rows(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: D
                 // i64 → f32 rounds to nearest even, as i32 → f32 does for the values both hold.
                 *out = (sx * sw) * total as f32;
             }
+        }
+    }
+}
+
+/// One ISA's vector operations for the outer-product int8 tiles of [`matmul_panels`]: the
+/// BLIS / XNNPACK design of the f32 product (`super::gemm`) on integers. Each `i32` lane of a
+/// panel vector holds `G` consecutive values of `k` of one weight row (`G · WBYTES = 4` bytes);
+/// an activation row contributes `G` consecutive values (`G · ABYTES = 4` bytes) broadcast to
+/// every lane; [`Self::madd`] adds the `G` products of each lane to its `i32` accumulator. No
+/// horizontal sums, and each broadcast activation group feeds `NR` outputs.
+///
+/// # Safety
+/// Every method may only be called on a CPU with the ISA's features, with pointers to as many
+/// readable (or writable) bytes as it names: a vector's `4 · L` bytes for `load` and `store`,
+/// 4 for `splat`.
+#[allow(clippy::missing_safety_doc)] // the trait's section covers its methods
+pub trait Int8Lanes {
+    type V: Copy;
+    /// `i32` lanes of a vector.
+    const L: usize;
+    /// Values of `k` per lane: 2 (`i16` pairs, AVX2's `vpmaddwd`) or 4 (bytes, VNNI's `vpdpbusd`).
+    const G: usize;
+    /// Bytes of a packed activation (`4 / G`).
+    const ABYTES: usize;
+    /// What the packed activations carry on top of the quantised value (VNNI's `+128`, for its
+    /// unsigned operand); taken out of each sum as `OFFSET · Σ w` of the output's weights.
+    const OFFSET: i32 = 0;
+    unsafe fn zero() -> Self::V;
+    /// `L` lanes of a panel.
+    unsafe fn load(p: *const u8) -> Self::V;
+    /// The 4 bytes at `p` (`G` packed activations) in every lane.
+    unsafe fn splat(p: *const u8) -> Self::V;
+    /// `acc + Σ_{g < G} a_g · b_g` per lane, exact.
+    unsafe fn madd(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn store(p: *mut i32, v: Self::V);
+    /// Rewrites a packed activation row of `kp` values in place into the tile's operand form
+    /// (VNNI: `q + 128` as unsigned bytes); nothing by default.
+    #[inline(always)]
+    unsafe fn prepare(row: *mut u8, kp: usize) {
+        let _ = (row, kp);
+    }
+    /// `OFFSET · Σ_{t < kc} w_j[t]` of `n` weight rows `ws` apart into `out` (only called
+    /// where `OFFSET ≠ 0`); the scalar loop by default.
+    ///
+    /// # Safety
+    /// Rows `< n` of `w` have `kc` readable values; `out` has `n` values.
+    #[inline(always)]
+    unsafe fn offset_sums(w: *const i8, ws: usize, n: usize, kc: usize, out: *mut i32) {
+        for j in 0..n {
+            let row = core::slice::from_raw_parts(w.add(j * ws), kc);
+            *out.add(j) = Self::OFFSET * row.iter().map(|&v| i32::from(v)).sum::<i32>();
+        }
+    }
+    /// Packs `n ≤ nr` weight rows `ws` apart, `kc` values each from `w`, into the panel layout
+    /// ([`panel_offset`]), zero for rows `n..nr` and values `kc..kcp`. The default is the
+    /// scalar loop; an ISA transposes in registers what it can and leaves the rest to it.
+    #[inline(always)]
+    unsafe fn pack(w: *const i8, ws: usize, n: usize, kc: usize, kcp: usize, nr: usize, panel: *mut u8) {
+        pack_panel_rest::<Self>(w, ws, n, 0, 0, kc, kcp, nr, panel);
+    }
+}
+
+/// Byte offset of weight `(j, t)` (output `j` of the panel, value `t` of its chunk) in a panel
+/// of `nr` outputs: groups of `G` values of `k`, each group `nr` lanes of 4 bytes.
+#[inline(always)]
+pub fn panel_offset<T: Int8Lanes + ?Sized>(j: usize, t: usize, nr: usize) -> usize {
+    ((t / T::G) * nr + j) * 4 + (t % T::G) * (4 / T::G)
+}
+
+/// The scalar part of a panel's packing: rows `vec_rows..nr` at every value, rows `0..vec_rows`
+/// at the values `vec_steps..kcp` (those the ISA's transposes did not cover); rows past `n` and
+/// values past `kc` are zero.
+///
+/// # Safety
+/// Rows `< n` of `w` have `kc` readable values `ws` apart; `panel` has room for `nr · kcp`
+/// values of `4 / G` bytes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn pack_panel_rest<T: Int8Lanes + ?Sized>(
+    w: *const i8,
+    ws: usize,
+    n: usize,
+    vec_rows: usize,
+    vec_steps: usize,
+    kc: usize,
+    kcp: usize,
+    nr: usize,
+    panel: *mut u8,
+) {
+    for t in 0..kcp {
+        let from = if t < vec_steps { vec_rows } else { 0 };
+        for j in from..nr {
+            let v = if j < n && t < kc { *w.add(j * ws + t) } else { 0 };
+            let dst = panel.add(panel_offset::<T>(j, t, nr));
+            if T::G == 2 {
+                dst.cast::<i16>().write_unaligned(i16::from(v));
+            } else {
+                *dst = v as u8;
+            }
+        }
+    }
+}
+
+/// Bytes of the packed weight panel of [`matmul_panels`]: 16 outputs × 512 values of `k` as
+/// `i16`, or 32 × 512 bytes, in L1 beside the activations it meets.
+const PANEL_BYTES: usize = 16 * 1024;
+
+/// A packed weight panel (cache-line aligned).
+#[repr(C, align(64))]
+struct Panel([u8; PANEL_BYTES]);
+
+/// The widest tile's outputs (`NR`) and rows (`MR`): they size the tile's result buffer.
+const MAX_NR: usize = 64;
+const MAX_MR: usize = 16;
+
+/// `Y = X · Wᵀ` in the int8 arithmetic with outer-product `MR × NV·L` tiles of `T` over weight
+/// panels packed on the fly (`Int8Lanes`): the same integers, so the same bits, as
+/// [`matmul`]. The conditions are [`matmul`]'s.
+///
+/// Loops: rows in groups whose packed activations fit [`PACK_BYTES`] (all the rows of a
+/// segment's products, so that each weight panel is packed once per product; the chunk of `k`
+/// shrinks to let them), `k` in chunks, panels of `NR` outputs, tiles of `MR` rows. A product
+/// whose `k` takes several chunks sums each chunk's exact integers in `y` (as `i32` bits) and
+/// converts at the end, as [`matmul`] does.
+///
+/// # Safety
+/// The CPU has `T`'s features; `x`, `w`, `y` hold the rows `d` describes (`check_matmul`) and
+/// `scales` has `d.out` values; `0 < d.k ≤ MAX_EXACT_K`, `d.rows, d.out > 0`.
+#[inline(always)]
+pub unsafe fn matmul_panels<T: Int8Lanes, const MR: usize, const NV: usize>(
+    x: &[f32],
+    w: &[i8],
+    scales: &[f32],
+    y: &mut [f32],
+    d: Dims,
+) {
+    let nr = NV * T::L;
+    const { assert!(MR <= MAX_MR && T::G * T::ABYTES == 4) };
+    debug_assert!(nr <= MAX_NR);
+    let ab = T::ABYTES;
+    let wb = 4 / T::G;
+    // The longest chunk of k a panel holds, and the group of rows that shares it.
+    let kc_panel = PANEL_BYTES / (nr * wb) / K_STEP * K_STEP;
+    let all_rows = d.rows.div_ceil(MR) * MR;
+    let mut kc = (PACK_BYTES / (all_rows * ab) / K_STEP * K_STEP).min(kc_panel);
+    let mut group = all_rows;
+    if kc < 256.min(kc_panel) {
+        // Too many rows to share one panel at a useful depth: groups of rows at 256 values.
+        kc = 256.min(kc_panel);
+        group = PACK_BYTES / (kc * ab) / MR * MR;
+    }
+    let kc = kc.min(d.k);
+    let chunked = kc < d.k;
+    let stride = kc.div_ceil(4) * 4;
+    let group = group.min(PACK_BYTES / K_STEP / MR * MR);
+    let mut storage = core::mem::MaybeUninit::<[u64; PACK_BYTES / 8]>::uninit();
+    let pack: *mut u8 = storage.as_mut_ptr().cast();
+    let mut panel = core::mem::MaybeUninit::<Panel>::uninit();
+    let panel: *mut u8 = panel.as_mut_ptr().cast();
+    let mut x_scales = [0.0f32; PACK_BYTES / K_STEP];
+    let mut invs = [0.0f32; PACK_BYTES / K_STEP];
+    let mut sums = [0i32; MAX_MR * MAX_NR];
+    let mut col_sums = [0i32; MAX_NR];
+    let mut r0 = 0;
+    while r0 < d.rows {
+        let n = group.min(d.rows - r0);
+        for (i, (s, inv)) in x_scales.iter_mut().zip(invs.iter_mut()).enumerate().take(n) {
+            let row = x.get((r0 + i) * d.xs..(r0 + i) * d.xs + d.k).unwrap_or(&[]);
+            (*s, *inv) = row_scale(row);
+        }
+        let mut k0 = 0;
+        while k0 < d.k {
+            let kn = kc.min(d.k - k0);
+            let kp = kn.div_ceil(4) * 4;
+            for i in 0..n {
+                let row = x.get((r0 + i) * d.xs + k0..(r0 + i) * d.xs + k0 + kn).unwrap_or(&[]);
+                let dst = pack.add(i * stride * ab);
+                pack_row(row, *invs.as_ptr().add(i), dst, kp, ab);
+                T::prepare(dst, kp);
+            }
+            let mut o = 0;
+            while o < d.out {
+                let nn = nr.min(d.out - o);
+                T::pack(w.as_ptr().add(o * d.ws + k0), d.ws, nn, kn, kp, nr, panel);
+                if T::OFFSET != 0 {
+                    T::offset_sums(w.as_ptr().add(o * d.ws + k0), d.ws, nn, kn, col_sums.as_mut_ptr());
+                }
+                let mut r = 0;
+                while r < n {
+                    let m = MR.min(n - r);
+                    // Rows past the group's end repeat its last row (computed, not stored).
+                    let rows: [*const u8; MR] =
+                        core::array::from_fn(|i| pack.add((r + i.min(m - 1)) * stride * ab).cast_const());
+                    panel_tile::<T, MR, NV>(&rows, panel, kp / T::G, sums.as_mut_ptr());
+                    for i in 0..m {
+                        let yr = y.as_mut_ptr().add((r0 + r + i) * d.ys + o);
+                        let s = sums.as_ptr().add(i * nr);
+                        if !chunked {
+                            let sx = *x_scales.as_ptr().add(r + i);
+                            for j in 0..nn {
+                                let sw = *scales.as_ptr().add(o + j);
+                                *yr.add(j) = dequantise(*s.add(j) - *col_sums.as_ptr().add(j), sx, sw);
+                            }
+                        } else {
+                            for j in 0..nn {
+                                let v = *s.add(j) - *col_sums.as_ptr().add(j);
+                                let p = yr.add(j);
+                                *p = if k0 == 0 {
+                                    f32::from_bits(v as u32)
+                                } else {
+                                    f32::from_bits(((*p).to_bits() as i32).wrapping_add(v) as u32)
+                                };
+                            }
+                        }
+                    }
+                    r += MR;
+                }
+                o += nr;
+            }
+            k0 += kn;
+        }
+        if chunked {
+            for (i, &sx) in x_scales.iter().enumerate().take(n) {
+                let yr = y.as_mut_ptr().add((r0 + i) * d.ys);
+                for (o, &sw) in scales.iter().enumerate().take(d.out) {
+                    let p = yr.add(o);
+                    *p = dequantise((*p).to_bits() as i32, sx, sw);
+                }
+            }
+        }
+        r0 += n;
+    }
+}
+
+/// One `MR × NV·L` tile over `groups` groups of `G` values: the exact sums, stored at `out`
+/// (`MR` rows of `NV · L` values).
+#[inline(always)]
+unsafe fn panel_tile<T: Int8Lanes, const MR: usize, const NV: usize>(
+    rows: &[*const u8; MR],
+    panel: *const u8,
+    groups: usize,
+    out: *mut i32,
+) {
+    let lane_bytes = T::L * 4;
+    let mut acc = [[T::zero(); NV]; MR];
+    let mut p = panel;
+    let mut a = 0;
+    for _ in 0..groups {
+        let b: [T::V; NV] = core::array::from_fn(|v| T::load(p.add(v * lane_bytes)));
+        for (row, &q) in acc.iter_mut().zip(rows) {
+            let av = T::splat(q.add(a));
+            for (c, &bv) in row.iter_mut().zip(&b) {
+                *c = T::madd(*c, av, bv);
+            }
+        }
+        p = p.add(NV * lane_bytes);
+        a += 4;
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &c) in row.iter().enumerate() {
+            T::store(out.add(i * NV * T::L + v * T::L), c);
         }
     }
 }

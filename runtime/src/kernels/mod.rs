@@ -244,7 +244,15 @@ fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -
     #[cfg(target_arch = "x86_64")]
     {
         if cpu::has_vnni() {
-            unsafe { q8::matmul_vnni(x, w, scales, y, d) };
+            // Outer-product tiles over packed panels once there are rows to share a panel (a
+            // segment's products have dozens); with fewer, the dot-product tile reads each
+            // weight row once in place, with nothing to pack (1 × 512 · (1536 × 512)ᵀ on a
+            // Zen 4: 0.035 ms against 0.085 ms).
+            if d.rows >= q8::VNNI_PANEL_ROWS {
+                unsafe { q8::matmul_vnni_panels(x, w, scales, y, d) };
+            } else {
+                unsafe { q8::matmul_vnni(x, w, scales, y, d) };
+            }
             return Ok(());
         }
         if cpu::x86_level() != cpu::X86Level::Baseline {
@@ -825,6 +833,7 @@ mod tests {
             }
             if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw") {
                 kernels.push(("vnni", |x, w, s, y, d| unsafe { q8::matmul_vnni(x, w, s, y, d) }));
+                kernels.push(("vnni panels", |x, w, s, y, d| unsafe { q8::matmul_vnni_panels(x, w, s, y, d) }));
             } else {
                 std::eprintln!("SKIPPED: this CPU has no AVX-512 VNNI; its int8 kernel is not checked here");
             }
@@ -835,8 +844,10 @@ mod tests {
                 shapes.push((k, rows, out));
             }
         }
-        // Rows chunked along k (longer than a pack holds), and beyond i32's exact range.
+        // Rows chunked along k (longer than a pack holds), and beyond i32's exact range; more
+        // rows than one group of the AVX2 panels' pack holds (groups of rows, chunks of 256).
         shapes.push((9_000, 5, 5));
+        shapes.push((300, 200, 21));
         shapes.push((int8::MAX_EXACT_K + 77, 2, 2));
         for (n, &(k, rows, out)) in shapes.iter().enumerate() {
             let (xs, ws, ys) = (k + 3, k + 1, out + 2);

@@ -4,14 +4,20 @@
 //!
 //! - **VNNI** (`vpdpbusd`, 64 multiply-adds an instruction): it multiplies unsigned by signed
 //!   bytes, so the packed activations are offset by 128 (`u = q + 128`, [`Vnni::prepare`]) and
-//!   the offset is taken out with the weight rows' sums: `Σ q·w = Σ u·w − 128 · Σ w`.
-//! - **AVX2** (`vpmaddwd`, 16 multiply-adds an instruction plus an add): activations packed as
-//!   `i16`, weights sign-extended to `i16` in registers (`vpmovsxbw`); each pair sum is at most
-//!   `2 · 127 · 128`, so nothing saturates (`vpmaddubsw` would, for u8 × s8 pairs).
+//!   the offset is taken out with the weight rows' sums: `Σ q·w = Σ u·w − 128 · Σ w`. Products
+//!   of [`VNNI_PANEL_ROWS`] rows or more take outer-product 8 × 48 tiles over packed panels
+//!   ([`VnniPanels`], `int8::matmul_panels`); fewer rows the 4 × 4 dot-product tile over the
+//!   weights in place, which has nothing to pack.
+//! - **AVX2** (`vpmaddwd`, 16 multiply-adds an instruction plus an add): outer-product tiles
+//!   (`int8::matmul_panels`, the f32 product's design) over weight panels widened to `i16`
+//!   pairs while they are packed, activations packed as `i16` and broadcast a pair at a time;
+//!   each pair sum is at most `2 · 127 · 128`, so nothing saturates (`vpmaddubsw` would, for
+//!   u8 × s8 pairs). The dot-product 4 × 3 tile it replaced ran at 0.9× the f32 product on a
+//!   Zen 4 forced to AVX2; this one at 1.3× (BENCHMARKS.md).
 //!
 //! SAFETY (whole module): callers (`int8::matmul`) pass packed rows of `kp` values and weight
 //! rows with at least `k` readable values; weights are never read at or past `k` (masked loads
-//! on AVX-512, a zero-padded copy of the tail on AVX2).
+//! on AVX-512; AVX2's panel packing reads whole 16-value steps only below `k`).
 
 use core::arch::x86_64::*;
 
@@ -79,7 +85,14 @@ unsafe fn sums(w: &[*const i8; 4], k: usize) -> [i32; 4] {
         }
         kk += 64;
     }
-    acc.map(|a| _mm512_reduce_add_epi32(a))
+    // A loop, not `acc.map(|a| …)`: the closure is a function of its own, compiled without the
+    // caller's target features when two callers with different features share it, and then
+    // not inlined (measured: the VNNI product 6× slower).
+    let mut out = [0i32; 4];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = _mm512_reduce_add_epi32(a);
+    }
+    out
 }
 
 #[inline(always)]
@@ -111,79 +124,6 @@ unsafe fn tile_vnni(wsum: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4]
     out
 }
 
-/// AVX2: a 4 × 3 tile, 12 `ymm` accumulators and 3 for the widened weights.
-pub struct Avx2;
-
-impl Int8Tile for Avx2 {
-    const MR: usize = 4;
-    const NR: usize = 3;
-    const BYTES: usize = 2;
-
-    #[inline(always)]
-    unsafe fn tile(_: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
-        tile_avx2(q.cast(), kp, w, k)
-    }
-}
-
-/// One step of 16 values of `k`: `acc[i][j] += Σ pairs of q_i · w_j`.
-#[inline(always)]
-unsafe fn step_avx2<const MR: usize, const NR: usize>(
-    acc: &mut [[__m256i; NR]; MR],
-    q: *const i16,
-    kp: usize,
-    kk: usize,
-    wv: &[__m256i; NR],
-) {
-    for (i, row) in acc.iter_mut().enumerate() {
-        let xv = _mm256_loadu_si256(q.add(i * kp + kk).cast());
-        for (a, &wv) in row.iter_mut().zip(wv) {
-            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wv));
-        }
-    }
-}
-
-/// `Σ` of the eight lanes.
-#[inline(always)]
-unsafe fn hsum(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
-}
-
-#[inline(always)]
-unsafe fn tile_avx2(q: *const i16, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
-    const MR: usize = 4;
-    const NR: usize = 3;
-    let mut acc = [[_mm256_setzero_si256(); NR]; MR];
-    let [w0, w1, w2, _] = *w;
-    let rows: [*const i8; NR] = [w0, w1, w2];
-    let full = k / 16 * 16;
-    let mut kk = 0;
-    while kk < full {
-        let wv: [__m256i; NR] = rows.map(|p| _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(kk).cast())));
-        step_avx2(&mut acc, q, kp, kk, &wv);
-        kk += 16;
-    }
-    if kk < k {
-        // The tail of the weight rows through a zero-padded copy (the packed activations are
-        // zero there too).
-        let wv: [__m256i; NR] = rows.map(|p| {
-            let mut buf = [0i8; 16];
-            core::ptr::copy_nonoverlapping(p.add(kk), buf.as_mut_ptr(), k - kk);
-            _mm256_cvtepi8_epi16(_mm_loadu_si128(buf.as_ptr().cast()))
-        });
-        step_avx2(&mut acc, q, kp, kk, &wv);
-    }
-    let mut out = [[0i32; 4]; 4];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        for (o, &a) in o.iter_mut().zip(a) {
-            *o = hsum(a);
-        }
-    }
-    out
-}
-
 /// `Y = X · Wᵀ` in the int8 arithmetic with the VNNI tile.
 ///
 /// # Safety
@@ -193,11 +133,158 @@ pub unsafe fn matmul_vnni(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d:
     super::int8::matmul::<Vnni>(x, w, scales, y, d)
 }
 
-/// `Y = X · Wᵀ` in the int8 arithmetic with the AVX2 tile.
+/// AVX2 outer-product tiles (`int8::matmul_panels`): each `i32` lane holds an `i16` pair of
+/// one weight row, the activations are packed as `i16` and broadcast a pair at a time, and
+/// `vpmaddwd` then `vpaddd` add both products to the lane (each pair sum is at most
+/// `2 · 127 · 128`: nothing saturates).
+pub struct Avx2Panels;
+
+impl super::int8::Int8Lanes for Avx2Panels {
+    type V = __m256i;
+    const L: usize = 8;
+    const G: usize = 2;
+    const ABYTES: usize = 2;
+    #[inline(always)]
+    unsafe fn zero() -> __m256i {
+        _mm256_setzero_si256()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const u8) -> __m256i {
+        _mm256_set1_epi32(p.cast::<i32>().read_unaligned())
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: __m256i) {
+        _mm256_storeu_si256(p.cast(), v)
+    }
+    /// Blocks of 8 rows × 16 values: each row's 16 bytes widened to `i16` (8 pairs, one `ymm`
+    /// of pair lanes), then the 8 × 8 lanes transposed so that each vector is one pair of 8 rows.
+    #[inline(always)]
+    unsafe fn pack(w: *const i8, ws: usize, n: usize, kc: usize, kcp: usize, nr: usize, panel: *mut u8) {
+        let (rows8, steps16) = (n / 8 * 8, kc / 16 * 16);
+        let mut j0 = 0;
+        while j0 < rows8 {
+            let mut t0 = 0;
+            while t0 < steps16 {
+                let rows: [__m256; 8] = core::array::from_fn(|i| {
+                    _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm_loadu_si128(w.add((j0 + i) * ws + t0).cast())))
+                });
+                for (q, c) in super::x86::transpose8(rows).into_iter().enumerate() {
+                    _mm256_storeu_ps(panel.add(((t0 / 2 + q) * nr + j0) * 4).cast(), c);
+                }
+                t0 += 16;
+            }
+            j0 += 8;
+        }
+        super::int8::pack_panel_rest::<Self>(w, ws, n, rows8, steps16, kc, kcp, nr, panel);
+    }
+}
+
+/// `Y = X · Wᵀ` in the int8 arithmetic with the AVX2 outer-product tiles: 6 rows × 16 outputs
+/// (12 accumulators, 2 panel vectors and a broadcast of the 16 `ymm` registers).
 ///
 /// # Safety
-/// The CPU has AVX2; the conditions of `int8::matmul`.
+/// The CPU has AVX2; the conditions of `int8::matmul_panels`.
 #[target_feature(enable = "avx2")]
 pub unsafe fn matmul_avx2(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
-    super::int8::matmul::<Avx2>(x, w, scales, y, d)
+    super::int8::matmul_panels::<Avx2Panels, 6, 2>(x, w, scales, y, d)
+}
+
+/// AVX-512 VNNI outer-product tiles (`int8::matmul_panels`): each `i32` lane holds 4 bytes of
+/// `k` of one weight row; the activations are packed as unsigned bytes (`q + 128`) and
+/// broadcast 4 at a time, and `vpdpbusd` adds the 4 products to the lane; the offset is taken
+/// out with the weight rows' sums (`Σ q·w = Σ u·w − 128 · Σ w`).
+pub struct VnniPanels;
+
+impl super::int8::Int8Lanes for VnniPanels {
+    type V = __m512i;
+    const L: usize = 16;
+    const G: usize = 4;
+    const ABYTES: usize = 1;
+    const OFFSET: i32 = 128;
+    #[inline(always)]
+    unsafe fn zero() -> __m512i {
+        _mm512_setzero_si512()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m512i {
+        _mm512_loadu_si512(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const u8) -> __m512i {
+        _mm512_set1_epi32(p.cast::<i32>().read_unaligned())
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+        _mm512_dpbusd_epi32(acc, a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: __m512i) {
+        _mm512_storeu_si512(p.cast(), v)
+    }
+    #[inline(always)]
+    unsafe fn prepare(row: *mut u8, kp: usize) {
+        let flip = _mm512_set1_epi8(-128);
+        let mut i = 0;
+        while i < kp {
+            let m = step_mask(i, kp);
+            let p = row.add(i);
+            _mm512_mask_storeu_epi8(p.cast(), m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p.cast()), flip));
+            i += 64;
+        }
+    }
+    /// Four rows at a time with `vpdpbusd` against ones (masked loads: nothing read at `kc`).
+    #[inline(always)]
+    unsafe fn offset_sums(w: *const i8, ws: usize, n: usize, kc: usize, out: *mut i32) {
+        let mut j = 0;
+        while j < n {
+            let last = n - 1;
+            let rows: [*const i8; 4] = core::array::from_fn(|i| w.add((j + i).min(last) * ws));
+            let s = sums(&rows, kc);
+            for (i, &v) in s.iter().enumerate().take(n - j) {
+                *out.add(j + i) = 128 * v;
+            }
+            j += 4;
+        }
+    }
+    /// Blocks of 8 rows × 32 bytes: 8 lanes of 4 bytes a row, transposed 8 × 8 in `ymm`
+    /// registers so that each vector holds one 4-byte group of 8 rows.
+    #[inline(always)]
+    unsafe fn pack(w: *const i8, ws: usize, n: usize, kc: usize, kcp: usize, nr: usize, panel: *mut u8) {
+        let (rows8, steps32) = (n / 8 * 8, kc / 32 * 32);
+        let mut j0 = 0;
+        while j0 < rows8 {
+            let mut t0 = 0;
+            while t0 < steps32 {
+                let rows: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(w.add((j0 + i) * ws + t0).cast()));
+                for (q, c) in super::x86::transpose8(rows).into_iter().enumerate() {
+                    _mm256_storeu_ps(panel.add(((t0 / 4 + q) * nr + j0) * 4).cast(), c);
+                }
+                t0 += 32;
+            }
+            j0 += 8;
+        }
+        super::int8::pack_panel_rest::<Self>(w, ws, n, rows8, steps32, kc, kcp, nr, panel);
+    }
+}
+
+/// Rows from which the VNNI product takes the outer-product tiles (one tile's height).
+pub const VNNI_PANEL_ROWS: usize = 8;
+
+/// `Y = X · Wᵀ` in the int8 arithmetic with the VNNI outer-product tiles: 8 rows × 48 outputs
+/// (24 accumulators, 3 panel vectors and a broadcast of the 32 `zmm` registers).
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX-512BW, AVX-512VL and AVX-512 VNNI; the conditions of
+/// `int8::matmul_panels`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub unsafe fn matmul_vnni_panels(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
+    super::int8::matmul_panels::<VnniPanels, 8, 3>(x, w, scales, y, d)
 }

@@ -47,7 +47,7 @@ impl X86Element for bf16 {
 
 /// Columns of an 8 × 8 block: `out[q][i] = r[i][q]`.
 #[inline(always)]
-unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+pub(super) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     let [r0, r1, r2, r3, r4, r5, r6, r7] = r;
     // t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5]; t1 the same of columns 2, 3 | 6, 7.
     let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
