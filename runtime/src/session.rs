@@ -654,10 +654,7 @@ fn swiglu_rows(
             }
             for (row, a) in gu.chunks_exact(2 * b).zip(act.chunks_exact_mut(inter)).take(rows) {
                 let (g, u) = row.split_at(b);
-                let a = a.get_mut(start..start + n).unwrap_or(&mut []);
-                for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
-                    *a = kernels::silu(g) * u;
-                }
+                kernels::silu_mul(a.get_mut(start..start + n).unwrap_or(&mut []), g, u);
             }
         }
         obs.observe(site_act, act);

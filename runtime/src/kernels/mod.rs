@@ -480,40 +480,83 @@ pub fn add_sum_assign(a: &mut [f32], b: &[f32], c: &[f32]) {
 /// `e^x` to within 2 ulp on the range that matters (below −87.3 it returns 0, above 88.3 it
 /// saturates), branch-free so that loops over slices vectorise: `x = n·ln 2 + r` with
 /// `|r| ≤ ln 2 / 2`, `e^r` by a degree-7 Taylor polynomial, `2^n` by building the exponent bits.
+///
+/// `n = floor(x · log2 e + 0.5)` comes from adding `1.5 · 2^23`, which rounds a value this
+/// small to an integer (nearest, ties even) and leaves that integer in the low mantissa bits,
+/// then one step down where it rounded up: no float-to-integer conversion, whose saturating
+/// Rust semantics (NaN to 0, out of range clamped) kept the loops scalar (SiLU was 42 % of the
+/// built-in Sudoku model's time). The same values as the `trunc`-based floor this replaced.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.33, 88.3);
-    let n = (x * core::f32::consts::LOG2_E + 0.5).floor_approx();
+    let v = x * core::f32::consts::LOG2_E + 0.5;
+    let rounded = v + MAGIC;
+    let nearest = rounded - MAGIC;
+    let ni = (rounded.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let down = nearest > v;
+    let n = if down { nearest - 1.0 } else { nearest };
+    let ni = ni.wrapping_sub(i32::from(down));
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let bits = ((n as i32 + 127) as u32) << 23;
+    let bits = (ni.wrapping_add(127) as u32) << 23;
     p * f32::from_bits(bits)
 }
 
-/// `floor` without a libm call (the value is in a small range, so the i32 round trip is exact).
-trait FloorApprox {
-    fn floor_approx(self) -> Self;
+/// The elementwise loops below, compiled once more for each x86-64 vector level and chosen at
+/// run time (the runtime is built for the baseline, so SSE2 otherwise): the same IEEE
+/// operations in the same order at every width (Rust never fuses a multiply and an add), so
+/// the same bits on every level, only 2–4× more lanes.
+macro_rules! elementwise_levels {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident;) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                match cpu::x86_level() {
+                    // SAFETY: the CPU has the level's features (checked at compile or run time).
+                    cpu::X86Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    cpu::X86Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    cpu::X86Level::Baseline => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
 }
 
-impl FloorApprox for f32 {
-    #[inline(always)]
-    fn floor_approx(self) -> f32 {
-        let t = self as i32 as f32;
-        if t > self {
-            t - 1.0
-        } else {
-            t
-        }
+elementwise_levels! {
+    /// In-place softmax.
+    pub fn softmax(v: &mut [f32]) => softmax_body;
+}
+
+elementwise_levels! {
+    /// `out[i] = silu(g[i]) · u[i]` over the shortest of the three.
+    pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) => silu_mul_body;
+}
+
+#[inline(always)]
+fn silu_mul_body(out: &mut [f32], g: &[f32], u: &[f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+        *o = silu(g) * u;
     }
 }
 
-/// In-place softmax.
-pub fn softmax(v: &mut [f32]) {
+#[inline(always)]
+fn softmax_body(v: &mut [f32]) {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Exponentials first, then their sum in independent lanes: both loops vectorise (one loop
     // doing both is held up by the single running sum).
@@ -559,10 +602,20 @@ pub fn silu(g: f32) -> f32 {
 /// returns the activated half.
 pub fn swiglu(gate_up: &mut [f32]) -> &mut [f32] {
     let (gate, up) = gate_up.split_at_mut(gate_up.len() / 2);
-    for (g, &u) in gate.iter_mut().zip(up.iter()) {
+    swiglu_in_place(gate, up);
+    gate
+}
+
+elementwise_levels! {
+    /// `gate[i] ← silu(gate[i]) · up[i]`.
+    pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) => swiglu_body;
+}
+
+#[inline(always)]
+fn swiglu_body(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu(*g) * u;
     }
-    gate
 }
 
 /// Rotary embedding of one head vector at one position: halves `[v1, v2]` become
@@ -885,6 +938,47 @@ mod tests {
         assert!(matmul_i8(&[1.0; 8], &[1; 8], &[1.0; 2], &mut y, Dims { accumulate: true, ..d }).is_err());
         assert!(matmul_i8(&[1.0; 8], &[1; 8], &[1.0; 1], &mut y, d).is_err());
         assert!(matmul_i8(&[1.0; 8], &[1; 7], &[1.0; 2], &mut y, d).is_err());
+    }
+
+    /// The conversion-free floor in `exp` gives the bits of the `trunc`-based one it replaced
+    /// (so every model's outputs and the cross-core digests stay as they were), and the
+    /// elementwise loops give the same bits on every vector level this CPU has.
+    #[test]
+    fn exp_keeps_its_bits_and_every_level_agrees() {
+        fn exp_before(x: f32) -> f32 {
+            let x = x.clamp(-87.33, 88.3);
+            let v = x * core::f32::consts::LOG2_E + 0.5;
+            let t = v as i32 as f32;
+            let n = if t > v { t - 1.0 } else { t };
+            let r = (x - n * 0.693_145_75) - n * 1.428_606_8e-6;
+            let p = 1.0
+                + r * (1.0
+                    + r * (0.5
+                        + r * (1.0 / 6.0
+                            + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+            p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        }
+        let mut xs: std::vec::Vec<f32> = (0..400_000).map(|i| -100.0 + i as f32 * 0.000_5).collect();
+        xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE, 1e-30, -1e-30, 1e30, -1e30]);
+        for &x in &xs {
+            assert_eq!(exp(x).to_bits(), exp_before(x).to_bits(), "exp({x})");
+        }
+        assert!(exp(f32::NAN).is_nan());
+        let u: std::vec::Vec<f32> = xs.iter().map(|x| 0.5 - x * 0.01).collect();
+        let mut want = std::vec![0.0f32; xs.len()];
+        silu_mul_body(&mut want, &xs, &u);
+        let mut got = std::vec![0.0f32; xs.len()];
+        silu_mul(&mut got, &xs, &u);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "silu_mul at this CPU's level");
+        let mut gate = xs.clone();
+        swiglu_in_place(&mut gate, &u);
+        assert_eq!(bits(&gate), bits(&want), "swiglu at this CPU's level");
+        let mut p: std::vec::Vec<f32> = xs[..1000].to_vec();
+        let mut q = p.clone();
+        softmax(&mut p);
+        softmax_body(&mut q);
+        assert_eq!(bits(&p), bits(&q), "softmax at this CPU's level");
     }
 
     #[test]
