@@ -252,11 +252,7 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
                         } else {
                             for (j, &s) in s.iter().enumerate().take(nr) {
                                 let p = p.add(j);
-                                *p = if k0 == 0 {
-                                    f32::from_bits(s as u32)
-                                } else {
-                                    f32::from_bits(((*p).to_bits() as i32).wrapping_add(s) as u32)
-                                };
+                                add_chunk_sum(p, s, k0 == 0);
                             }
                         }
                     }
@@ -267,15 +263,39 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
             k0 += kn;
         }
         if chunked {
-            for (i, &sx) in x_scales.iter().enumerate().take(n) {
-                let yr = y.as_mut_ptr().add((r0 + i) * d.ys);
-                for (o, &sw) in scales.iter().enumerate().take(d.out) {
-                    let p = yr.add(o);
-                    *p = dequantise((*p).to_bits() as i32, sx, sw);
-                }
-            }
+            dequantise_chunked(y, d, r0, x_scales.get(..n).unwrap_or(&[]), scales);
         }
         r0 += n;
+    }
+}
+
+/// A product chunked along `k` keeps each output's exact sum in its `y` slot as `i32` bits:
+/// the first chunk's sum stored, the later ones added.
+///
+/// # Safety
+/// `p` is a valid output slot.
+#[inline(always)]
+unsafe fn add_chunk_sum(p: *mut f32, sum: i32, first: bool) {
+    *p = if first {
+        f32::from_bits(sum as u32)
+    } else {
+        f32::from_bits(((*p).to_bits() as i32).wrapping_add(sum) as u32)
+    };
+}
+
+/// Step 3 for rows `r0..r0 + x_scales.len()` of a product chunked along `k`, whose `y` slots
+/// hold the exact sums ([`add_chunk_sum`]).
+///
+/// # Safety
+/// `y` holds the rows `d` describes; `scales` has `d.out` values.
+#[inline(always)]
+unsafe fn dequantise_chunked(y: &mut [f32], d: Dims, r0: usize, x_scales: &[f32], scales: &[f32]) {
+    for (i, &sx) in x_scales.iter().enumerate() {
+        let yr = y.as_mut_ptr().add((r0 + i) * d.ys);
+        for (o, &sw) in scales.iter().enumerate().take(d.out) {
+            let p = yr.add(o);
+            *p = dequantise((*p).to_bits() as i32, sx, sw);
+        }
     }
 }
 
@@ -528,12 +548,7 @@ pub unsafe fn matmul_panels<T: Int8Lanes, const MR: usize, const NV: usize>(
                         } else {
                             for j in 0..nn {
                                 let v = *s.add(j) - *col_sums.as_ptr().add(j);
-                                let p = yr.add(j);
-                                *p = if k0 == 0 {
-                                    f32::from_bits(v as u32)
-                                } else {
-                                    f32::from_bits(((*p).to_bits() as i32).wrapping_add(v) as u32)
-                                };
+                                add_chunk_sum(yr.add(j), v, k0 == 0);
                             }
                         }
                     }
@@ -544,13 +559,7 @@ pub unsafe fn matmul_panels<T: Int8Lanes, const MR: usize, const NV: usize>(
             k0 += kn;
         }
         if chunked {
-            for (i, &sx) in x_scales.iter().enumerate().take(n) {
-                let yr = y.as_mut_ptr().add((r0 + i) * d.ys);
-                for (o, &sw) in scales.iter().enumerate().take(d.out) {
-                    let p = yr.add(o);
-                    *p = dequantise((*p).to_bits() as i32, sx, sw);
-                }
-            }
+            dequantise_chunked(y, d, r0, x_scales.get(..n).unwrap_or(&[]), scales);
         }
         r0 += n;
     }
