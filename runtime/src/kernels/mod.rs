@@ -140,11 +140,12 @@ pub fn check_matmul(x_len: usize, w_len: usize, y_len: usize, d: Dims) -> Result
 
 /// `Y[r][o] = Σ_i X[r][i] · W[o][i]` (see [`Dims`]); `W` in its stored `[out, in]` layout, read
 /// in place. Each weight row is read once for all the rows of the block. With the `threads`
-/// feature, inside a rayon pool, the rows are split over its threads ([`threads`]).
+/// feature, inside a rayon pool, the outputs or the rows are split over its threads
+/// ([`threads`]).
 pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result<(), Error> {
     check_matmul(x.len(), w.len(), y.len(), d)?;
     #[cfg(feature = "threads")]
-    if let Some(done) = threads::split_rows(x, y, d, &|x, y, d| matmul_here(x, w, y, d)) {
+    if let Some(done) = threads::split(x, y, d, &|x, y, d, o| matmul_here(x, w.get(o * d.ws..).unwrap_or(&[]), y, d)) {
         return done;
     }
     matmul_here(x, w, y, d)
@@ -203,12 +204,14 @@ fn matmul_here<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result
 /// extension or portable Rust. `d.accumulate` is refused (a sum of rounded products is not
 /// the product of the sums).
 ///
-/// Activations are quantised per row, so splitting the rows over threads (the `threads`
-/// feature) gives the same bits too.
+/// Activations are quantised per row, so splitting the outputs or the rows over threads (the
+/// `threads` feature) gives the same bits too.
 pub fn matmul_i8(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
     check_matmul(x.len(), w.len(), y.len(), d)?;
     #[cfg(feature = "threads")]
-    if let Some(done) = threads::split_rows(x, y, d, &|x, y, d| matmul_i8_here(x, w, scales, y, d)) {
+    if let Some(done) = threads::split(x, y, d, &|x, y, d, o| {
+        matmul_i8_here(x, w.get(o * d.ws..).unwrap_or(&[]), scales.get(o..).unwrap_or(&[]), y, d)
+    }) {
         return done;
     }
     matmul_i8_here(x, w, scales, y, d)

@@ -83,6 +83,13 @@ impl Lanes for Neon {
     }
     /// Groups of 4 rows × 4 steps widened and transposed in registers, the rest by
     /// `gemm::pack_rest`.
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // `PRFM` is a hint: it never faults, whatever the address (core's `_prefetch` is
+        // not stable).
+        core::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(nostack, preserves_flags, readonly));
+    }
     #[inline(always)]
     unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
         let (rows4, steps4) = (n / 4 * 4, kc / 4 * 4);

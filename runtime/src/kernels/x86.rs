@@ -125,6 +125,11 @@ impl Lanes for Avx2 {
     unsafe fn store(p: *mut f32, v: __m256) {
         _mm256_storeu_ps(p, v)
     }
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    }
     #[inline(always)]
     unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
         pack8(w, ws, n, kc, nr, panel)
@@ -160,6 +165,11 @@ impl Lanes for Avx512 {
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
         _mm512_storeu_ps(p, v)
+    }
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
     unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
@@ -198,6 +208,11 @@ impl Lanes for Sse2 {
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m128) {
         _mm_storeu_ps(p, v)
+    }
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
     }
     #[inline(always)]
     unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
