@@ -824,6 +824,17 @@ mod tests {
                 let t = v * 1.0;
                 let want = if t.is_nan() { 0 } else { t.clamp(-127.0, 127.0).round_ties_even() as i32 };
                 assert_eq!(int8::quantise(v, 1.0), want, "quantise({v})");
+                assert_eq!(int8::quantise_saturating(v, 1.0), want, "quantise_saturating({v})");
+                assert_eq!(int8::quantise_selected(v, 1.0), want, "quantise_selected({v})");
+            }
+        }
+        // Both ways of finishing the rounding agree on every kind of value and scale.
+        let mut bits = 0x9e37_79b9u32;
+        for _ in 0..200_000 {
+            bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let v = f32::from_bits(bits);
+            for inv in [1.0, 0.37, 127.0 / 3.5, 1e-30, 1e30, 0.0] {
+                assert_eq!(int8::quantise_saturating(v, inv), int8::quantise_selected(v, inv), "{v} · {inv}");
             }
         }
         let rows: [&[f32]; 6] = [
