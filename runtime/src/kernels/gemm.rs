@@ -98,15 +98,15 @@ impl Prefetch {
         if o + nr < d.out {
             Prefetch::panel(w, d, o + nr, k0, nr, kc)
         } else {
-            Prefetch::panel(w, d, 0, k0 + kc, nr, KC)
+            Prefetch::panel(w, d, 0, k0 + kc, nr, kc)
         }
     }
 
-    /// Prefetches the next line, if any is left.
+    /// Prefetches the next line with `hint`, if any is left.
     #[inline(always)]
-    pub(crate) unsafe fn step<S: Lanes>(&mut self) {
-        if S::PREFETCH && self.rows > 0 {
-            S::prefetch(self.row.wrapping_add(self.offset));
+    pub(crate) unsafe fn step(&mut self, hint: unsafe fn(*const u8)) {
+        if self.rows > 0 {
+            hint(self.row.wrapping_add(self.offset));
             self.offset += 64;
             if self.offset >= self.row_bytes {
                 self.offset = 0;
@@ -194,7 +194,9 @@ unsafe fn tile<S: Lanes, const MR: usize, const NV: usize>(
             }
         }
         p = p.add(nr);
-        next.step::<S>();
+        if S::PREFETCH {
+            next.step(S::prefetch);
+        }
     }
     for (i, row) in acc.iter().enumerate().take(out.rows) {
         let yr = out.y.add(i * out.ys);

@@ -23,6 +23,7 @@
 //! Rows longer than [`MAX_EXACT_K`] (no real model has them; the header allows 2^18) take a
 //! slow loop with `i64` sums: the same integers, the same bits.
 
+use super::gemm::Prefetch;
 use super::Dims;
 
 /// The longest row whose sums fit an `i32`: `127 · 128 · 131,072 < 2^31`.
@@ -414,6 +415,14 @@ pub trait Int8Lanes {
     /// `acc + Σ_{g < G} a_g · b_g` per lane, exact.
     unsafe fn madd(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
     unsafe fn store(p: *mut i32, v: Self::V);
+    /// Whether [`Int8Lanes::prefetch`] does anything (the next weight panel is then fetched
+    /// while the tiles run, as for f32: `gemm::Prefetch`).
+    const PREFETCH: bool = false;
+    /// Asks for the cache line at `p` (a hint: no fault, no effect on results).
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        let _ = p;
+    }
     /// Rewrites a packed activation row of `kp` values in place into the tile's operand form
     /// (VNNI: `q + 128` as unsigned bytes); nothing by default.
     #[inline(always)]
@@ -566,13 +575,14 @@ pub unsafe fn matmul_panels<T: Int8Lanes, const MR: usize, const NV: usize>(
                 if T::OFFSET != 0 {
                     T::offset_sums(w.as_ptr().add(o * d.ws + k0), d.ws, nn, kn, col_sums.as_mut_ptr());
                 }
+                let mut next = Prefetch::next_panel(w.as_ptr(), &d, o, k0, nr, kn);
                 let mut r = 0;
                 while r < n {
                     let m = MR.min(n - r);
                     // Rows past the group's end repeat its last row (computed, not stored).
                     let rows: [*const u8; MR] =
                         core::array::from_fn(|i| pack.add((r + i.min(m - 1)) * stride * ab).cast_const());
-                    panel_tile::<T, MR, NV>(&rows, panel, kp / T::G, sums.as_mut_ptr());
+                    panel_tile::<T, MR, NV>(&rows, panel, kp / T::G, sums.as_mut_ptr(), &mut next);
                     for i in 0..m {
                         let yr = y.as_mut_ptr().add((r0 + r + i) * d.ys + o);
                         let s = sums.as_ptr().add(i * nr);
@@ -610,6 +620,7 @@ unsafe fn panel_tile<T: Int8Lanes, const MR: usize, const NV: usize>(
     panel: *const u8,
     groups: usize,
     out: *mut i32,
+    next: &mut Prefetch,
 ) {
     let lane_bytes = T::L * 4;
     let mut acc = [[T::zero(); NV]; MR];
@@ -625,6 +636,9 @@ unsafe fn panel_tile<T: Int8Lanes, const MR: usize, const NV: usize>(
         }
         p = p.add(NV * lane_bytes);
         a += 4;
+        if T::PREFETCH {
+            next.step(T::prefetch);
+        }
     }
     for (i, row) in acc.iter().enumerate() {
         for (v, &c) in row.iter().enumerate() {

@@ -144,6 +144,11 @@ impl super::int8::Int8Lanes for Avx2Panels {
     const L: usize = 8;
     const G: usize = 2;
     const ABYTES: usize = 2;
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    }
     #[inline(always)]
     unsafe fn zero() -> __m256i {
         _mm256_setzero_si256()
@@ -209,6 +214,11 @@ impl super::int8::Int8Lanes for VnniPanels {
     const G: usize = 4;
     const ABYTES: usize = 1;
     const OFFSET: i32 = 128;
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    }
     #[inline(always)]
     unsafe fn zero() -> __m512i {
         _mm512_setzero_si512()
