@@ -147,7 +147,7 @@ impl super::int8::Int8Lanes for Avx2Panels {
     const PREFETCH: bool = true;
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+        _mm_prefetch::<_MM_HINT_T1>(p.cast())
     }
     #[inline(always)]
     unsafe fn zero() -> __m256i {
