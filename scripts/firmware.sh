@@ -412,6 +412,14 @@ check() {
     RESULT=FAIL RESULT_LINE="sudoku-uart+defmt: no defmt frames on stderr"
   fi
   note
+  # f16 weights on the M4F (the FPU's dot-product loop converts them with VCVTB): two puzzles
+  # and the malformed lines, about 25 s under QEMU.
+  WEIGHTS=f16 blob
+  "$HRM" solve sudoku --file "$FW/puzzles.txt" --model "$BLOB" >"$work/host-f16.txt"
+  session_input 2 >"$work/input-f16.txt"
+  session_expected "$work/host-f16.txt" 2 >"$work/expected-f16.txt"
+  WEIGHTS=f16 ELF_TAG=f16 check_one sudoku-uart "$work/input-f16.txt" "$work/expected-f16.txt"
+  note
   # f32 in soft float on the FPU-less M3, on the one-segment tiny model (the built-in one takes
   # over 3 minutes a puzzle there under QEMU): puzzle 1 and the malformed lines
   # (CHECK_M3_ALL=1: all ten).

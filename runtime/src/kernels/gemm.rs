@@ -23,6 +23,7 @@
 //! `< d.rows` of `k` values of `x`, rows `< d.out` of `w`, writes rows `< d.rows` of `d.out`
 //! values of `y`.
 
+use super::prefetch::Prefetch;
 use super::{Dims, Element};
 
 /// `k` values per packed panel: the whole `k` of the 27M model's products but its MLP's down
@@ -57,64 +58,6 @@ pub(crate) trait Lanes {
     /// Asks for the cache line at `p` (a hint: no fault, no effect on results).
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {}
-}
-
-/// The weights of the panel packed next, fetched into cache one line a tile step while the
-/// current panel's tiles run. Without it the packing waits on memory: a 27M product's
-/// weights come from DRAM once per product (they are read once), and packing was measured at
-/// a quarter of the product's time on a Zen 4 (`perf annotate`), the tiles idle meanwhile.
-/// The cursor walks `rows` rows of `row_bytes` bytes, `stride` bytes apart.
-pub(crate) struct Prefetch {
-    row: *const u8,
-    offset: usize,
-    row_bytes: usize,
-    stride: usize,
-    rows: usize,
-}
-
-impl Prefetch {
-    pub(crate) const NONE: Prefetch = Prefetch { row: core::ptr::null(), offset: 0, row_bytes: 0, stride: 0, rows: 0 };
-
-    /// The panel of weight rows `o..` (at most `nr`), values `k0..` (at most `KC`) of a
-    /// product, or nothing when it has no such panel.
-    pub(crate) fn panel<E>(w: *const E, d: &Dims, o: usize, k0: usize, nr: usize, kc: usize) -> Prefetch {
-        if o >= d.out || k0 >= d.k {
-            return Prefetch::NONE;
-        }
-        let size = core::mem::size_of::<E>();
-        Prefetch {
-            // The address is only computed and handed to the prefetch hint, never read.
-            row: w.wrapping_add(o * d.ws + k0).cast(),
-            offset: 0,
-            row_bytes: kc.min(d.k - k0) * size,
-            stride: d.ws * size,
-            rows: nr.min(d.out - o),
-        }
-    }
-
-    /// The panel after the one of rows `o..o + nr`, values `k0..k0 + kc`: the next rows of
-    /// this block of `k`, or the first ones of the next block.
-    pub(crate) fn next_panel<E>(w: *const E, d: &Dims, o: usize, k0: usize, nr: usize, kc: usize) -> Prefetch {
-        if o + nr < d.out {
-            Prefetch::panel(w, d, o + nr, k0, nr, kc)
-        } else {
-            Prefetch::panel(w, d, 0, k0 + kc, nr, kc)
-        }
-    }
-
-    /// Prefetches the next line with `hint`, if any is left.
-    #[inline(always)]
-    pub(crate) unsafe fn step(&mut self, hint: unsafe fn(*const u8)) {
-        if self.rows > 0 {
-            hint(self.row.wrapping_add(self.offset));
-            self.offset += 64;
-            if self.offset >= self.row_bytes {
-                self.offset = 0;
-                self.row = self.row.wrapping_add(self.stride);
-                self.rows -= 1;
-            }
-        }
-    }
 }
 
 /// A packed panel (cache-line aligned: the tile's panel loads never split a line).

@@ -23,7 +23,7 @@
 //! Rows longer than [`MAX_EXACT_K`] (no real model has them; the header allows 2^18) take a
 //! slow loop with `i64` sums: the same integers, the same bits.
 
-use super::gemm::Prefetch;
+use super::prefetch::Prefetch;
 use super::Dims;
 
 /// The longest row whose sums fit an `i32`: `127 · 128 · 131,072 < 2^31`.

@@ -15,11 +15,14 @@ use crate::Error;
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 pub(crate) mod arm_dsp;
+#[cfg(all(target_arch = "arm", target_feature = "fpregs"))]
+mod arm_fpu;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod gemm;
 pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod prefetch;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8;
 #[cfg(feature = "threads")]
@@ -29,7 +32,17 @@ mod x86;
 
 /// A stored weight element that widens to `f32`.
 pub trait Element: Copy + Default + bytemuck::Pod + Sync + SimdElement {
+    /// Which element this is (for kernels written for one).
+    const KIND: ElementKind;
     fn to_f32(self) -> f32;
+}
+
+/// The weight elements of f32 products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementKind {
+    F32,
+    F16,
+    Bf16,
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -43,6 +56,7 @@ pub trait SimdElement {}
 impl<T> SimdElement for T {}
 
 impl Element for f32 {
+    const KIND: ElementKind = ElementKind::F32;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -50,13 +64,22 @@ impl Element for f32 {
 }
 
 impl Element for f16 {
+    const KIND: ElementKind = ElementKind::F16;
     #[inline(always)]
     fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+        #[cfg(all(target_arch = "arm", target_feature = "fpregs"))]
+        {
+            arm_fpu::f16_to_f32(self.to_bits())
+        }
+        #[cfg(not(all(target_arch = "arm", target_feature = "fpregs")))]
+        {
+            f16::to_f32(self)
+        }
     }
 }
 
 impl Element for bf16 {
+    const KIND: ElementKind = ElementKind::Bf16;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
@@ -72,6 +95,16 @@ pub fn dot<E: Element>(w: &[E], x: &[f32]) -> f32 {
     let wc = w.chunks_exact(LANES);
     let xc = x.chunks_exact(LANES);
     let (wr, xr) = (wc.remainder(), xc.remainder());
+    // The Cortex-M FPU's loop: the same lanes, products and additions, in the same order.
+    #[cfg(all(target_arch = "arm", target_feature = "fpregs"))]
+    let (wc, xc) = {
+        let n = w.len().min(x.len()) / LANES * LANES;
+        if arm_fpu::dot_lanes(w.get(..n).unwrap_or(&[]), x.get(..n).unwrap_or(&[]), &mut acc) {
+            (w.get(..0).unwrap_or(&[]).chunks_exact(LANES), x.get(..0).unwrap_or(&[]).chunks_exact(LANES))
+        } else {
+            (wc, xc)
+        }
+    };
     for (wv, xv) in wc.zip(xc) {
         for ((a, &wi), &xi) in acc.iter_mut().zip(wv).zip(xv) {
             *a += wi.to_f32() * xi;
