@@ -1,12 +1,12 @@
 //! Cortex-M FPU operations (FPv4-SP of the M4F and later): the lanes of the portable dot
-//! product (`super::dot`) as a written-out loop, for f32 and f16 weights, and the
-//! half-precision conversion.
+//! product (`super::dot`) as written-out loops for f32 and f16 weights, one weight row at a
+//! time or two ([`matmul`]), and the half-precision conversion.
 //!
 //! Rust's `sreg` register class needs the `vfp2` feature, which a single-precision FPU lacks,
 //! so the loops name their registers and declare them clobbered, and values cross into Rust
 //! through memory or core registers.
 
-use super::{Element, ElementKind};
+use super::{Dims, Element, ElementKind};
 
 /// `acc[i] += w[8c + i] · x[8c + i]` for every chunk `c` of eight (each product rounded, then
 /// added: `VMLA.F32` is not fused), the lanes of `super::dot` in its order, so its bits. Returns
@@ -144,6 +144,264 @@ pub fn dot_lanes<E: Element>(w: &[E], x: &[f32], acc: &mut [f32; 8]) -> bool {
             true
         },
         _ => false,
+    }
+}
+
+/// `Y = X · Wᵀ` for f32 and f16 weights, two weight rows at a time: each activation row's
+/// eight values are loaded once for both, and the driver's work per output (slices, the lanes'
+/// sums in and out, the tail and the tree of `super::dot`) is shared by two. Every output gets
+/// `super::dot`'s lanes, tail and tree in its order: the same bits. Returns false, having done
+/// nothing, for bf16; a last odd output goes through `super::dot`.
+///
+/// The caller has checked the shape (`super::check_matmul`).
+pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
+    if E::KIND == ElementKind::Bf16 {
+        return false;
+    }
+    let chunks = d.k / 8;
+    let mut o = 0;
+    while o + 2 <= d.out {
+        let (wa, wb) = (w.get(o * d.ws..o * d.ws + d.k), w.get((o + 1) * d.ws..(o + 1) * d.ws + d.k));
+        let (Some(wa), Some(wb)) = (wa, wb) else { return false };
+        for r in 0..d.rows {
+            let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
+            let mut acc = core::mem::MaybeUninit::<[f32; 16]>::uninit();
+            let acc = if chunks > 0 {
+                // SAFETY: `chunks · 8 ≤ k` values of `xr`, `wa` and `wb` are read, all three
+                // slices hold `k`; `acc`'s 16 values are written; the named registers are
+                // clobbered. f16 rows off a 4-byte boundary take the `LDR` loop.
+                // The loop writes all 16 (it starts them from `ZEROS`, not from `acc`).
+                unsafe {
+                    pair_lanes::<E>(
+                        xr.as_ptr(),
+                        wa.as_ptr().cast(),
+                        wb.as_ptr().cast(),
+                        chunks,
+                        acc.as_mut_ptr().cast(),
+                    );
+                    acc.assume_init()
+                }
+            } else {
+                [0.0; 16]
+            };
+            let (la, lb) = acc.split_at(8);
+            let done = chunks * 8;
+            let tail = |wr: &[E]| {
+                let mut t = 0.0f32;
+                for (&wi, &xi) in wr.get(done..).unwrap_or(&[]).iter().zip(xr.get(done..).unwrap_or(&[])) {
+                    t += wi.to_f32() * xi;
+                }
+                t
+            };
+            let tree = |l: &[f32], t: f32| ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])) + t;
+            let (va, vb) = (tree(la, tail(wa)), tree(lb, tail(wb)));
+            if let Some(out) = y.get_mut(r * d.ys + o..r * d.ys + o + 2) {
+                if d.accumulate {
+                    out[0] += va;
+                    out[1] += vb;
+                } else {
+                    out[0] = va;
+                    out[1] = vb;
+                }
+            }
+        }
+        o += 2;
+    }
+    if o < d.out {
+        let Some(wr) = w.get(o * d.ws..o * d.ws + d.k) else { return false };
+        for r in 0..d.rows {
+            let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
+            let v = super::dot(wr, xr);
+            if let Some(out) = y.get_mut(r * d.ys + o) {
+                *out = if d.accumulate { *out + v } else { v };
+            }
+        }
+    }
+    true
+}
+
+/// The lanes of two weight rows against one activation row, from zero: `acc[0..8]` for `wa`,
+/// `acc[8..16]` for `wb`, `chunks` steps of eight values. (The sums start from a static zero
+/// block: a zeroed local array cost a `memset` call per output pair, 11 % of a segment.)
+///
+/// # Safety
+/// `x` has `8 · chunks` readable f32, `wa` and `wb` as many elements of `E` (f32 or f16; f32
+/// rows are 4-byte aligned); `acc` has room for 16 f32; `chunks > 0`.
+static ZEROS: [f32; 16] = [0.0; 16];
+
+#[inline(always)]
+unsafe fn pair_lanes<E: Element>(x: *const f32, wa: *const u8, wb: *const u8, chunks: usize, acc: *mut f32) {
+    if E::KIND == ElementKind::F32 {
+        core::arch::asm!(
+            "vldmia {z}, {{s16-s31}}",
+            "2:",
+            "vldmia {x}!, {{s0-s7}}",
+            "vldmia {wa}!, {{s8-s15}}",
+            "vmla.f32 s16, s0, s8",
+            "vmla.f32 s17, s1, s9",
+            "vmla.f32 s18, s2, s10",
+            "vmla.f32 s19, s3, s11",
+            "vmla.f32 s20, s4, s12",
+            "vmla.f32 s21, s5, s13",
+            "vmla.f32 s22, s6, s14",
+            "vmla.f32 s23, s7, s15",
+            "vldmia {wb}!, {{s8-s15}}",
+            "vmla.f32 s24, s0, s8",
+            "vmla.f32 s25, s1, s9",
+            "vmla.f32 s26, s2, s10",
+            "vmla.f32 s27, s3, s11",
+            "vmla.f32 s28, s4, s12",
+            "vmla.f32 s29, s5, s13",
+            "vmla.f32 s30, s6, s14",
+            "vmla.f32 s31, s7, s15",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vstmia {a}, {{s16-s31}}",
+            x = inout(reg) x => _,
+            wa = inout(reg) wa => _,
+            wb = inout(reg) wb => _,
+            n = inout(reg) chunks => _,
+            a = in(reg) acc,
+            z = in(reg) ZEROS.as_ptr(),
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _, out("s5") _,
+            out("s6") _, out("s7") _, out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _, out("s16") _, out("s17") _,
+            out("s18") _, out("s19") _, out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+            out("s24") _, out("s25") _, out("s26") _, out("s27") _, out("s28") _, out("s29") _,
+            out("s30") _, out("s31") _,
+            options(nostack),
+        );
+    } else if (wa as usize | wb as usize).is_multiple_of(4) {
+        // Eight halves are four words in s12–s15, widened in place into s8–s15: each
+        // conversion overwrites a word the earlier ones have already read.
+        core::arch::asm!(
+            "vldmia {z}, {{s16-s31}}",
+            "2:",
+            "vldmia {x}!, {{s0-s7}}",
+            "vldmia {wa}!, {{s12-s15}}",
+            "vcvtb.f32.f16 s8, s12",
+            "vcvtt.f32.f16 s9, s12",
+            "vcvtb.f32.f16 s10, s13",
+            "vcvtt.f32.f16 s11, s13",
+            "vcvtb.f32.f16 s12, s14",
+            "vcvtt.f32.f16 s13, s14",
+            "vcvtb.f32.f16 s14, s15",
+            "vcvtt.f32.f16 s15, s15",
+            "vmla.f32 s16, s0, s8",
+            "vmla.f32 s17, s1, s9",
+            "vmla.f32 s18, s2, s10",
+            "vmla.f32 s19, s3, s11",
+            "vmla.f32 s20, s4, s12",
+            "vmla.f32 s21, s5, s13",
+            "vmla.f32 s22, s6, s14",
+            "vmla.f32 s23, s7, s15",
+            "vldmia {wb}!, {{s12-s15}}",
+            "vcvtb.f32.f16 s8, s12",
+            "vcvtt.f32.f16 s9, s12",
+            "vcvtb.f32.f16 s10, s13",
+            "vcvtt.f32.f16 s11, s13",
+            "vcvtb.f32.f16 s12, s14",
+            "vcvtt.f32.f16 s13, s14",
+            "vcvtb.f32.f16 s14, s15",
+            "vcvtt.f32.f16 s15, s15",
+            "vmla.f32 s24, s0, s8",
+            "vmla.f32 s25, s1, s9",
+            "vmla.f32 s26, s2, s10",
+            "vmla.f32 s27, s3, s11",
+            "vmla.f32 s28, s4, s12",
+            "vmla.f32 s29, s5, s13",
+            "vmla.f32 s30, s6, s14",
+            "vmla.f32 s31, s7, s15",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vstmia {a}, {{s16-s31}}",
+            x = inout(reg) x => _,
+            wa = inout(reg) wa => _,
+            wb = inout(reg) wb => _,
+            n = inout(reg) chunks => _,
+            a = in(reg) acc,
+            z = in(reg) ZEROS.as_ptr(),
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _, out("s5") _,
+            out("s6") _, out("s7") _, out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _, out("s16") _, out("s17") _,
+            out("s18") _, out("s19") _, out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+            out("s24") _, out("s25") _, out("s26") _, out("s27") _, out("s28") _, out("s29") _,
+            out("s30") _, out("s31") _,
+            options(nostack),
+        );
+    } else {
+        // As below, the words read with `LDR`, which takes any address (a row of an odd
+        // length, the token mix's 81 halves, leaves the next one 2 bytes off a word; `VLDM`
+        // needs word alignment).
+        core::arch::asm!(
+            "vldmia {z}, {{s16-s31}}",
+            "2:",
+            "vldmia {x}!, {{s0-s7}}",
+            "ldr {t0}, [{wa}]",
+            "ldr {t1}, [{wa}, #4]",
+            "vmov s12, s13, {t0}, {t1}",
+            "ldr {t0}, [{wa}, #8]",
+            "ldr {t1}, [{wa}, #12]",
+            "vmov s14, s15, {t0}, {t1}",
+            "adds {wa}, #16",
+            "vcvtb.f32.f16 s8, s12",
+            "vcvtt.f32.f16 s9, s12",
+            "vcvtb.f32.f16 s10, s13",
+            "vcvtt.f32.f16 s11, s13",
+            "vcvtb.f32.f16 s12, s14",
+            "vcvtt.f32.f16 s13, s14",
+            "vcvtb.f32.f16 s14, s15",
+            "vcvtt.f32.f16 s15, s15",
+            "vmla.f32 s16, s0, s8",
+            "vmla.f32 s17, s1, s9",
+            "vmla.f32 s18, s2, s10",
+            "vmla.f32 s19, s3, s11",
+            "vmla.f32 s20, s4, s12",
+            "vmla.f32 s21, s5, s13",
+            "vmla.f32 s22, s6, s14",
+            "vmla.f32 s23, s7, s15",
+            "ldr {t0}, [{wb}]",
+            "ldr {t1}, [{wb}, #4]",
+            "vmov s12, s13, {t0}, {t1}",
+            "ldr {t0}, [{wb}, #8]",
+            "ldr {t1}, [{wb}, #12]",
+            "vmov s14, s15, {t0}, {t1}",
+            "adds {wb}, #16",
+            "vcvtb.f32.f16 s8, s12",
+            "vcvtt.f32.f16 s9, s12",
+            "vcvtb.f32.f16 s10, s13",
+            "vcvtt.f32.f16 s11, s13",
+            "vcvtb.f32.f16 s12, s14",
+            "vcvtt.f32.f16 s13, s14",
+            "vcvtb.f32.f16 s14, s15",
+            "vcvtt.f32.f16 s15, s15",
+            "vmla.f32 s24, s0, s8",
+            "vmla.f32 s25, s1, s9",
+            "vmla.f32 s26, s2, s10",
+            "vmla.f32 s27, s3, s11",
+            "vmla.f32 s28, s4, s12",
+            "vmla.f32 s29, s5, s13",
+            "vmla.f32 s30, s6, s14",
+            "vmla.f32 s31, s7, s15",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vstmia {a}, {{s16-s31}}",
+            x = inout(reg) x => _,
+            wa = inout(reg) wa => _,
+            wb = inout(reg) wb => _,
+            n = inout(reg) chunks => _,
+            a = in(reg) acc,
+            z = in(reg) ZEROS.as_ptr(),
+            t0 = out(reg) _,
+            t1 = out(reg) _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _, out("s5") _,
+            out("s6") _, out("s7") _, out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _, out("s16") _, out("s17") _,
+            out("s18") _, out("s19") _, out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+            out("s24") _, out("s25") _, out("s26") _, out("s27") _, out("s28") _, out("s29") _,
+            out("s30") _, out("s31") _,
+            options(nostack),
+        );
     }
 }
 

@@ -224,6 +224,11 @@ fn matmul_here<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result
         unsafe { neon::matmul(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d) };
         return Ok(());
     }
+    // The Cortex-M FPU's loops: the portable product's arithmetic, two weight rows at a time.
+    #[cfg(all(target_arch = "arm", target_feature = "fpregs"))]
+    if arm_fpu::matmul(x, w, y, d) {
+        return Ok(());
+    }
     #[allow(unreachable_code)]
     {
         matmul_portable(x, w, y, d);
