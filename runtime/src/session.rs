@@ -500,39 +500,20 @@ impl Net<'_, '_> {
         obs.observe(site_in, k);
         obs.observe(site_in, vt);
 
-        let scale = 1.0 / libm::sqrtf(hd as f32);
         // With int8 weights every result is meant to be the same bits on every kernel level and
         // core (the int8 arithmetic is exact): the two activation products then take the one
         // portable loop, whose order of additions is fixed, instead of the ISA's FMA tiles
         // (a few percent of a segment's multiply-adds).
-        let same_bits = matches!(wqkv.weights, Weights::I8 { .. });
-        let product = |x: &[f32], w: &[f32], y: &mut [f32], d: kernels::Dims| {
-            if same_bits {
-                kernels::matmul_same_everywhere(x, w, y, d)
-            } else {
-                kernels::matmul(x, w, y, d)
-            }
+        let heads = kernels::Heads {
+            positions: s,
+            width: h,
+            head_dim: hd,
+            heads: c.num_heads as usize,
+            query_block: r,
+            scale: 1.0 / libm::sqrtf(hd as f32),
+            same_bits: matches!(wqkv.weights, Weights::I8 { .. }),
         };
-        for head in 0..c.num_heads as usize {
-            let off = head * hd;
-            let k_rows = k.get(off..).unwrap_or(&[]);
-            let vt_rows = vt.get(off * s..).unwrap_or(&[]);
-            for start in (0..s).step_by(r) {
-                let n = r.min(s - start);
-                let q_rows = q.get(start * h + off..).unwrap_or(&[]);
-                let d = kernels::Dims { rows: n, out: s, k: hd, xs: h, ws: h, ys: s, accumulate: false };
-                product(q_rows, k_rows, scores, d)?;
-                for row in scores.chunks_exact_mut(s).take(n) {
-                    for v in row.iter_mut() {
-                        *v *= scale;
-                    }
-                    kernels::softmax(row);
-                }
-                let out = heads_out.get_mut(start * h + off..).unwrap_or(&mut []);
-                let d = kernels::Dims { rows: n, out: hd, k: s, xs: s, ws: s, ys: h, accumulate: false };
-                product(scores, vt_rows, out, d)?;
-            }
-        }
+        kernels::attention_heads(q, k, vt, heads_out, scores, heads)?;
         obs.observe(self.site(level, layer, LayerSite::MixerAct), heads_out);
         obs.input(self.id(level, layer, LayerPart::AttnOut), heads_out, h, h);
         // The projection goes into Q's buffer, free by now.

@@ -337,6 +337,85 @@ pub fn matmul_same_everywhere(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) -> R
     Ok(())
 }
 
+/// The shape of multi-head attention over one sequence ([`attention_heads`]): `positions`
+/// rows of `width` values in Q, K and the output, `heads` heads of `head_dim` columns, query
+/// rows in blocks of `query_block`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heads {
+    pub positions: usize,
+    pub width: usize,
+    pub head_dim: usize,
+    pub heads: usize,
+    pub query_block: usize,
+    /// Applied to the scores before the softmax (1/√head_dim).
+    pub scale: f32,
+    /// The two products in [`matmul_same_everywhere`]'s fixed order (int8 models: the same
+    /// bits on every kernel level and core), else in [`matmul`]'s tiles.
+    pub same_bits: bool,
+}
+
+/// For every head `h`: `out_h = softmax(scale · Q_h · K_hᵀ) · V_h`, `V` given transposed (`vt`:
+/// `width` rows of `positions`, head `h`'s rows from `h · head_dim`), each head's result in its
+/// columns of `out`. `scores` holds `query_block × positions` values. With the `threads`
+/// feature, inside a rayon pool, the heads are split over its threads ([`threads`]): one
+/// split a layer instead of two per head, and the softmax in parallel; the same bits.
+pub fn attention_heads(
+    q: &[f32],
+    k: &[f32],
+    vt: &[f32],
+    out: &mut [f32],
+    scores: &mut [f32],
+    a: Heads,
+) -> Result<(), Error> {
+    #[cfg(feature = "threads")]
+    if let Some(done) = threads::split_heads(q, k, vt, out, scores, a) {
+        return done;
+    }
+    heads_here(q, k, vt, out, scores, a, 0..a.heads)
+}
+
+/// [`attention_heads`] for the heads `heads`, on this thread (its products are not split).
+pub(crate) fn heads_here(
+    q: &[f32],
+    k: &[f32],
+    vt: &[f32],
+    out: &mut [f32],
+    scores: &mut [f32],
+    a: Heads,
+    heads: core::ops::Range<usize>,
+) -> Result<(), Error> {
+    let (s, h, hd, r) = (a.positions, a.width, a.head_dim, a.query_block.max(1));
+    let product = |x: &[f32], w: &[f32], y: &mut [f32], d: Dims| {
+        if a.same_bits {
+            matmul_same_everywhere(x, w, y, d)
+        } else {
+            check_matmul(x.len(), w.len(), y.len(), d)?;
+            matmul_here(x, w, y, d)
+        }
+    };
+    for head in heads {
+        let off = head * hd;
+        let k_rows = k.get(off..).unwrap_or(&[]);
+        let vt_rows = vt.get(off * s..).unwrap_or(&[]);
+        for start in (0..s).step_by(r) {
+            let n = r.min(s - start);
+            let q_rows = q.get(start * h + off..).unwrap_or(&[]);
+            let d = Dims { rows: n, out: s, k: hd, xs: h, ws: h, ys: s, accumulate: false };
+            product(q_rows, k_rows, scores, d)?;
+            for row in scores.chunks_exact_mut(s).take(n) {
+                for v in row.iter_mut() {
+                    *v *= a.scale;
+                }
+                softmax(row);
+            }
+            let o = out.get_mut(start * h + off..).unwrap_or(&mut []);
+            let d = Dims { rows: n, out: hd, k: s, xs: s, ws: s, ys: h, accumulate: false };
+            product(scores, vt_rows, o, d)?;
+        }
+    }
+    Ok(())
+}
+
 /// The portable product: weight row by weight row, so that each is read once per block of
 /// rows (from flash, on a microcontroller).
 #[inline(always)]

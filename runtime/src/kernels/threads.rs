@@ -136,6 +136,62 @@ fn split_outputs(x: &[f32], y: &mut [f32], d: Dims, parts: usize, run: &Product<
     first_error(first)
 }
 
+/// [`super::attention_heads`] with its heads split over the current rayon pool's threads, or
+/// `None` when it should stay on this thread (not inside a pool, one thread, one head, or too
+/// small). The first part uses `scores` and writes into `out` in place; the others score into
+/// buffers of their own and write whole rows of their own (the heads' columns interleave in
+/// `out`'s rows), whose columns are copied into `out` after.
+pub fn split_heads(
+    q: &[f32],
+    k: &[f32],
+    vt: &[f32],
+    out: &mut [f32],
+    scores: &mut [f32],
+    a: super::Heads,
+) -> Option<Result<(), Error>> {
+    let threads = rayon::current_num_threads();
+    let macs = 2usize.saturating_mul(a.positions).saturating_mul(a.positions).saturating_mul(a.width);
+    if rayon::current_thread_index().is_none() || threads < 2 || a.heads < 2 || macs < MIN_MACS {
+        return None;
+    }
+    let parts = threads.min(a.heads);
+    let per = a.heads.div_ceil(parts);
+    let ranges: Vec<core::ops::Range<usize>> = (0..a.heads).step_by(per).map(|h| h..(h + per).min(a.heads)).collect();
+    let rows_len = out.len();
+    let mut buffers: Vec<(Vec<f32>, Vec<f32>)> = {
+        let mut spare = SPARE.lock().map(|mut s| core::mem::take(&mut *s)).unwrap_or_default();
+        ranges.iter().skip(1).map(|_| (spare.pop().unwrap_or_default(), spare.pop().unwrap_or_default())).collect()
+    };
+    for (own_scores, own_out) in buffers.iter_mut() {
+        own_scores.resize(scores.len(), 0.0);
+        own_out.resize(rows_len, 0.0);
+    }
+    let first = Mutex::new(None);
+    rayon::scope(|scope| {
+        let first = &first;
+        for ((own_scores, own_out), heads) in buffers.iter_mut().zip(ranges.iter().skip(1).cloned()) {
+            scope.spawn(move |_| keep_first(first, super::heads_here(q, k, vt, own_out, own_scores, a, heads)));
+        }
+        let heads = ranges.first().cloned().unwrap_or(0..0);
+        keep_first(first, super::heads_here(q, k, vt, &mut *out, &mut *scores, a, heads));
+    });
+    for ((_, own_out), heads) in buffers.iter().zip(ranges.iter().skip(1)) {
+        let (from, to) = (heads.start * a.head_dim, heads.end * a.head_dim);
+        for (dst, src) in out.chunks_mut(a.width).zip(own_out.chunks(a.width)).take(a.positions) {
+            if let (Some(dst), Some(src)) = (dst.get_mut(from..to), src.get(from..to)) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+    if let Ok(mut spare) = SPARE.lock() {
+        for (a, b) in buffers {
+            spare.push(a);
+            spare.push(b);
+        }
+    }
+    Some(first_error(first))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +228,45 @@ mod tests {
                 assert_eq!(bits(&many), bits(&one), "f32 {rows}x{out} on {threads} threads");
                 assert_eq!(bits(&many_q), bits(&one_q), "int8 {rows}x{out} on {threads} threads");
                 assert!(one.iter().zip(&start).any(|(a, b)| a != b), "the product changed the outputs");
+            }
+        }
+    }
+
+    /// Attention with its heads split over 2 and 3 threads (8 heads of 16, 40 positions, query
+    /// blocks of 7 rows) gives the bits of one thread, f32 tiles and the fixed-order products
+    /// alike.
+    #[test]
+    fn split_heads_give_the_bits_of_one_thread() {
+        let (s, hd, heads) = (40, 16, 8);
+        let h = hd * heads;
+        let q: Vec<f32> = (0..s * h).map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0).collect();
+        let k: Vec<f32> = (0..s * h).map(|i| ((i * 11 % 29) as f32 - 14.0) / 9.0).collect();
+        let vt: Vec<f32> = (0..h * s).map(|i| ((i * 7 % 31) as f32 - 15.0) / 8.0).collect();
+        for same_bits in [false, true] {
+            let a = crate::kernels::Heads {
+                positions: s,
+                width: h,
+                head_dim: hd,
+                heads,
+                query_block: 7,
+                scale: 0.25,
+                same_bits,
+            };
+            let run = || {
+                let mut out = vec![0.0f32; s * h];
+                let mut scores = vec![0.0f32; 7 * s];
+                crate::kernels::attention_heads(&q, &k, &vt, &mut out, &mut scores, a).unwrap();
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let one = run();
+            assert!(one.iter().any(|&b| b != 0));
+            let (mut out, mut scores) = (vec![0.0f32; s * h], vec![0.0f32; 7 * s]);
+            assert!(split_heads(&q, &k, &vt, &mut out, &mut scores, a).is_none(), "no split outside a pool");
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            assert!(pool.install(|| split_heads(&q, &k, &vt, &mut out, &mut scores, a)).is_some(), "split in a pool");
+            for threads in [2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                assert_eq!(pool.install(run), one, "{threads} threads, same_bits {same_bits}");
             }
         }
     }
