@@ -60,6 +60,15 @@ fn saturate(negative: bool, magnitude: u128) -> i64 {
 /// example `shift_round(i128::MIN, 128) == -1`, since -1/2 rounds away from zero). A nonzero `v`
 /// with `shift <= -64` always saturates.
 pub fn shift_round(v: i128, shift: i32) -> i64 {
+    // Most values fit 64 bits: the same rounding there (on a 32-bit core i128 shifts are
+    // chains of word operations; a unit test compares with the exact reference).
+    if (1..=63).contains(&shift) {
+        if let Ok(small) = i64::try_from(v) {
+            if small.unsigned_abs() < 1 << 62 {
+                return shift_round_small(small, shift as u32);
+            }
+        }
+    }
     // Work on the magnitude so that v and -v round symmetrically (half away from zero);
     // |i128::MIN| = 2^127 fits u128.
     let magnitude = v.unsigned_abs();
@@ -179,12 +188,35 @@ fn interp_segment(p0: Option<i64>, p1: i64, p2: i64, p3: Option<i64>, r: u64, bi
     let d = p2 - p1;
     // 4k, limited to 4|d|.
     let k4 = (p1 + p2 - p0 - p3).max(-4 * d.abs()).min(4 * d.abs());
+    // On a 32-bit core every i128 operation below is a library call or a chain of them. With
+    // entries within ±2^17 (the tables' Q15 values and their extrapolations) and at most 20
+    // fraction bits, each term fits i64: |4·(p1·one + d·r)·one| < 2^61, |4k·r·(one − r)| < 2^57,
+    // so the same sum in i64, rounded the same way (a unit test compares both).
+    if bits <= 20 && [p0, p1, p2, p3].iter().all(|p| p.unsigned_abs() <= 1 << 17) {
+        let one = 1i64 << bits;
+        let r = r as i64;
+        let scaled = 4 * (p1 * one + d * r) * one + k4 * r * (one - r);
+        return shift_round_small(scaled, 2 * bits + 2);
+    }
     let one = 1i128 << bits;
     let r = i128::from(r);
     // y · 2^(2·bits + 2) = 4·(p1·one + d·r)·one + 4k·r·(one - r); with entries <= 2^30 each term
     // is at most 2^112 (p1 + d·r/one stays in [0, 2^30]; 4k·r·(one - r) <= 2^32 · 2^78).
     let scaled = 4 * (i128::from(p1) * one + i128::from(d) * r) * one + i128::from(k4) * r * (one - r);
     shift_round(scaled, 2 * bits as i32 + 2)
+}
+
+/// [`shift_round`] of a `v` with `|v| < 2^62` by `shift` in `1..=63`: the same rounding (half
+/// away from zero) in 64-bit arithmetic.
+#[inline]
+fn shift_round_small(v: i64, shift: u32) -> i64 {
+    let halves = v.unsigned_abs() >> (shift - 1);
+    let rounded = ((halves + 1) >> 1) as i64;
+    if v < 0 {
+        -rounded
+    } else {
+        rounded
+    }
 }
 
 /// `σ(x / 2^frac) × 32768` rounded to an integer in [0, 32768], for every `x` and `frac`.
@@ -465,6 +497,47 @@ mod tests {
         let up = 2 * r > d || (2 * r == d && v >= 0);
         let q = q + i128::from(up);
         q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    /// The 64-bit paths of `interp_segment` and of `shift_round` (`shift_round_small`) give
+    /// the exact reference's values wherever they are taken.
+    #[test]
+    fn small_interpolation_matches_the_wide_one() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let bits = (next() % 21) as u32;
+            let p = |v: u64| (v % (1 << 18)) as i64 - (1 << 17);
+            let (p0, p1, p2, p3) = (p(next()), p(next()), p(next()), p(next()));
+            let r = next() % (1u64 << bits);
+            let v = (next() >> 2) as i64 * if next() % 2 == 0 { 1 } else { -1 };
+            let shift = 1 + (next() % 63) as u32;
+            assert_eq!(shift_round_small(v, shift), shift_round_ref(i128::from(v), shift), "{v} >> {shift}");
+            for (a, b) in [(Some(p0), Some(p3)), (None, Some(p3)), (Some(p0), None), (None, None)] {
+                let fast = interp_segment(a, p1, p2, b, r, bits);
+                // The wide path, forced: the same entries as i128 arithmetic.
+                let (w0, w3) = match (a, b) {
+                    (Some(p0), Some(p3)) => (p0, p3),
+                    (None, Some(p3)) => (3 * (p1 - p2) + p3, p3),
+                    (Some(p0), None) => (p0, 3 * (p2 - p1) + p0),
+                    (None, None) => (2 * p1 - p2, 2 * p2 - p1),
+                };
+                let d = p2 - p1;
+                let k4 = (p1 + p2 - w0 - w3).max(-4 * d.abs()).min(4 * d.abs());
+                let one = 1i128 << bits;
+                let ri = i128::from(r);
+                let wide = shift_round_ref(
+                    4 * (i128::from(p1) * one + i128::from(d) * ri) * one + i128::from(k4) * ri * (one - ri),
+                    2 * bits + 2,
+                );
+                assert_eq!(fast, wide, "p {p0} {p1} {p2} {p3} r {r} bits {bits}");
+            }
+        }
     }
 
     #[test]
