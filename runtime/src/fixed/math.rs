@@ -100,6 +100,12 @@ pub fn shift_round(v: i128, shift: i32) -> i64 {
 /// result is exact for every `e` (`e = i32::MIN` and very negative `e` give 0; very positive `e`
 /// with a nonzero product saturate).
 pub fn mul_pow2_round(v: i64, m: i32, e: i32) -> i64 {
+    // A 32-bit `v` (the products' sums, the activations) times the mantissa fits i64: one
+    // 32 × 32 multiply instead of an i128 one on a 32-bit core; `shift_round` then takes its
+    // 64-bit path. The same value.
+    if let Ok(small) = i32::try_from(v) {
+        return shift_round(i128::from(i64::from(small) * i64::from(m)), e.saturating_neg());
+    }
     // saturating_neg maps i32::MIN to i32::MAX: both shifts are far past the 2^94 product.
     shift_round(i128::from(v) * i128::from(m), e.saturating_neg())
 }
@@ -499,8 +505,8 @@ mod tests {
         q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
-    /// The 64-bit paths of `interp_segment` and of `shift_round` (`shift_round_small`) give
-    /// the exact reference's values wherever they are taken.
+    /// The 64-bit paths of `interp_segment`, of `shift_round` (`shift_round_small`) and of
+    /// `mul_pow2_round` give the exact reference's values wherever they are taken.
     #[test]
     fn small_interpolation_matches_the_wide_one() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -518,6 +524,12 @@ mod tests {
             let v = (next() >> 2) as i64 * if next() % 2 == 0 { 1 } else { -1 };
             let shift = 1 + (next() % 63) as u32;
             assert_eq!(shift_round_small(v, shift), shift_round_ref(i128::from(v), shift), "{v} >> {shift}");
+            // mul_pow2_round's 32-bit path (and its wide one, for 64-bit values).
+            let x = if next() % 2 == 0 { (next() as i32) as i64 } else { next() as i64 };
+            let m = (next() % (1 << 25)) as i32 - (1 << 24);
+            let e = -1 - (next() % 70) as i32;
+            let want = shift_round_ref(i128::from(x) * i128::from(m), e.unsigned_abs());
+            assert_eq!(mul_pow2_round(x, m, e), want, "{x} · {m} · 2^{e}");
             for (a, b) in [(Some(p0), Some(p3)), (None, Some(p3)), (Some(p0), None), (None, None)] {
                 let fast = interp_segment(a, p1, p2, b, r, bits);
                 // The wide path, forced: the same entries as i128 arithmetic.
