@@ -58,6 +58,30 @@ pub fn split(x: &[f32], y: &mut [f32], d: Dims, run: &Product<'_>) -> Option<Res
     }
 }
 
+/// `count` buffers from the spare ones (new ones where there are too few).
+fn take_spare(count: usize) -> Vec<Vec<f32>> {
+    match SPARE.lock() {
+        Ok(mut spare) => (0..count).map(|_| spare.pop().unwrap_or_default()).collect(),
+        Err(_) => (0..count).map(|_| Vec::new()).collect(),
+    }
+}
+
+/// Gives buffers back for later splits.
+fn give_spare(buffers: impl IntoIterator<Item = Vec<f32>>) {
+    if let Ok(mut spare) = SPARE.lock() {
+        spare.extend(buffers);
+    }
+}
+
+/// The first `len` values of `buffer`, grown (never shrunk) to hold them: buffers pass between
+/// products of different sizes, and growing one zero-fills its new part.
+fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    buffer.get_mut(..len).unwrap_or(&mut [])
+}
+
 /// Keeps the first error of the parts.
 fn keep_first(first: &Mutex<Option<Error>>, result: Result<(), Error>) {
     if let (Err(e), Ok(mut slot)) = (result, first.lock()) {
@@ -99,13 +123,11 @@ fn split_rows(x: &[f32], y: &mut [f32], d: Dims, parts: usize, run: &Product<'_>
 fn split_outputs(x: &[f32], y: &mut [f32], d: Dims, parts: usize, run: &Product<'_>) -> Result<(), Error> {
     let per = d.out.div_ceil(parts).div_ceil(OUT_GRAIN) * OUT_GRAIN;
     let ranges: Vec<(usize, usize)> = (0..d.out).step_by(per).map(|o| (o, per.min(d.out - o))).collect();
-    let mut buffers: Vec<Vec<f32>> = {
-        let mut spare = SPARE.lock().map(|mut s| core::mem::take(&mut *s)).unwrap_or_default();
-        ranges.iter().skip(1).map(|_| spare.pop().unwrap_or_default()).collect()
-    };
+    let mut storage = take_spare(ranges.len() - 1);
+    // Old values may stay: a product that does not accumulate writes every output.
+    let mut buffers: Vec<&mut [f32]> =
+        storage.iter_mut().zip(ranges.iter().skip(1)).map(|(b, &(_, n))| sized(b, d.rows * n)).collect();
     for (buffer, &(o, n)) in buffers.iter_mut().zip(ranges.iter().skip(1)) {
-        // Old values may stay: a product that does not accumulate writes every output.
-        buffer.resize(d.rows * n, 0.0);
         if d.accumulate {
             // The part adds to `Y`'s values, as the product in place would.
             for (dst, src) in buffer.chunks_exact_mut(n).zip(y.chunks(d.ys)) {
@@ -130,9 +152,7 @@ fn split_outputs(x: &[f32], y: &mut [f32], d: Dims, parts: usize, run: &Product<
             }
         }
     }
-    if let Ok(mut spare) = SPARE.lock() {
-        spare.extend(buffers);
-    }
+    give_spare(storage);
     first_error(first)
 }
 
@@ -157,15 +177,12 @@ pub fn split_heads(
     let parts = threads.min(a.heads);
     let per = a.heads.div_ceil(parts);
     let ranges: Vec<core::ops::Range<usize>> = (0..a.heads).step_by(per).map(|h| h..(h + per).min(a.heads)).collect();
-    let rows_len = out.len();
-    let mut buffers: Vec<(Vec<f32>, Vec<f32>)> = {
-        let mut spare = SPARE.lock().map(|mut s| core::mem::take(&mut *s)).unwrap_or_default();
-        ranges.iter().skip(1).map(|_| (spare.pop().unwrap_or_default(), spare.pop().unwrap_or_default())).collect()
+    let mut storage = take_spare(2 * (ranges.len() - 1));
+    let mut buffers: Vec<(&mut [f32], &mut [f32])> = {
+        let mut views = storage.iter_mut();
+        let mut next = |len| views.next().map_or(&mut [][..], |b| sized(b, len));
+        ranges.iter().skip(1).map(|_| (next(scores.len()), next(out.len()))).collect()
     };
-    for (own_scores, own_out) in buffers.iter_mut() {
-        own_scores.resize(scores.len(), 0.0);
-        own_out.resize(rows_len, 0.0);
-    }
     let first = Mutex::new(None);
     rayon::scope(|scope| {
         let first = &first;
@@ -183,12 +200,7 @@ pub fn split_heads(
             }
         }
     }
-    if let Ok(mut spare) = SPARE.lock() {
-        for (a, b) in buffers {
-            spare.push(a);
-            spare.push(b);
-        }
-    }
+    give_spare(storage);
     Some(first_error(first))
 }
 
