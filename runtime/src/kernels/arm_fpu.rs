@@ -184,17 +184,12 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
             } else {
                 [0.0; 16]
             };
-            let (la, lb) = acc.split_at(8);
+            let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = acc;
             let done = chunks * 8;
-            let tail = |wr: &[E]| {
-                let mut t = 0.0f32;
-                for (&wi, &xi) in wr.get(done..).unwrap_or(&[]).iter().zip(xr.get(done..).unwrap_or(&[])) {
-                    t += wi.to_f32() * xi;
-                }
-                t
-            };
-            let tree = |l: &[f32], t: f32| ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])) + t;
-            let (va, vb) = (tree(la, tail(wa)), tree(lb, tail(wb)));
+            let x_tail = xr.get(done..).unwrap_or(&[]);
+            let tail = |wr: &[E]| super::tail_sum(wr.get(done..).unwrap_or(&[]), x_tail);
+            let va = super::lanes_total(&[a0, a1, a2, a3, a4, a5, a6, a7], tail(wa));
+            let vb = super::lanes_total(&[b0, b1, b2, b3, b4, b5, b6, b7], tail(wb));
             if let Some(out) = y.get_mut(r * d.ys + o..r * d.ys + o + 2) {
                 if d.accumulate {
                     out[0] += va;

@@ -110,11 +110,24 @@ pub fn dot<E: Element>(w: &[E], x: &[f32]) -> f32 {
             *a += wi.to_f32() * xi;
         }
     }
+    lanes_total(&acc, tail_sum(wr, xr))
+}
+
+/// The values past the last whole chunk of [`dot`], added in order.
+#[inline(always)]
+pub(crate) fn tail_sum<E: Element>(w: &[E], x: &[f32]) -> f32 {
     let mut tail = 0.0f32;
-    for (&wi, &xi) in wr.iter().zip(xr) {
+    for (&wi, &xi) in w.iter().zip(x) {
         tail += wi.to_f32() * xi;
     }
-    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    tail
+}
+
+/// [`dot`]'s lanes added up, the fixed tree, then the tail: every loop that forms `dot`'s sums
+/// ends here, so that they give its bits.
+#[inline(always)]
+pub(crate) fn lanes_total(acc: &[f32; LANES], tail: f32) -> f32 {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = *acc;
     ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail
 }
 
@@ -389,7 +402,6 @@ pub(crate) fn heads_here(
         if a.same_bits {
             matmul_same_everywhere(x, w, y, d)
         } else {
-            check_matmul(x.len(), w.len(), y.len(), d)?;
             matmul_here(x, w, y, d)
         }
     };
