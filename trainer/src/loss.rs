@@ -14,11 +14,12 @@ pub enum LmLoss {
     Softmax,
 }
 
-/// `log p` of every class, in f64 as the reference computes it.
+/// `log p` of every class, in f64: stablemax is computed in f64 as the reference does, softmax
+/// in the logits' own precision (the reference's `F.cross_entropy` on f32) and then widened.
 fn log_probs(logits: &Tensor, kind: LmLoss) -> Result<Tensor> {
-    let x = logits.to_dtype(DType::F64)?;
     match kind {
         LmLoss::Stablemax => {
+            let x = logits.to_dtype(DType::F64)?;
             let neg = x.lt(0.0)?;
             let below = ((x.neg()? + 1.0)? + 1e-30)?.recip()?;
             let above = (&x + 1.0)?;
@@ -26,9 +27,9 @@ fn log_probs(logits: &Tensor, kind: LmLoss) -> Result<Tensor> {
             s.broadcast_div(&s.sum_keepdim(D::Minus1)?)?.log()
         }
         LmLoss::Softmax => {
-            let max = x.max_keepdim(D::Minus1)?.detach();
-            let shifted = x.broadcast_sub(&max)?;
-            shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+            let max = logits.max_keepdim(D::Minus1)?.detach();
+            let shifted = logits.broadcast_sub(&max)?;
+            shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?.to_dtype(DType::F64)
         }
     }
 }
@@ -55,7 +56,8 @@ pub fn score(logits: &Tensor, labels: &Tensor) -> Result<Scored> {
     Ok(Scored { counts, seq_correct, correct })
 }
 
-/// Σ over sequences of (Σ over labelled tokens of −log p(label)) / max(1, labelled tokens).
+/// Σ over sequences of (Σ over labelled tokens of −log p(label)) / max(1, labelled tokens), in f64
+/// (the reference adds it to the f32 Q losses in f64 too).
 pub fn lm_loss(logits: &Tensor, labels: &Tensor, kind: LmLoss, counts: &Tensor) -> Result<Tensor> {
     let logp = log_probs(logits, kind)?;
     let mask = labels.ne(IGNORE_LABEL)?;
@@ -64,7 +66,7 @@ pub fn lm_loss(logits: &Tensor, labels: &Tensor, kind: LmLoss, counts: &Tensor) 
     let picked = (picked * mask.to_dtype(DType::F64)?)?;
     let per_seq = picked.sum(D::Minus1)?.neg()?;
     let divisor = counts.to_dtype(DType::F64)?.clamp(1.0, f64::INFINITY)?;
-    (per_seq / divisor)?.sum_all()?.to_dtype(DType::F32)
+    (per_seq / divisor)?.sum_all()
 }
 
 /// Σ of binary cross entropy with logits: `max(x, 0) − x·y + log(1 + e^(−|x|))`.
@@ -88,10 +90,10 @@ mod tests {
         assert_eq!(s.counts.to_vec1::<f32>().unwrap(), [1.0]);
         assert_eq!(s.seq_correct.to_vec1::<u8>().unwrap(), [1]);
         // Stablemax of [2, -1, 0]: s = [3, 0.5, 1] → p(0) = 3 / 4.5.
-        let l = lm_loss(&logits, &labels, LmLoss::Stablemax, &s.counts).unwrap().to_scalar::<f32>().unwrap();
-        assert!((l - (-(3.0f32 / 4.5).ln())).abs() < 1e-6, "{l}");
-        let soft = lm_loss(&logits, &labels, LmLoss::Softmax, &s.counts).unwrap().to_scalar::<f32>().unwrap();
-        let want = -(2.0f32.exp() / (2.0f32.exp() + (-1.0f32).exp() + 1.0)).ln();
+        let l = lm_loss(&logits, &labels, LmLoss::Stablemax, &s.counts).unwrap().to_scalar::<f64>().unwrap();
+        assert!((l - (-(3.0f64 / 4.5).ln())).abs() < 1e-12, "{l}");
+        let soft = lm_loss(&logits, &labels, LmLoss::Softmax, &s.counts).unwrap().to_scalar::<f64>().unwrap();
+        let want = -(2.0f64.exp() / (2.0f64.exp() + (-1.0f64).exp() + 1.0)).ln();
         assert!((soft - want).abs() < 1e-6);
         let x = Tensor::new(&[3.0f32, -2.0], &d).unwrap();
         let y = Tensor::new(&[1.0f32, 0.25], &d).unwrap();

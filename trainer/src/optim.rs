@@ -23,22 +23,31 @@ impl AdamAtan2 {
         Ok(AdamAtan2 { vars, m, v, step: 0, beta1, beta2, weight_decay })
     }
 
+    /// One step of the `adam-atan2` kernel (0.0.3, the reference's optimiser):
+    /// `p ← p·(1 − lr·wd)`, `m ← lerp(m, g, 1 − β₁)`, `v ← lerp(v, g², 1 − β₂)`,
+    /// `p ← p − (lr / bc₁)·atan2(m, √v / √bc₂)` with `bcᵢ = 1 − βᵢ^step`. The step count is
+    /// shared; parameters without a gradient are left alone (no decay either).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.step += 1;
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        let step_size = lr / bc1;
+        let bc2_sqrt = bc2.sqrt();
         for ((var, m), v) in self.vars.iter().zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
-            *m = ((&*m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let m_hat = (&*m / bc1)?;
-            let v_hat = (&*v / bc2)?;
-            let update = atan2(&m_hat, &v_hat.sqrt()?)?;
             let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
-            var.set(&(decayed - (update * lr)?)?)?;
+            *m = lerp(m, g, 1.0 - self.beta1)?;
+            *v = lerp(v, &g.sqr()?, 1.0 - self.beta2)?;
+            let update = atan2(m, &(v.sqrt()? / bc2_sqrt)?)?;
+            var.set(&(decayed - (update * step_size)?)?)?;
         }
         Ok(())
     }
+}
+
+/// `a + t·(b − a)` in the kernel's order, `t·b + (a − t·a)` (there two fused multiply-adds).
+fn lerp(a: &Tensor, b: &Tensor, t: f64) -> Result<Tensor> {
+    (b * t)? + (a - (a * t)?)?
 }
 
 /// `atan2(y, x)` for `x ≥ 0` (always the case here: `x = √v̂`), elementwise, from operations

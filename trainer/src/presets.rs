@@ -38,6 +38,15 @@ pub struct Hyper {
     pub loss: LmLoss,
     /// TRM keeps an exponential moving average of the weights and saves it.
     pub ema: Option<f64>,
+    /// Ramp the average's rate up as `min(ema, (1 + t) / (10 + t))` (this project's runs, which
+    /// are short enough that a plain 0.999 average would still be mostly the initial weights);
+    /// off, the average is the reference's from the first step.
+    #[serde(default = "yes")]
+    pub ema_warmup: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Sequence length, vocabulary and puzzle identifiers of a task's data.
@@ -113,6 +122,7 @@ pub fn hyper(task: TaskKind, arch: Arch, preset: Preset) -> Hyper {
             beta2: 0.95,
             loss: LmLoss::Stablemax,
             ema,
+            ema_warmup: true,
         },
         Preset::Paper => Hyper {
             batch_size: 768,
@@ -126,6 +136,7 @@ pub fn hyper(task: TaskKind, arch: Arch, preset: Preset) -> Hyper {
             beta2: 0.95,
             loss: LmLoss::Stablemax,
             ema,
+            ema_warmup: true,
         },
     }
 }

@@ -10,25 +10,23 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use hrm_runtime::blob::TensorId;
-use hrm_runtime::{Config, HaltRule};
+use hrm_runtime::Config;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, DataSettings, RunData};
 use crate::eval::{self, CandlePredictor};
-use crate::loss;
-use crate::model::{Carry, GradMode, Net};
-use crate::optim::{self, AdamAtan2, SignSgdRows};
+use crate::learner::{Learner, StepFeed};
+use crate::model::{Carry, Net};
 use crate::presets::{self, Arch, Hyper, Preset};
 use crate::run_dir;
-use crate::tasks::TaskKind;
+use crate::tasks::{Example, TaskKind};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
     /// The task (a resumed run keeps its own).
-    #[arg(long, value_enum, required_unless_present = "resume")]
+    #[arg(long, value_enum, required_unless_present_any = ["resume", "replay"])]
     pub task: Option<TaskKind>,
     #[arg(long, value_enum, default_value = "hrm")]
     pub arch: Arch,
@@ -92,6 +90,16 @@ pub struct TrainArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Replay a golden training case of the reference (`../shared/golden-train/CASE`): its
+    /// checkpoint, hyper-parameters, batches and exploration draws; writes `trace.safetensors`
+    /// (the trace's names), `trace.json` and `report.json` into --out and fails when a step
+    /// leaves the README's tolerances.
+    #[arg(long, value_name = "CASE_DIR", conflicts_with = "resume")]
+    pub replay: Option<PathBuf>,
+    /// With --replay: start every step from the reference's state after the previous one
+    /// (the case's `states.safetensors`).
+    #[arg(long, requires = "replay")]
+    pub teacher_forced: bool,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
@@ -144,16 +152,6 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
-/// The batch slots: the example each holds, its segment count and whether it halted.
-#[derive(Debug, Clone)]
-struct Slots {
-    inputs: Vec<u32>,
-    labels: Vec<i64>,
-    ids: Vec<u32>,
-    steps: Vec<u32>,
-    halted: Vec<bool>,
-}
-
 /// Sums since the last metrics line.
 #[derive(Debug, Default, Clone)]
 struct Accum {
@@ -191,22 +189,34 @@ pub struct MetricsLine {
     pub eval_mean_segments: Option<f64>,
 }
 
-/// A training run in memory.
+/// A training run in memory: the learner, the data it draws from and its random numbers.
 pub struct Trainer {
     pub settings: Settings,
-    pub net: Net,
+    pub learner: Learner,
     pub data: RunData,
-    adam: AdamAtan2,
-    /// Names of the variables `adam` updates, in its order.
-    adam_ids: Vec<TensorId>,
-    sign: Option<SignSgdRows>,
-    ema: Option<Vec<(TensorId, Tensor)>>,
     rng: ChaCha8Rng,
-    slots: Slots,
-    carry: Carry,
-    pub step: u64,
     /// Training seconds of earlier invocations.
     pub elapsed_before: f64,
+}
+
+/// `hrm train`'s feed: examples sampled from the run's data, exploration drawn from its RNG.
+struct Sampler<'a> {
+    data: &'a mut RunData,
+    rng: &'a mut ChaCha8Rng,
+}
+
+impl StepFeed for Sampler<'_> {
+    fn example(&mut self, _slot: usize) -> candle_core::Result<Example> {
+        Ok(self.data.source.sample(self.rng))
+    }
+
+    fn min_halt_steps(&mut self, _slot: usize, max: u32, prob: f32) -> u32 {
+        if self.rng.random::<f64>() < f64::from(prob) {
+            self.rng.random_range(2..=max)
+        } else {
+            0
+        }
+    }
 }
 
 impl Trainer {
@@ -220,176 +230,39 @@ impl Trainer {
     }
 
     fn assemble(settings: Settings, net: Net, data: RunData) -> Result<Trainer> {
-        let h = &settings.hyper;
-        let (mut adam_vars, mut adam_ids) = (Vec::new(), Vec::new());
-        let mut sign = None;
-        for (id, var) in net.vars() {
-            if id == TensorId::PuzzleEmbedding {
-                sign = Some(SignSgdRows { var: var.clone(), weight_decay: h.puzzle_emb_weight_decay });
-            } else {
-                adam_vars.push(var.clone());
-                adam_ids.push(id);
-            }
-        }
-        let adam = AdamAtan2::new(adam_vars, h.beta1, h.beta2, h.weight_decay)?;
-        let ema = match h.ema {
-            Some(_) => Some(net.vars().map(|(id, v)| Ok((id, v.as_tensor().copy()?))).collect::<Result<Vec<_>>>()?),
-            None => None,
-        };
-        let b = h.batch_size;
-        let seq = net.config.seq_len as usize;
-        let slots = Slots {
-            inputs: vec![0; b * seq],
-            labels: vec![0; b * seq],
-            ids: vec![0; b],
-            steps: vec![0; b],
-            halted: vec![true; b],
-        };
-        let carry = net.initial_carry(b)?;
+        let learner = Learner::new(net, settings.hyper.clone(), settings.schedule_steps)?;
         let rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x7a11_u64);
-        Ok(Trainer { settings, net, data, adam, adam_ids, sign, ema, rng, slots, carry, step: 0, elapsed_before: 0.0 })
+        Ok(Trainer { settings, learner, data, rng, elapsed_before: 0.0 })
     }
 
     pub fn config(&self) -> &Config {
-        &self.net.config
+        &self.learner.net.config
     }
 
-    fn learning_rates(&self) -> (f64, f64) {
-        let h = &self.settings.hyper;
-        let total = self.settings.schedule_steps.unwrap_or(u64::MAX);
-        let min_ratio = if self.settings.schedule_steps.is_some() { h.lr_min_ratio } else { 1.0 };
-        let scale = optim::learning_rate(self.step, 1.0, h.lr_warmup_steps, total, min_ratio);
-        (h.lr * scale, h.puzzle_emb_lr * scale)
+    /// Steps taken.
+    pub fn step(&self) -> u64 {
+        self.learner.step
     }
 
-    /// One optimiser step over one segment of every slot.
+    /// One optimiser step; adds its figures to `acc` and returns its learning rate.
     fn train_step(&mut self, acc: &mut Accum) -> Result<f64> {
-        let c = self.net.config;
-        let b = self.settings.hyper.batch_size;
-        let seq = c.seq_len as usize;
-        let dev = self.net.device.clone();
-
-        // Halted slots take fresh examples and restart from the initial carry.
-        let reset: Vec<u8> = self.slots.halted.iter().map(|&h| u8::from(h)).collect();
-        for i in 0..b {
-            if self.slots.halted[i] {
-                let e = self.data.source.sample(&mut self.rng);
-                self.slots.inputs[i * seq..(i + 1) * seq].copy_from_slice(&e.inputs);
-                self.slots.labels[i * seq..(i + 1) * seq].copy_from_slice(&e.labels);
-                self.slots.ids[i] = e.puzzle_id;
-                self.slots.steps[i] = 0;
-            }
-        }
-        let carry = self.net.reset_carry(&self.carry, &Tensor::from_vec(reset, b, &dev)?)?;
-        let inputs = Tensor::from_slice(&self.slots.inputs, (b, seq), &dev)?;
-        let labels = Tensor::from_slice(&self.slots.labels, (b, seq), &dev)?;
-        let ids = Tensor::from_slice(&self.slots.ids, b, &dev)?;
-
-        let x = self.net.embed(&inputs, &ids, true)?;
-        let out = self.net.segment(&carry, &x, GradMode::OneStep)?;
-        let q_halt = out.q_halt.to_vec1::<f32>()?;
-        let q_continue = out.q_continue.to_vec1::<f32>()?;
-
-        // Halting, with exploration: a minimum number of segments drawn now and then.
-        let max = c.halt_max_steps;
-        let mut is_last = vec![false; b];
-        let mut halted = vec![false; b];
-        for i in 0..b {
-            self.slots.steps[i] += 1;
-            is_last[i] = self.slots.steps[i] >= max;
-            let mut h = is_last[i];
-            if max > 1 {
-                h |= match c.halt_rule {
-                    HaltRule::HaltOverContinue => q_halt[i] > q_continue[i],
-                    HaltRule::HaltPositive => q_halt[i] > 0.0,
-                };
-                let min_steps = if self.rng.random::<f64>() < f64::from(c.halt_exploration_prob) {
-                    self.rng.random_range(2..=max)
-                } else {
-                    0
-                };
-                h &= self.slots.steps[i] >= min_steps;
-            }
-            halted[i] = h;
-        }
-
-        let scored = loss::score(&out.logits, &labels)?;
-        let lm = loss::lm_loss(&out.logits, &labels, self.settings.hyper.loss, &scored.counts)?;
-        let seq_correct = scored.seq_correct.to_dtype(DType::F32)?;
-        let q_halt_loss = loss::bce_with_logits_sum(&out.q_halt, &seq_correct)?;
-        let mut q_loss = q_halt_loss;
-        if c.halt_rule == HaltRule::HaltOverContinue {
-            // Target of q_continue: the next segment's value, from one more segment without
-            // gradient.
-            let next = self.net.segment(
-                &Carry { z_h: out.carry.z_h.detach(), z_l: out.carry.z_l.detach() },
-                &x.detach(),
-                GradMode::None,
-            )?;
-            let nh = next.q_halt.to_vec1::<f32>()?;
-            let nc = next.q_continue.to_vec1::<f32>()?;
-            let target: Vec<f32> = (0..b)
-                .map(|i| {
-                    let v = if is_last[i] { nh[i] } else { nh[i].max(nc[i]) };
-                    1.0 / (1.0 + (-v).exp())
-                })
-                .collect();
-            let target = Tensor::from_vec(target, b, &dev)?;
-            q_loss = (q_loss + loss::bce_with_logits_sum(&out.q_continue, &target)?)?;
-        }
-        let total = ((&lm + (&q_loss * 0.5)?)? / b as f64)?;
-        let grads = total.backward()?;
-        let (lr, puzzle_lr) = self.learning_rates();
-        self.adam.step(&grads, lr)?;
-        if let Some(sign) = &self.sign {
-            let mut used = vec![0f32; c.num_puzzle_identifiers as usize];
-            for &id in &self.slots.ids {
-                used[id as usize] = 1.0;
-            }
-            let used = Tensor::from_vec(used, (c.num_puzzle_identifiers as usize, 1), &dev)?;
-            sign.step(&grads, &used, puzzle_lr)?;
-        }
-        if let (Some(ema), Some(rate)) = (&mut self.ema, self.settings.hyper.ema) {
-            // Warm-up of the average (as TensorFlow's `num_updates`): a 0.999 average of a short
-            // run would still be mostly the initial weights.
-            let rate = rate.min((1.0 + self.step as f64) / (10.0 + self.step as f64));
-            for (id, avg) in ema.iter_mut() {
-                let p = self.net.var(*id)?.as_tensor();
-                *avg = ((&*avg * rate)? + (p * (1.0 - rate))?)?;
-            }
-        }
-        self.carry = Carry { z_h: out.carry.z_h.detach(), z_l: out.carry.z_l.detach() };
-
-        // Metrics over the sequences that halted.
-        let counts = scored.counts.to_vec1::<f32>()?;
-        let correct = scored.correct.to_vec1::<f32>()?;
-        for i in 0..b {
-            if halted[i] && counts[i] > 0.0 {
-                acc.halted += 1;
-                acc.accuracy += f64::from(correct[i] / counts[i]);
-                acc.exact += u64::from(correct[i] == counts[i]);
-                acc.segments += u64::from(self.slots.steps[i]);
-            }
-        }
+        let mut feed = Sampler { data: &mut self.data, rng: &mut self.rng };
+        let out = self.learner.train_batch(&mut feed)?;
+        let b = self.settings.hyper.batch_size as f64;
+        acc.halted += u64::from(out.count);
+        acc.accuracy += out.accuracy;
+        acc.exact += u64::from(out.exact);
+        acc.segments += out.segments;
         acc.steps += 1;
-        acc.loss += f64::from(total.to_scalar::<f32>()?);
-        acc.lm_loss += f64::from(lm.to_scalar::<f32>()?) / b as f64;
-        acc.q_loss += f64::from(q_loss.to_scalar::<f32>()?) / b as f64;
-        self.slots.halted = halted;
-        self.step += 1;
-        Ok(lr)
+        acc.loss += out.loss / b;
+        acc.lm_loss += out.lm_loss / b;
+        acc.q_loss += (out.q_halt_loss + out.q_continue_loss.unwrap_or(0.0)) / b;
+        Ok(out.lr)
     }
 
     /// A model with the weights to evaluate and save: the EMA for TRM, else the current ones.
     pub fn eval_net(&self) -> Result<Net> {
-        let ck = self.net.to_checkpoint()?;
-        let net = Net::from_checkpoint(&ck, &self.net.device)?;
-        if let Some(ema) = &self.ema {
-            for (id, avg) in ema {
-                net.var(*id)?.set(avg)?;
-            }
-        }
-        Ok(net)
+        Ok(self.learner.eval_net()?)
     }
 
     pub fn evaluate(&self) -> Result<eval::Report> {
@@ -408,30 +281,42 @@ impl Trainer {
             ids.save(&dir.join("identifiers.json"))?;
         }
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        for (id, var) in self.net.vars() {
+        for (id, var) in self.learner.net.vars() {
             tensors.push((format!("param.{id}"), var.as_tensor().clone()));
         }
-        for ((id, m), v) in self.adam_ids.iter().zip(&self.adam.m).zip(&self.adam.v) {
+        for ((id, m), v) in self.learner.adam_ids.iter().zip(&self.learner.adam.m).zip(&self.learner.adam.v) {
             tensors.push((format!("adam_m.{id}"), m.clone()));
             tensors.push((format!("adam_v.{id}"), v.clone()));
         }
-        if let Some(ema) = &self.ema {
+        if let Some(ema) = &self.learner.ema {
             for (id, t) in ema {
                 tensors.push((format!("ema.{id}"), t.clone()));
             }
         }
-        tensors.push(("carry.z_h".into(), self.carry.z_h.clone()));
-        tensors.push(("carry.z_l".into(), self.carry.z_l.clone()));
+        tensors.push(("carry.z_h".into(), self.learner.carry.z_h.clone()));
+        tensors.push(("carry.z_l".into(), self.learner.carry.z_l.clone()));
         let dev = Device::Cpu;
-        tensors.push(("slots.inputs".into(), Tensor::from_slice(&self.slots.inputs, self.slots.inputs.len(), &dev)?));
-        tensors.push(("slots.labels".into(), Tensor::from_slice(&self.slots.labels, self.slots.labels.len(), &dev)?));
-        tensors.push(("slots.ids".into(), Tensor::from_slice(&self.slots.ids, self.slots.ids.len(), &dev)?));
-        tensors.push(("slots.steps".into(), Tensor::from_slice(&self.slots.steps, self.slots.steps.len(), &dev)?));
-        let halted: Vec<u8> = self.slots.halted.iter().map(|&h| u8::from(h)).collect();
-        tensors.push(("slots.halted".into(), Tensor::from_vec(halted, self.slots.halted.len(), &dev)?));
+        tensors.push((
+            "slots.inputs".into(),
+            Tensor::from_slice(&self.learner.slots.inputs, self.learner.slots.inputs.len(), &dev)?,
+        ));
+        tensors.push((
+            "slots.labels".into(),
+            Tensor::from_slice(&self.learner.slots.labels, self.learner.slots.labels.len(), &dev)?,
+        ));
+        tensors.push((
+            "slots.ids".into(),
+            Tensor::from_slice(&self.learner.slots.ids, self.learner.slots.ids.len(), &dev)?,
+        ));
+        tensors.push((
+            "slots.steps".into(),
+            Tensor::from_slice(&self.learner.slots.steps, self.learner.slots.steps.len(), &dev)?,
+        ));
+        let halted: Vec<u8> = self.learner.slots.halted.iter().map(|&h| u8::from(h)).collect();
+        tensors.push(("slots.halted".into(), Tensor::from_vec(halted, self.learner.slots.halted.len(), &dev)?));
         let meta = StateMeta {
-            step: self.step,
-            adam_step: self.adam.step,
+            step: self.learner.step,
+            adam_step: self.learner.adam.step,
             elapsed_s: self.elapsed_before + elapsed_now,
             rng_seed: self.rng.get_seed(),
             rng_stream: self.rng.get_stream(),
@@ -463,23 +348,23 @@ impl Trainer {
         let ck = hrm_convert::Checkpoint::from_tensors(config, params)?;
         let net = Net::from_checkpoint(&ck, device)?;
         let mut t = Self::assemble(settings, net, data)?;
-        for (i, id) in t.adam_ids.clone().iter().enumerate() {
-            t.adam.m[i] = get(&format!("adam_m.{id}"))?.clone();
-            t.adam.v[i] = get(&format!("adam_v.{id}"))?.clone();
+        for (i, id) in t.learner.adam_ids.clone().iter().enumerate() {
+            t.learner.adam.m[i] = get(&format!("adam_m.{id}"))?.clone();
+            t.learner.adam.v[i] = get(&format!("adam_v.{id}"))?.clone();
         }
-        t.adam.step = meta.adam_step;
-        if let Some(ema) = &mut t.ema {
+        t.learner.adam.step = meta.adam_step;
+        if let Some(ema) = &mut t.learner.ema {
             for (id, avg) in ema.iter_mut() {
                 *avg = get(&format!("ema.{id}"))?.clone();
             }
         }
-        t.carry = Carry { z_h: get("carry.z_h")?.clone(), z_l: get("carry.z_l")?.clone() };
-        t.slots.inputs = get("slots.inputs")?.to_vec1::<u32>()?;
-        t.slots.labels = get("slots.labels")?.to_vec1::<i64>()?;
-        t.slots.ids = get("slots.ids")?.to_vec1::<u32>()?;
-        t.slots.steps = get("slots.steps")?.to_vec1::<u32>()?;
-        t.slots.halted = get("slots.halted")?.to_vec1::<u8>()?.into_iter().map(|h| h != 0).collect();
-        t.step = meta.step;
+        t.learner.carry = Carry { z_h: get("carry.z_h")?.clone(), z_l: get("carry.z_l")?.clone() };
+        t.learner.slots.inputs = get("slots.inputs")?.to_vec1::<u32>()?;
+        t.learner.slots.labels = get("slots.labels")?.to_vec1::<i64>()?;
+        t.learner.slots.ids = get("slots.ids")?.to_vec1::<u32>()?;
+        t.learner.slots.steps = get("slots.steps")?.to_vec1::<u32>()?;
+        t.learner.slots.halted = get("slots.halted")?.to_vec1::<u8>()?.into_iter().map(|h| h != 0).collect();
+        t.learner.step = meta.step;
         t.elapsed_before = meta.elapsed_s;
         let mut rng = ChaCha8Rng::from_seed(meta.rng_seed);
         rng.set_stream(meta.rng_stream);
@@ -502,6 +387,10 @@ struct StateMeta {
 /// The `hrm train` command.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
+    if let Some(case) = &args.replay {
+        crate::replay::run(case, &args.out, args.teacher_forced, &device)?;
+        return Ok(());
+    }
     let dir = &args.out;
     let state = dir.join("train_state.safetensors");
     let mut trainer = if args.resume {
@@ -509,8 +398,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             bail!("{}: nothing to resume (no train_state.safetensors)", dir.display());
         }
         let t = Trainer::resume(dir, &device)?;
-        run_dir::truncate_metrics(&dir.join("metrics.jsonl"), t.step)?;
-        eprintln!("resuming {} at step {}", dir.display(), t.step);
+        run_dir::truncate_metrics(&dir.join("metrics.jsonl"), t.step())?;
+        eprintln!("resuming {} at step {}", dir.display(), t.step());
         t
     } else {
         if state.exists() {
@@ -567,13 +456,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         c.h_cycles,
         c.l_cycles,
         c.halt_max_steps,
-        trainer.net.vars().map(|(_, v)| v.as_tensor().elem_count()).sum::<usize>(),
+        trainer.learner.net.vars().map(|(_, v)| v.as_tensor().elem_count()).sum::<usize>(),
         trainer.settings.hyper.batch_size
     );
 
     let started = Instant::now();
     let budget = args.max_minutes.map(|m| m * 60.0);
-    let progress = if args.quiet { indicatif::ProgressBar::hidden() } else { progress_bar(args, trainer.step) };
+    let progress = if args.quiet { indicatif::ProgressBar::hidden() } else { progress_bar(args, trainer.step()) };
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -586,19 +475,19 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut last_line = if args.resume { run_dir::read_metrics(&dir.join("metrics.jsonl"))?.pop() } else { None };
     loop {
         let elapsed = started.elapsed().as_secs_f64();
-        if args.steps.is_some_and(|n| trainer.step >= n) || budget.is_some_and(|b| elapsed >= b) {
+        if args.steps.is_some_and(|n| trainer.step() >= n) || budget.is_some_and(|b| elapsed >= b) {
             break;
         }
         let lr = trainer.train_step(&mut acc)?;
         let s = &trainer.settings;
-        let log_now = trainer.step % s.log_every == 0;
-        let eval_now = s.eval_every > 0 && trainer.step % s.eval_every == 0;
+        let log_now = trainer.step() % s.log_every == 0;
+        let eval_now = s.eval_every > 0 && trainer.step() % s.eval_every == 0;
         if log_now || eval_now {
             let secs = window.elapsed().as_secs_f64();
             let n = acc.steps.max(1) as f64;
             let halted = acc.halted.max(1) as f64;
             let mut line = MetricsLine {
-                step: trainer.step,
+                step: trainer.step(),
                 loss: acc.loss / n,
                 lm_loss: acc.lm_loss / n,
                 q_loss: acc.q_loss / n,
@@ -631,7 +520,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             window = Instant::now();
         }
         match (args.steps, budget) {
-            (Some(_), _) => progress.set_position(trainer.step),
+            (Some(_), _) => progress.set_position(trainer.step()),
             (None, Some(_)) => progress.set_position(started.elapsed().as_secs()),
             _ => {}
         }
@@ -644,7 +533,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     // Final evaluation, checkpoint and plot.
     let report = trainer.evaluate()?;
     let final_line = MetricsLine {
-        step: trainer.step,
+        step: trainer.step(),
         eval_exact_accuracy: Some(report.exact_accuracy),
         eval_cell_accuracy: Some(report.cell_accuracy),
         eval_blank_accuracy: Some(report.blank_accuracy),
@@ -652,7 +541,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         elapsed_s: trainer.elapsed_before + started.elapsed().as_secs_f64(),
         ..last_line.clone().unwrap_or_default()
     };
-    if last_line.as_ref().is_none_or(|l| l.step != trainer.step || l.eval_exact_accuracy.is_none()) {
+    if last_line.as_ref().is_none_or(|l| l.step != trainer.step() || l.eval_exact_accuracy.is_none()) {
         writeln!(metrics, "{}", serde_json::to_string(&final_line)?)?;
     }
     trainer.checkpoint(dir, started.elapsed().as_secs_f64())?;
@@ -662,7 +551,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     eprintln!(
         "step {}: eval exact {:.3}, cell {:.3}, blank cells {:.3}, {:.2} segments; saved {}",
-        trainer.step,
+        trainer.step(),
         report.exact_accuracy,
         report.cell_accuracy,
         report.blank_accuracy,

@@ -35,6 +35,8 @@ fn args(out: &Path, task: TaskKind, arch: hrm_trainer::presets::Arch, steps: u64
         maze_size: 10,
         augmentations: 2,
         quiet: true,
+        replay: None,
+        teacher_forced: false,
     }
 }
 
