@@ -5,11 +5,12 @@
 # halting, on the built-in blob, one thread (per-puzzle latency).
 #
 #   models/sudoku/evaluate.sh [SHARED_DATA_DIR]      # prints a Markdown table
+#   BLOB=candidate.blob models/sudoku/evaluate.sh    # the same table for another blob
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --locked --bin hrm >&2
 hrm=target/release/hrm
-blob=models/sudoku/sudoku.blob
+blob="${BLOB:-models/sudoku/sudoku.blob}"
 data="${1:-../shared/data/sudoku}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
