@@ -4,6 +4,7 @@
 mod convert;
 mod infer;
 mod inspect;
+mod maze;
 mod serve;
 mod solve;
 mod trace;
@@ -55,6 +56,8 @@ enum Command {
 enum SolveTask {
     /// Sudoku: 81 characters per puzzle, `.` or `0` for a blank.
     Sudoku(solve::SudokuArgs),
+    /// Mazes: square grids of `# SGo`, blank lines between; prints each with its path marked `o`.
+    Maze(maze::MazeArgs),
 }
 
 /// `--segments N | --adaptive`, shared by the commands that run a model.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Inspect { blob } => inspect::run(&blob).map(|()| Outcome::Ok),
         Command::Infer(args) => infer::run(&args).map(|()| Outcome::Ok),
         Command::Solve(SolveTask::Sudoku(args)) => solve::sudoku(&args),
+        Command::Solve(SolveTask::Maze(args)) => maze::solve(&args),
         Command::Serve(args) => serve::run(&args).map(|()| Outcome::Ok),
         #[cfg(feature = "train")]
         Command::Train(args) => hrm_trainer::train::run(&args).map(|()| Outcome::Ok),

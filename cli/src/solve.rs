@@ -52,7 +52,9 @@ pub struct SudokuArgs {
 #[derive(Args)]
 pub struct EnsembleArgs {
     /// Trajectories per puzzle (K). 1 is the model's own answer (today's behaviour); more run
-    /// the puzzle under random Sudoku symmetries and latent noise until an answer is valid.
+    /// the puzzle under symmetries (Sudoku: random digit, band, stack, row, column maps and
+    /// transpose; mazes: the 8 rotations and reflections) and latent noise until an answer
+    /// is valid (a Sudoku that keeps the rules; a maze path that joins S to G unbroken).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub ensemble: Option<u32>,
     /// Latent noise: sigma of the Gaussian-like noise added to z_L at every recursion step of
@@ -62,8 +64,8 @@ pub struct EnsembleArgs {
     /// Add the noise to z_H too.
     #[arg(long)]
     pub noise_z_h: bool,
-    /// Run trajectories 2..K under random Sudoku symmetries (digits, bands, stacks, rows,
-    /// columns, transpose), mapping their answers back (the default).
+    /// Run trajectories 2..K under the task's symmetries, mapping their answers back (the
+    /// default).
     #[arg(long, overrides_with = "no_augment")]
     pub augment: bool,
     /// No symmetries: the trajectories differ by their noise only.
@@ -84,8 +86,9 @@ pub struct EnsembleArgs {
     #[arg(long, value_name = "SECONDS")]
     pub time_limit: Option<f64>,
     /// Write one CSV row per trajectory (puzzle, trajectory, segments run, first segment whose
-    /// answer was valid or -1, final q_halt, final answer valid, final answer): what an
-    /// ablation over K and the selection rules needs (see scripts/ensemble.sh).
+    /// answer was valid or -1, final q_halt, then for Sudoku whether the final answer is valid
+    /// and the answer, for mazes the final path's steps or -1): what an ablation over K and
+    /// the selection rules needs (see scripts/ensemble.sh).
     #[arg(long, value_name = "FILE")]
     pub trajectories_out: Option<PathBuf>,
     /// With --adaptive: halt on the Q head alone, without the rule check (a Q-halt on an

@@ -522,3 +522,89 @@ fn solve_ensemble_is_reproducible_and_refuses_bad_settings() {
         assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// The golden 10 × 10 TRM maze model (random weights) as a blob.
+fn maze_model(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden/trm-maze-att");
+    let blob = dir.join("maze10.blob");
+    convert(&src, &blob, "f32");
+    blob
+}
+
+#[test]
+fn solve_maze_prints_each_maze_with_its_path_and_judges_it_by_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = maze_model(tmp.path());
+    let generated = tmp.path().join("mazes.txt");
+    let o = hrm(&["generate", "maze", "--size", "10", "--count", "6", "--seed", "3", "--out", p(&generated)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A maze whose S touches G with no open cell: every model answers it with the one path.
+    let touching = format!("{}\n{}\n", "#SG#######", "##########\n".repeat(9).trim_end());
+    let text = format!("{touching}\n{}", std::fs::read_to_string(&generated).unwrap());
+    let file = tmp.path().join("all.txt");
+    std::fs::write(&file, &text).unwrap();
+    let solutions: Vec<&str> = text.split("\n\n").map(|m| m.trim_end_matches('\n')).collect();
+    assert_eq!(solutions.len(), 7);
+
+    let o = hrm(&["solve", "maze", p(&file), "--model", p(&blob), "--threads", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let answers: Vec<String> = stdout(&o).split("\n\n").map(|m| m.trim_end_matches('\n').to_owned()).collect();
+    assert_eq!(answers.len(), 7, "{}", stdout(&o));
+    let (mut valid, mut shortest) = (0, 0);
+    for (answer, solution) in answers.iter().zip(&solutions) {
+        let lines: Vec<&str> = answer.split('\n').collect();
+        assert_eq!(lines.len(), 10);
+        assert!(lines.iter().all(|l| l.len() == 10), "{answer}");
+        // The maze is printed as given; only its open cells may be marked.
+        for (a, s) in answer.bytes().zip(solution.bytes()) {
+            let open = |c: u8| c == b' ' || c == b'o';
+            assert!(a == s || (open(a) && open(s)), "{answer}\nagainst\n{solution}");
+        }
+        let cells: Vec<u8> = answer.bytes().filter(|&b| b != b'\n').collect();
+        valid += usize::from(hrm_runtime::maze::path_steps(&cells, 10).is_some());
+        // Generated mazes are perfect: the shortest path is the only one, the generator's.
+        shortest += usize::from(answer == solution);
+    }
+    assert!(valid >= 1 && shortest >= 1, "the touching maze is always solved");
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{valid}/7 answers are valid S→G paths")), "{err}");
+    assert!(err.contains(&format!("{shortest}/7 shortest")), "{err}");
+
+    // The same answers from stdin, on one thread, and under an ensemble they can only improve.
+    let o1 = Command::new(env!("CARGO_BIN_EXE_hrm"))
+        .args(["solve", "maze", "-", "--model", p(&blob), "--threads", "1"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o1), stdout(&o));
+    let log = tmp.path().join("trajectories.csv");
+    let o8 = hrm(&["solve", "maze", p(&file), "--model", p(&blob), "--ensemble", "8", "--trajectories-out", p(&log)]);
+    assert!(o8.status.success(), "{}", stderr(&o8));
+    let count = |e: &str| -> usize { e.split('/').next().unwrap().trim().parse().unwrap() };
+    assert!(count(&stderr(&o8)) >= valid, "{}", stderr(&o8));
+    let rows = std::fs::read_to_string(&log).unwrap();
+    assert!(rows.starts_with("maze,trajectory,segments,first_valid_segment,q_halt,path_steps\n"));
+    // The touching maze stops at its first trajectory's first segment with a 1-step path.
+    assert!(rows.lines().nth(1).unwrap().starts_with("1,0,1,0,") && rows.lines().nth(1).unwrap().ends_with(",1"));
+
+    // --check needs every answer shortest.
+    let o = hrm(&["solve", "maze", p(&file), "--model", p(&blob), "--check"]);
+    assert_eq!(o.status.code(), Some(if shortest == 7 { 0 } else { 2 }), "{}", stderr(&o));
+}
+
+#[test]
+fn solve_maze_refuses_bad_input_and_the_wrong_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = maze_model(tmp.path());
+    let big = tmp.path().join("big.txt");
+    let o = hrm(&["generate", "maze", "--size", "12", "--count", "1", "--out", p(&big)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clean_error(&hrm(&["solve", "maze", p(&big), "--model", p(&blob)]), "reads 100 cells (10×10 mazes)");
+    assert_clean_error(&hrm(&["solve", "maze", p(&big)]), "no maze model is built into hrm yet");
+    let sudoku = sudoku_model(tmp.path());
+    assert_clean_error(&hrm(&["solve", "maze", p(&big), "--model", p(&sudoku)]), "is not a maze model");
+    let bad = tmp.path().join("bad.txt");
+    std::fs::write(&bad, "#S#\n#G\n###\n").unwrap();
+    assert_clean_error(&hrm(&["solve", "maze", p(&bad), "--model", p(&blob)]), "bad.txt:2: a line of 2 characters");
+    assert_clean_error(&hrm(&["solve", "maze", "/nonexistent/mazes.txt"]), "cannot read /nonexistent/mazes.txt");
+}

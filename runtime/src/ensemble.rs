@@ -14,6 +14,7 @@
 //! `(seed, k)` only, not on which trajectories ran before it. Nothing allocates; one session
 //! runs the trajectories one after the other.
 
+use crate::maze::{self, MAX_CELLS};
 use crate::sudoku::{self, Grid, CELLS};
 use crate::{Error, Halting, Session};
 
@@ -504,6 +505,188 @@ fn record(votes: &mut [[u16; 10]; CELLS], best: &mut Option<(f32, u32, Grid)>, t
     if !q.is_nan() && best.is_none_or(|(b, _, _)| q > b) {
         *best = Some((q, t, *answer));
     }
+}
+
+/// Where a maze ensemble is, shown to the caller's check between segments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MazeProgress {
+    pub trajectory: u32,
+    /// The segment just run (0-based) of that trajectory and its Q values.
+    pub segment: u32,
+    pub q_halt: f32,
+    pub q_continue: f32,
+    /// The steps of the S→G path its answer (mapped back) marks, `None` when the marks are
+    /// not one unbroken path ([`maze::path_steps`]).
+    pub path_steps: Option<u32>,
+    pub halt_requested: bool,
+    /// Whether this is the trajectory's last segment (unless the caller stops it earlier).
+    pub last: bool,
+    /// Segments run in all so far.
+    pub segments: u64,
+    /// The symmetry this trajectory runs under.
+    pub symmetry: Dihedral,
+}
+
+/// What a maze ensemble did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MazeOutcome {
+    /// The maze with the chosen path marked `o` (the first `side²` cells).
+    pub answer: [u8; MAX_CELLS],
+    /// Steps of the answer's path if it is one unbroken S→G path.
+    pub path_steps: Option<u32>,
+    pub reason: Reason,
+    pub chosen: Option<u32>,
+    pub q_halt: f32,
+    pub trajectories: u32,
+    pub segments: u64,
+    pub cut_short: bool,
+}
+
+/// Runs `plan` on a maze (`side × side` characters of `# SGo`, one `S` and one `G`, checked
+/// with [`maze::validate`]; a marked path is ignored) in `session`, whose model reads
+/// `side²` cells. Trajectory `t > 0` runs under [`Dihedral`]`(t mod 8)` when `plan.augment`
+/// (the eight symmetries of the square; beyond 8 trajectories only noise tells them apart).
+/// The rule of [`Select::Valid`] is the path check: the marked cells form one unbroken S→G
+/// path. [`Select::Vote`] marks the cells most trajectories marked. `check` is called after
+/// every segment; `false` stops the ensemble there.
+pub fn solve_maze(
+    session: &mut Session<'_, '_>,
+    maze: &[u8],
+    side: usize,
+    plan: &Plan,
+    mut check: impl FnMut(&MazeProgress) -> bool,
+) -> Result<MazeOutcome, Error> {
+    let cells = side * side;
+    let seq_len = session.model().config().seq_len as usize;
+    if side == 0 || side > maze::MAX_SIDE || maze.len() != cells || cells != seq_len {
+        return Err(Error::InputLength { expected: seq_len, got: maze.len() });
+    }
+    let k = plan.trajectories.max(1);
+    let max_steps = session.model().config().halt_max_steps;
+    let mut votes = [0u16; MAX_CELLS];
+    let mut best: Option<(f32, u32, [u8; MAX_CELLS])> = None;
+    let mut last = (0u32, [0u8; MAX_CELLS], f32::NAN);
+    let (mut segments, mut started, mut cut_short) = (0u64, 0u32, false);
+    // Working copies of `cells` values each (`cells` ≤ MAX_CELLS was checked above).
+    let short = Error::InputLength { expected: seq_len, got: maze.len() };
+    let (mut moved, mut tokens) = ([0u8; MAX_CELLS], [0u32; MAX_CELLS]);
+    let (mut predictions, mut back) = ([0u32; MAX_CELLS], [0u32; MAX_CELLS]);
+    let moved = moved.get_mut(..cells).ok_or(short)?;
+    let tokens = tokens.get_mut(..cells).ok_or(short)?;
+    let predictions = predictions.get_mut(..cells).ok_or(short)?;
+    let back = back.get_mut(..cells).ok_or(short)?;
+    let mut answer = [0u8; MAX_CELLS];
+    let clean = |c: u8| if c == maze::PATH { maze::OPEN } else { c };
+    let record = |votes: &mut [u16; MAX_CELLS],
+                  best: &mut Option<(f32, u32, [u8; MAX_CELLS])>,
+                  t,
+                  a: &[u8; MAX_CELLS],
+                  q: f32| {
+        for (v, &c) in votes.iter_mut().zip(a.iter().take(cells)) {
+            *v = v.saturating_add(u16::from(c == maze::PATH));
+        }
+        if !q.is_nan() && best.is_none_or(|(b, _, _)| q > b) {
+            *best = Some((q, t, *a));
+        }
+    };
+    'trajectories: for t in 0..k {
+        let symmetry = if plan.augment && t > 0 { Dihedral((t % 8) as u8) } else { Dihedral(0) };
+        let noise = match plan.noise {
+            Some(n) if t > 0 && n.sigma > 0.0 => {
+                Some(Noise { seed: Rng::for_trajectory(plan.seed, t, 1).next_u64(), ..n })
+            }
+            _ => None,
+        };
+        if segments >= plan.max_segments {
+            cut_short = true;
+            break;
+        }
+        symmetry.apply(side, maze, moved);
+        maze::to_tokens(moved, tokens);
+        session.set_noise(noise)?;
+        session.reset(tokens, 0)?;
+        started += 1;
+        let limit = match (plan.select, plan.halting) {
+            (Select::Valid, _) | (_, Halting::Fixed | Halting::Adaptive) => max_steps,
+            (_, Halting::Segments(n)) => n,
+        };
+        let mut q_halt = f32::NAN;
+        for segment in 0..limit {
+            if segments >= plan.max_segments {
+                cut_short = true;
+                break;
+            }
+            let outcome = session.step()?;
+            segments += 1;
+            session.predictions(predictions)?;
+            symmetry.invert(side, predictions, back);
+            maze::answer(maze, back, &mut answer);
+            q_halt = outcome.q_halt;
+            let path_steps = maze::path_steps(answer.get(..cells).unwrap_or(&[]), side);
+            let valid = path_steps.is_some();
+            let stop_here = plan.select != Select::Valid && plan.halting == Halting::Adaptive && outcome.halt_requested;
+            let progress = MazeProgress {
+                trajectory: t,
+                segment,
+                q_halt,
+                q_continue: outcome.q_continue,
+                path_steps,
+                halt_requested: outcome.halt_requested,
+                last: stop_here || segment + 1 == limit || (valid && plan.select == Select::Valid),
+                segments,
+                symmetry,
+            };
+            let go_on = check(&progress);
+            if valid && plan.select == Select::Valid {
+                session.set_noise(None)?;
+                return Ok(MazeOutcome {
+                    answer,
+                    path_steps,
+                    reason: Reason::Valid,
+                    chosen: Some(t),
+                    q_halt,
+                    trajectories: started,
+                    segments,
+                    cut_short: false,
+                });
+            }
+            if !go_on {
+                cut_short = true;
+                record(&mut votes, &mut best, t, &answer, q_halt);
+                last = (t, answer, q_halt);
+                break 'trajectories;
+            }
+            if stop_here {
+                break;
+            }
+        }
+        record(&mut votes, &mut best, t, &answer, q_halt);
+        last = (t, answer, q_halt);
+    }
+    session.set_noise(None)?;
+    let voted = || -> [u8; MAX_CELLS] {
+        let mut out = [0u8; MAX_CELLS];
+        for ((o, &c), &v) in out.iter_mut().zip(maze).zip(&votes) {
+            let c = clean(c);
+            *o = if c == maze::OPEN && 2 * u32::from(v) > started { maze::PATH } else { c };
+        }
+        out
+    };
+    let (answer, reason, chosen, q_halt) = match (plan.select, best) {
+        (Select::Vote, _) | (Select::Valid, None) => (voted(), Reason::Vote, None, f32::NAN),
+        (_, Some((q, t, answer))) => (answer, Reason::Q, Some(t), q),
+        (Select::Q, None) => (last.1, Reason::Q, Some(last.0), last.2),
+    };
+    Ok(MazeOutcome {
+        path_steps: maze::path_steps(answer.get(..cells).unwrap_or(&[]), side),
+        answer,
+        reason,
+        chosen,
+        q_halt,
+        trajectories: started,
+        segments,
+        cut_short,
+    })
 }
 
 #[cfg(test)]

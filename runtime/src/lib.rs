@@ -32,6 +32,7 @@ pub mod ensemble;
 mod error;
 pub mod fixed;
 pub mod kernels;
+pub mod maze;
 mod model;
 mod session;
 pub mod sudoku;
