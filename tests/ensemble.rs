@@ -105,6 +105,7 @@ fn one_plain_trajectory_is_the_models_own_answer() {
 fn valid_selection_stops_at_the_first_valid_answer_and_is_reproducible() {
     let blob = shipped_blob();
     let model = Model::from_bytes(&blob).unwrap();
+    let max = model.config().halt_max_steps;
     let mut arena = vec![0u8; model.arena_bytes()];
     let mut session = Session::new(model, &mut arena).unwrap();
     let (mut solved_by_ensemble, mut plain_failures) = (0, 0);
@@ -114,14 +115,14 @@ fn valid_selection_stops_at_the_first_valid_answer_and_is_reproducible() {
         let again = run(&mut session, &grid, &p).0;
         assert_eq!(outcome, again, "the same seed must give the same ensemble");
         assert_eq!(outcome.trajectories as usize, log.len());
-        // Every trajectory before the chosen one ran all 8 segments without a valid answer.
+        // Every trajectory before the chosen one ran all its segments without a valid answer.
         let segments: u64 = log.iter().map(|t| u64::from(t.segments)).sum();
         assert_eq!(segments, outcome.segments);
         if outcome.valid {
             let t = outcome.chosen.unwrap();
             assert_eq!(outcome.reason, Reason::Valid);
             assert!(sudoku::is_solution(&grid, &outcome.answer));
-            assert!(log[..t as usize].iter().all(|t| t.valid_at.is_none() && t.segments == 8));
+            assert!(log[..t as usize].iter().all(|t| t.valid_at.is_none() && t.segments == max));
             assert_eq!(log[t as usize].valid_at, Some(log[t as usize].segments - 1));
             // A smaller ensemble that still holds the chosen trajectory answers the same: a
             // trajectory depends on (seed, index) alone.
@@ -132,7 +133,7 @@ fn valid_selection_stops_at_the_first_valid_answer_and_is_reproducible() {
             }
         } else {
             plain_failures += 1;
-            assert_eq!(outcome.segments, 12 * 8);
+            assert_eq!(outcome.segments, 12 * u64::from(max));
             // No valid answer: the highest final Q-halt.
             let best = log.iter().map(|t| t.q_halt).fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(outcome.reason, Reason::Q);
@@ -147,12 +148,13 @@ fn valid_selection_stops_at_the_first_valid_answer_and_is_reproducible() {
 fn q_and_vote_selections_pick_what_they_say() {
     let blob = shipped_blob();
     let model = Model::from_bytes(&blob).unwrap();
+    let max = model.config().halt_max_steps;
     let mut arena = vec![0u8; model.arena_bytes()];
     let mut session = Session::new(model, &mut arena).unwrap();
     let grid = harder(&puzzles()[0]);
     let (q, log) = run(&mut session, &grid, &plan(6, Select::Q, 0.0, true));
     assert_eq!(log.len(), 6);
-    assert!(log.iter().all(|t| t.segments == 8), "Q selection runs every trajectory to the end");
+    assert!(log.iter().all(|t| t.segments == max), "Q selection runs every trajectory to the end");
     let best = (0..6).max_by(|&a, &b| log[a].q_halt.total_cmp(&log[b].q_halt)).unwrap();
     assert_eq!(q.chosen, Some(best as u32));
     assert_eq!(q.answer, log[best].answer);
@@ -173,12 +175,14 @@ fn q_and_vote_selections_pick_what_they_say() {
 fn budgets_and_the_callers_check_stop_the_ensemble() {
     let blob = shipped_blob();
     let model = Model::from_bytes(&blob).unwrap();
+    let max = u64::from(model.config().halt_max_steps);
     let mut arena = vec![0u8; model.arena_bytes()];
     let mut session = Session::new(model, &mut arena).unwrap();
     let grid = harder(&harder(&puzzles()[1]));
-    let limited = Plan { max_segments: 11, ..plan(8, Select::Q, 0.0, true) };
+    // One whole trajectory and 3 segments of the second.
+    let limited = Plan { max_segments: max + 3, ..plan(8, Select::Q, 0.0, true) };
     let outcome = ensemble::solve_sudoku(&mut session, &grid, &limited, |_, _| true).unwrap();
-    assert_eq!(outcome.segments, 11);
+    assert_eq!(outcome.segments, max + 3);
     assert_eq!(outcome.trajectories, 2);
     assert!(outcome.cut_short);
     let mut calls = 0;
