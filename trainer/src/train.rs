@@ -100,6 +100,12 @@ pub struct TrainArgs {
     /// (the case's `states.safetensors`).
     #[arg(long, requires = "replay")]
     pub teacher_forced: bool,
+    /// Start from the weights of this checkpoint (a run directory, `models/sudoku`, or an
+    /// official checkpoint with its `all_config.yaml`) instead of random ones: fine-tuning.
+    /// Its architecture must be the one --arch and --preset give for the task (its segment
+    /// count may differ: --halt-max-steps sets it); the optimiser and schedule start afresh.
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with_all = ["resume", "replay"])]
+    pub init: Option<PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
@@ -125,6 +131,10 @@ pub struct Settings {
     pub eval_every: u64,
     pub log_every: u64,
     pub checkpoint_minutes: f64,
+    /// The checkpoint the weights started from (`--init`), for the record; a resumed run reads
+    /// its weights from `train_state.safetensors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 impl Settings {
@@ -226,6 +236,30 @@ impl Trainer {
         config.validate().map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
         let mut init_rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x1417);
         let net = Net::init(config, &mut init_rng, device)?;
+        Self::assemble(settings, net, data)
+    }
+
+    /// A new run whose weights are those of the checkpoint at `init` (fine-tuning). The
+    /// checkpoint's architecture must be this run's, except for the segment count.
+    pub fn from_checkpoint(settings: Settings, init: &Path, device: &Device) -> Result<Trainer> {
+        let data = data::build(&settings.data, settings.seed)?;
+        let config = settings.model_config(data.shape);
+        config.validate().map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
+        let mut ck = hrm_convert::Checkpoint::load(init, &hrm_convert::Overrides::default())
+            .with_context(|| format!("--init {}: cannot read the checkpoint", init.display()))?;
+        let found = ck.config;
+        ck.config.halt_max_steps = config.halt_max_steps;
+        ck.config.halt_exploration_prob = config.halt_exploration_prob;
+        if ck.config != config {
+            bail!(
+                "--init {}: its architecture is not the one of --arch {:?} --preset {:?} for this task\n  \
+                 checkpoint: {found:?}\n  this run:   {config:?}",
+                init.display(),
+                settings.arch,
+                settings.preset
+            );
+        }
+        let net = Net::from_checkpoint(&ck, device)?;
         Self::assemble(settings, net, data)
     }
 
@@ -434,9 +468,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             eval_every: args.eval_every,
             log_every: args.log_every.max(1),
             checkpoint_minutes: args.checkpoint_minutes,
+            init: args.init.clone(),
         };
         eprintln!("preparing data ({task:?}) ...");
-        let t = Trainer::new(settings, &device)?;
+        let t = match &args.init {
+            Some(init) => Trainer::from_checkpoint(settings, init, &device)?,
+            None => Trainer::new(settings, &device)?,
+        };
         run_dir::write_atomically(&dir.join("config.json"), serde_json::to_string_pretty(&t.settings)?.as_bytes())?;
         let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
         t

@@ -30,6 +30,7 @@ fn args(out: &Path, task: TaskKind, arch: hrm_trainer::presets::Arch, steps: u64
         eval_count: 8,
         log_every: 1,
         checkpoint_minutes: 100.0,
+        init: None,
         givens: (40, 50),
         pool: 40,
         maze_size: 10,
@@ -115,4 +116,57 @@ fn the_blob_of_a_run_predicts_what_the_run_predicts() {
     };
     assert_eq!(b.config().seq_len, 81);
     assert_eq!(b.predict(&set.examples[..1], Halting::Fixed).unwrap().len(), 1);
+}
+
+#[test]
+fn a_run_started_from_a_checkpoint_begins_with_its_weights() {
+    use hrm_trainer::presets::Arch;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    train::run(&args(&base, TaskKind::Sudoku, Arch::Trm, 3)).unwrap();
+
+    // No steps: the fine-tuned run saves exactly the weights it started from, and its final
+    // evaluation (same data seed) is the base run's.
+    let same = tmp.path().join("same");
+    let mut a = args(&same, TaskKind::Sudoku, Arch::Trm, 0);
+    a.init = Some(base.clone());
+    train::run(&a).unwrap();
+    assert_eq!(
+        std::fs::read(base.join("model.safetensors")).unwrap(),
+        std::fs::read(same.join("model.safetensors")).unwrap(),
+        "--init did not start from the checkpoint's weights"
+    );
+    let last = |d: &Path| read_metrics(&d.join("metrics.jsonl")).unwrap().pop().unwrap().eval_exact_accuracy;
+    assert_eq!(last(&base), last(&same));
+    let settings = std::fs::read_to_string(same.join("config.json")).unwrap();
+    assert!(settings.contains("\"init\""), "config.json does not record --init: {settings}");
+
+    // More segments than the checkpoint's, and training moves the weights; the run resumes
+    // from its own state afterwards.
+    let tuned = tmp.path().join("tuned");
+    let mut a = args(&tuned, TaskKind::Sudoku, Arch::Trm, 2);
+    a.init = Some(base.clone());
+    a.halt_max_steps = Some(4);
+    train::run(&a).unwrap();
+    assert_ne!(
+        std::fs::read(base.join("model.safetensors")).unwrap(),
+        std::fs::read(tuned.join("model.safetensors")).unwrap()
+    );
+    assert!(std::fs::read_to_string(tuned.join("all_config.yaml")).unwrap().contains("halt_max_steps: 4"));
+    let mut more = args(&tuned, TaskKind::Sudoku, Arch::Trm, 3);
+    more.resume = true;
+    train::run(&more).unwrap();
+
+    // Another architecture is refused by name, before anything is written.
+    let other = tmp.path().join("other");
+    let mut a = args(&other, TaskKind::Sudoku, Arch::Hrm, 1);
+    a.init = Some(base.clone());
+    let err = format!("{:#}", train::run(&a).unwrap_err());
+    assert!(err.contains("architecture"), "{err}");
+    assert!(!other.join("config.json").exists());
+    // A directory without a checkpoint is refused with its name.
+    let mut a = args(&tmp.path().join("none"), TaskKind::Sudoku, Arch::Trm, 1);
+    a.init = Some(tmp.path().join("missing"));
+    let err = format!("{:#}", train::run(&a).unwrap_err());
+    assert!(err.contains("missing"), "{err}");
 }
