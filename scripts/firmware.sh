@@ -511,7 +511,7 @@ cores() {
     WEIGHTS=$weights blob
     "$HRM" solve sudoku --digest --file "$FW/puzzles.txt" --model "$BLOB" >"$work/host-$weights.txt"
     local level
-    for level in baseline avx2; do
+    for level in baseline avx2 avxvnni; do
       HRM_KERNELS=$level "$HRM" solve sudoku --digest --file "$FW/puzzles.txt" --model "$BLOB" >"$work/host-$weights-$level.txt"
       if ! cmp -s "$work/host-$weights.txt" "$work/host-$weights-$level.txt"; then
         echo "FAIL cores: $weights blob, x86-64 HRM_KERNELS=$level differs from the native level"

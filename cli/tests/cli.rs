@@ -412,12 +412,12 @@ fn bad_path(dir: &Path) -> PathBuf {
 
 /// One int8 arithmetic on every kernel level: the same int8 blob gives byte-identical outputs
 /// (every segment's logits and Q values) with `HRM_KERNELS=baseline`, `avx2`, `avx512` (AVX-512
-/// without VNNI) and the CPU's own level, on golden cases with attention and with `mlp_t`, and
+/// without VNNI), `avxvnni` (AVX2 with AVX-VNNI where the CPU has it) and the CPU's own level, on golden cases with attention and with `mlp_t`, and
 /// the same answers from the built-in model.
 #[test]
 fn int8_outputs_are_byte_identical_on_every_kernel_level() {
     let tmp = tempfile::tempdir().unwrap();
-    let levels = ["baseline", "avx2", "avx512", "native"];
+    let levels = ["baseline", "avx2", "avx512", "avxvnni", "native"];
     let run = |level: &str, args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hrm"));
         if level != "native" {

@@ -309,6 +309,10 @@ fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -
             }
             return Ok(());
         }
+        if cpu::has_avx_vnni() {
+            unsafe { q8::matmul_avx_vnni(x, w, scales, y, d) };
+            return Ok(());
+        }
         if cpu::x86_level() != cpu::X86Level::Baseline {
             unsafe { q8::matmul_avx2(x, w, scales, y, d) };
             return Ok(());
@@ -532,8 +536,40 @@ pub mod cpu {
         false
     }
 
-    /// `HRM_KERNELS=avx2|baseline` caps the level (for benchmarks and tests of each kernel;
-    /// `avx512` keeps the f32 kernels but not the int8 VNNI ones).
+    /// Whether the int8 kernels may use AVX-VNNI (`vpdpbusd` in its 256-bit VEX form) where
+    /// AVX-512 VNNI is not taken: at the AVX2 level or above, from the compile-time target
+    /// features or detected at run time with `std`, unless `HRM_KERNELS` is `avx2`, `avx512` or
+    /// `baseline` (`HRM_KERNELS=avxvnni` is the AVX2 level with it).
+    #[inline]
+    pub fn has_avx_vnni() -> bool {
+        if x86_level() == X86Level::Baseline || has_vnni() {
+            return false;
+        }
+        if cfg!(target_feature = "avxvnni") {
+            return true;
+        }
+        #[cfg(feature = "std")]
+        {
+            use core::sync::atomic::{AtomicU8, Ordering};
+            static AVX_VNNI: AtomicU8 = AtomicU8::new(0);
+            let v = match AVX_VNNI.load(Ordering::Relaxed) {
+                0 => {
+                    let capped = std::env::var("HRM_KERNELS").is_ok_and(|v| matches!(v.as_str(), "avx2" | "avx512"));
+                    let v = if std::is_x86_feature_detected!("avxvnni") && !capped { 2 } else { 1 };
+                    AVX_VNNI.store(v, Ordering::Relaxed);
+                    v
+                }
+                v => v,
+            };
+            return v == 2;
+        }
+        #[allow(unreachable_code)]
+        false
+    }
+
+    /// `HRM_KERNELS=avx2|avxvnni|baseline` caps the level (for benchmarks and tests of each
+    /// kernel; `avx512` keeps the f32 kernels but not the int8 VNNI ones, `avxvnni` is the
+    /// AVX2 level with the AVX-VNNI int8 kernel).
     #[cfg(feature = "std")]
     fn forced_level() -> Option<u8> {
         use core::sync::atomic::{AtomicU8, Ordering};
@@ -542,7 +578,7 @@ pub mod cpu {
             0 => {
                 let v = match std::env::var("HRM_KERNELS").as_deref() {
                     Ok("baseline") => 1,
-                    Ok("avx2") => 2,
+                    Ok("avx2" | "avxvnni") => 2,
                     _ => 3,
                 };
                 FORCED.store(v, Ordering::Relaxed);
@@ -1026,6 +1062,11 @@ mod tests {
         {
             if std::is_x86_feature_detected!("avx2") {
                 kernels.push(("avx2", |x, w, s, y, d| unsafe { q8::matmul_avx2(x, w, s, y, d) }));
+            }
+            if std::is_x86_feature_detected!("avxvnni") {
+                kernels.push(("avx-vnni", |x, w, s, y, d| unsafe { q8::matmul_avx_vnni(x, w, s, y, d) }));
+            } else {
+                std::eprintln!("SKIPPED: this CPU has no AVX-VNNI; its int8 kernel is not checked here");
             }
             if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw") {
                 kernels.push(("vnni", |x, w, s, y, d| unsafe { q8::matmul_vnni(x, w, s, y, d) }));

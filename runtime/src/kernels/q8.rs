@@ -264,25 +264,42 @@ impl super::int8::Int8Lanes for VnniPanels {
             j += 4;
         }
     }
-    /// Blocks of 8 rows × 32 bytes: 8 lanes of 4 bytes a row, transposed 8 × 8 in `ymm`
-    /// registers so that each vector holds one 4-byte group of 8 rows.
     #[inline(always)]
     unsafe fn pack(w: *const i8, ws: usize, n: usize, kc: usize, kcp: usize, nr: usize, panel: *mut u8) {
-        let (rows8, steps32) = (n / 8 * 8, kc / 32 * 32);
-        let mut j0 = 0;
-        while j0 < rows8 {
-            let mut t0 = 0;
-            while t0 < steps32 {
-                let rows: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(w.add((j0 + i) * ws + t0).cast()));
-                for (q, c) in super::x86::transpose8(rows).into_iter().enumerate() {
-                    _mm256_storeu_ps(panel.add(((t0 / 4 + q) * nr + j0) * 4).cast(), c);
-                }
-                t0 += 32;
-            }
-            j0 += 8;
-        }
-        super::int8::pack_panel_rest::<Self>(w, ws, n, rows8, steps32, kc, kcp, nr, panel);
+        pack_byte_groups::<Self>(w, ws, n, kc, kcp, nr, panel)
     }
+}
+
+/// The panel packing of the byte-group lanes (`G = 4`: AVX-512 VNNI, AVX-VNNI): blocks of
+/// 8 rows × 32 bytes, 8 lanes of 4 bytes a row, transposed 8 × 8 in `ymm` registers so that
+/// each vector holds one 4-byte group of 8 rows; the rest by the scalar loop.
+///
+/// # Safety
+/// As [`super::int8::Int8Lanes::pack`], on a CPU with AVX.
+#[inline(always)]
+unsafe fn pack_byte_groups<T: super::int8::Int8Lanes>(
+    w: *const i8,
+    ws: usize,
+    n: usize,
+    kc: usize,
+    kcp: usize,
+    nr: usize,
+    panel: *mut u8,
+) {
+    let (rows8, steps32) = (n / 8 * 8, kc / 32 * 32);
+    let mut j0 = 0;
+    while j0 < rows8 {
+        let mut t0 = 0;
+        while t0 < steps32 {
+            let rows: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(w.add((j0 + i) * ws + t0).cast()));
+            for (q, c) in super::x86::transpose8(rows).into_iter().enumerate() {
+                _mm256_storeu_ps(panel.add(((t0 / 4 + q) * nr + j0) * 4).cast(), c);
+            }
+            t0 += 32;
+        }
+        j0 += 8;
+    }
+    super::int8::pack_panel_rest::<T>(w, ws, n, rows8, steps32, kc, kcp, nr, panel);
 }
 
 /// Rows from which the VNNI product takes the outer-product tiles (one tile's height).
@@ -297,4 +314,97 @@ pub const VNNI_PANEL_ROWS: usize = 8;
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
 pub unsafe fn matmul_vnni_panels(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
     super::int8::matmul_panels::<VnniPanels, 8, 3>(x, w, scales, y, d)
+}
+
+/// AVX-VNNI outer-product tiles (`int8::matmul_panels`): the AVX-512 VNNI panels' arithmetic
+/// (`vpdpbusd` on unsigned `q + 128` against signed weight bytes, the offset taken out with the
+/// weight rows' sums) in the VEX-encoded 256-bit form, for CPUs that have it without AVX-512
+/// (Intel's Alder Lake and later client cores, Sierra Forest's E-cores). Same integers, so the
+/// same bits as every other int8 kernel.
+pub struct AvxVnniPanels;
+
+impl super::int8::Int8Lanes for AvxVnniPanels {
+    type V = __m256i;
+    const L: usize = 8;
+    const G: usize = 4;
+    const ABYTES: usize = 1;
+    const OFFSET: i32 = 128;
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T1>(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m256i {
+        _mm256_setzero_si256()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const u8) -> __m256i {
+        _mm256_set1_epi32(p.cast::<i32>().read_unaligned())
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: __m256i) {
+        _mm256_storeu_si256(p.cast(), v)
+    }
+    /// `q + 128` as unsigned bytes: 32 at a time, then byte by byte up to `kp`.
+    #[inline(always)]
+    unsafe fn prepare(row: *mut u8, kp: usize) {
+        let flip = _mm256_set1_epi8(-128);
+        let mut i = 0;
+        while i + 32 <= kp {
+            let p = row.add(i).cast::<__m256i>();
+            _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), flip));
+            i += 32;
+        }
+        while i < kp {
+            *row.add(i) ^= 0x80;
+            i += 1;
+        }
+    }
+    /// `128 · Σ w` a row at a time: `vpdpbusd` against ones over whole 32-byte steps, then the
+    /// tail byte by byte (nothing read at `kc`).
+    #[inline(always)]
+    unsafe fn offset_sums(w: *const i8, ws: usize, n: usize, kc: usize, out: *mut i32) {
+        let ones = _mm256_set1_epi8(1);
+        for j in 0..n {
+            let row = w.add(j * ws);
+            let mut acc = _mm256_setzero_si256();
+            let mut t = 0;
+            while t + 32 <= kc {
+                acc = _mm256_dpbusd_avx_epi32(acc, ones, _mm256_loadu_si256(row.add(t).cast()));
+                t += 32;
+            }
+            let half = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
+            let quad = _mm_add_epi32(half, _mm_unpackhi_epi64(half, half));
+            let mut sum = _mm_cvtsi128_si32(_mm_add_epi32(quad, _mm_shuffle_epi32::<0b01>(quad)));
+            while t < kc {
+                sum += i32::from(*row.add(t));
+                t += 1;
+            }
+            *out.add(j) = 128 * sum;
+        }
+    }
+    #[inline(always)]
+    unsafe fn pack(w: *const i8, ws: usize, n: usize, kc: usize, kcp: usize, nr: usize, panel: *mut u8) {
+        pack_byte_groups::<Self>(w, ws, n, kc, kcp, nr, panel)
+    }
+}
+
+/// `Y = X · Wᵀ` in the int8 arithmetic with the AVX-VNNI outer-product tiles: 6 rows × 16
+/// outputs, the AVX2 tile's shape (12 accumulators, 2 panel vectors and a broadcast of the 16
+/// `ymm` registers), at 4 values of `k` per lane instead of 2 and no separate add.
+///
+/// # Safety
+/// The CPU has AVX2 and AVX-VNNI; the conditions of `int8::matmul_panels`.
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn matmul_avx_vnni(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
+    super::int8::matmul_panels::<AvxVnniPanels, 6, 2>(x, w, scales, y, d)
 }
