@@ -318,6 +318,11 @@ fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -
             return Ok(());
         }
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if arm64::has_dotprod() {
+        unsafe { neon::matmul_i8_dot(x, w, scales, y, d) };
+        return Ok(());
+    }
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     {
         // One activation row (a work block of 1, the smallest arena) against four weight rows;
@@ -587,6 +592,37 @@ pub mod cpu {
             v => v,
         };
         (v < 3).then_some(v)
+    }
+}
+
+/// Which aarch64 kernels this core runs.
+#[cfg(target_arch = "aarch64")]
+pub mod arm64 {
+    /// Whether the int8 kernels may use the dot product (`SDOT`): from the compile-time target
+    /// features, or detected at run time with `std`, unless `HRM_KERNELS=neon` (or `baseline`)
+    /// keeps them on the portable tile.
+    #[inline]
+    pub fn has_dotprod() -> bool {
+        if cfg!(target_feature = "dotprod") {
+            return true;
+        }
+        #[cfg(feature = "std")]
+        {
+            use core::sync::atomic::{AtomicU8, Ordering};
+            static DOTPROD: AtomicU8 = AtomicU8::new(0);
+            let v = match DOTPROD.load(Ordering::Relaxed) {
+                0 => {
+                    let capped = std::env::var("HRM_KERNELS").is_ok_and(|v| matches!(v.as_str(), "neon" | "baseline"));
+                    let v = if std::arch::is_aarch64_feature_detected!("dotprod") && !capped { 2 } else { 1 };
+                    DOTPROD.store(v, Ordering::Relaxed);
+                    v
+                }
+                v => v,
+            };
+            return v == 2;
+        }
+        #[allow(unreachable_code)]
+        false
     }
 }
 
@@ -1073,6 +1109,14 @@ mod tests {
                 kernels.push(("vnni panels", |x, w, s, y, d| unsafe { q8::matmul_vnni_panels(x, w, s, y, d) }));
             } else {
                 std::eprintln!("SKIPPED: this CPU has no AVX-512 VNNI; its int8 kernel is not checked here");
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                kernels.push(("neon sdot", |x, w, s, y, d| unsafe { neon::matmul_i8_dot(x, w, s, y, d) }));
+            } else {
+                std::eprintln!("SKIPPED: this core has no dot product; its int8 kernel is not checked here");
             }
         }
         let mut shapes = std::vec::Vec::new();

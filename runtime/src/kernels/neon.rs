@@ -1,6 +1,7 @@
 //! aarch64 matrix products with NEON: the vector operations of the one f32 micro-kernel
 //! (`super::gemm`, outer-product tiles over packed weight panels) and its packing transpose,
-//! four lanes wide.
+//! four lanes wide; and the int8 arithmetic's lanes (`super::int8::matmul_panels`) on the
+//! Armv8.2 dot product `SDOT`, where the core has it.
 //!
 //! SAFETY (whole module): callers pass pointers derived from slices whose lengths
 //! `super::check_matmul` has verified for the given shape and strides; loads and stores stay
@@ -112,4 +113,81 @@ impl Lanes for Neon {
 /// `Y = X · Wᵀ` with NEON: 6 × 16 tiles (24 accumulators, 4 panel vectors, one broadcast).
 pub unsafe fn matmul<E: Element>(x: *const f32, w: *const E, y: *mut f32, s: Shape) {
     gemm::matmul::<Neon, E, 6, 4>(x, w, y, s)
+}
+
+/// The int8 arithmetic's outer-product tiles on the dot product (`SDOT`, Armv8.2's `dotprod`:
+/// Neoverse N1 and later, Cortex-A55/A76 and later, Apple M1 and later): each `i32` lane holds 4
+/// bytes of `k` of one weight row, the activations are broadcast 4 bytes at a time, and one
+/// `SDOT` adds 16 exact products of signed bytes to 4 lanes. Signed on both sides, so no offset
+/// (VNNI's `+128`) is needed; the integers, and so the bits, are every other int8 kernel's.
+pub struct NeonDot;
+
+impl super::int8::Int8Lanes for NeonDot {
+    type V = int32x4_t;
+    const L: usize = 4;
+    const G: usize = 4;
+    const ABYTES: usize = 1;
+    const PREFETCH: bool = true;
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        core::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(nostack, preserves_flags, readonly));
+    }
+    #[inline(always)]
+    unsafe fn zero() -> int32x4_t {
+        vdupq_n_s32(0)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> int32x4_t {
+        vld1q_s32(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const u8) -> int32x4_t {
+        vld1q_dup_s32(p.cast())
+    }
+    /// `SDOT` by hand: core's `vdotq_s32` is not stable yet.
+    #[inline(always)]
+    unsafe fn madd(acc: int32x4_t, a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        let mut acc = acc;
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: int32x4_t) {
+        vst1q_s32(p, v)
+    }
+    /// Blocks of 4 rows × 16 bytes: 4 lanes of 4 bytes a row, transposed 4 × 4 (as 32-bit
+    /// words) so that each vector holds one 4-byte group of 4 rows; the rest by the scalar loop.
+    #[inline(always)]
+    unsafe fn pack(w: *const i8, ws: usize, n: usize, kc: usize, kcp: usize, nr: usize, panel: *mut u8) {
+        let (rows4, steps16) = (n / 4 * 4, kc / 16 * 16);
+        let mut j0 = 0;
+        while j0 < rows4 {
+            let mut t0 = 0;
+            while t0 < steps16 {
+                let rows: [float32x4_t; 4] = core::array::from_fn(|i| vld1q_f32(w.add((j0 + i) * ws + t0).cast()));
+                for (q, c) in transpose4(rows).into_iter().enumerate() {
+                    vst1q_f32(panel.add(((t0 / 4 + q) * nr + j0) * 4).cast(), c);
+                }
+                t0 += 16;
+            }
+            j0 += 4;
+        }
+        super::int8::pack_panel_rest::<Self>(w, ws, n, rows4, steps16, kc, kcp, nr, panel);
+    }
+}
+
+/// `Y = X · Wᵀ` in the int8 arithmetic with `SDOT` tiles: 6 rows × 16 outputs (24
+/// accumulators, 4 panel vectors and a broadcast of the 32 registers).
+///
+/// # Safety
+/// The core has NEON and the dot product; the conditions of `int8::matmul_panels`.
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn matmul_i8_dot(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Shape) {
+    super::int8::matmul_panels::<NeonDot, 6, 4>(x, w, scales, y, d)
 }
