@@ -615,3 +615,57 @@ fn progress_bar(args: &TrainArgs, start: u64) -> indicatif::ProgressBar {
         _ => indicatif::ProgressBar::hidden(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tensors that outlive a step must not hold the step's graph: a graph links each new value
+    /// to the previous one, so every earlier step's tensors stay alive (the EMA leaked this way,
+    /// a parameter-sized allocation per step).
+    #[test]
+    fn state_kept_across_steps_holds_no_graph() {
+        let task = TaskKind::Sudoku;
+        let (arch, preset) = (Arch::Trm, Preset::Tiny);
+        let mut hyper = presets::hyper(task, arch, preset);
+        hyper.batch_size = 4;
+        assert!(hyper.ema.is_some(), "TRM averages its weights");
+        let settings = Settings {
+            arch,
+            preset,
+            seed: 1,
+            hyper,
+            data: DataSettings {
+                task,
+                data: None,
+                eval_data: None,
+                givens: (40, 50),
+                pool: 8,
+                maze_size: 10,
+                augmentations: 1,
+                eval_count: 4,
+            },
+            halt_max_steps: Some(2),
+            schedule_steps: Some(10),
+            eval_every: 0,
+            log_every: 1,
+            checkpoint_minutes: 100.0,
+            init: None,
+        };
+        let mut trainer = Trainer::new(settings, &Device::Cpu).unwrap();
+        let mut acc = Accum::default();
+        for _ in 0..3 {
+            trainer.train_step(&mut acc).unwrap();
+        }
+        let l = &trainer.learner;
+        let ema = l.ema.as_ref().unwrap();
+        assert!(!ema.is_empty());
+        for (id, avg) in ema {
+            assert!(!avg.track_op(), "the average of {id:?} keeps its graph");
+        }
+        for (i, (m, v)) in l.adam.m.iter().zip(&l.adam.v).enumerate() {
+            assert!(!m.track_op() && !v.track_op(), "Adam moments of variable {i} keep their graph");
+        }
+        assert!(!l.carry.z_h.track_op() && !l.carry.z_l.track_op(), "the carry keeps its graph");
+    }
+}
