@@ -87,8 +87,8 @@ pub struct EnsembleArgs {
     pub time_limit: Option<f64>,
     /// Write one CSV row per trajectory (puzzle, trajectory, segments run, first segment whose
     /// answer was valid or -1, final q_halt, then for Sudoku whether the final answer is valid
-    /// and the answer, for mazes the final path's steps or -1): what an ablation over K and
-    /// the selection rules needs (see scripts/ensemble.sh).
+    /// and the answer and the puzzle's seconds, for mazes the final path's steps or -1): what
+    /// an ablation over K needs (scripts/ensemble-k256.sh).
     #[arg(long, value_name = "FILE")]
     pub trajectories_out: Option<PathBuf>,
     /// With --adaptive: halt on the Q head alone, without the rule check (a Q-halt on an
@@ -380,10 +380,13 @@ pub fn sudoku(args: &SudokuArgs) -> Result<Outcome> {
     }
     out.flush()?;
     if let Some(path) = &args.ensemble.trajectories_out {
-        let mut text = String::from("puzzle,trajectory,segments,first_valid_segment,q_halt,final_valid,answer\n");
+        let mut text =
+            String::from("puzzle,trajectory,segments,first_valid_segment,q_halt,final_valid,answer,puzzle_seconds\n");
         for (i, s) in solved.iter().enumerate() {
             for row in &s.rows {
-                text.push_str(&format!("{},{row}\n", i + 1));
+                // The puzzle's wall time on its one thread, on each of its rows: what the
+                // percentiles of a set split over several runs are computed from.
+                text.push_str(&format!("{},{row},{:.6}\n", i + 1, s.seconds));
             }
         }
         crate::write_atomically(path, text.as_bytes())?;

@@ -492,7 +492,7 @@ fn solve_digest_names_every_segments_outputs() {
 #[test]
 fn solve_ensemble_is_reproducible_and_refuses_bad_settings() {
     // 22 givens (`hrm generate sudoku --givens 22 --count 1 --seed 5`): the built-in model's
-    // own trajectory fails it, its eighth (a symmetry) solves it.
+    // own trajectory fails it, one under a symmetry among the first 16 solves it.
     let hard = "..7....89.5.3...4......7.3..6.79..2.3.......8.....6....76......42..........2..19.";
     let plain = hrm(&["solve", "sudoku", hard]);
     let one = hrm(&["solve", "sudoku", hard, "--ensemble", "1"]);
@@ -500,10 +500,44 @@ fn solve_ensemble_is_reproducible_and_refuses_bad_settings() {
     assert_eq!(stdout(&one), stdout(&plain));
     assert!(stderr(&plain).starts_with("0/1"), "{}", stderr(&plain));
 
-    let a = hrm(&["solve", "sudoku", hard, PUZZLE, "--ensemble", "16", "--threads", "1", "--check"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("trajectories.csv");
+    let a = hrm(&[
+        "solve",
+        "sudoku",
+        hard,
+        PUZZLE,
+        "--ensemble",
+        "16",
+        "--threads",
+        "1",
+        "--check",
+        "--trajectories-out",
+        p(&log),
+    ]);
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(stderr(&a).contains("2/2 answers are valid"), "{}", stderr(&a));
     assert!(stderr(&a).contains("time per puzzle median"), "{}", stderr(&a));
+    // One row per trajectory run; each puzzle's rows number its trajectories from 0, carry its
+    // one time, and the last one, where the ensemble stopped, has a valid segment.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("puzzle,trajectory,segments,first_valid_segment,q_halt,final_valid,answer,puzzle_seconds")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for puzzle in ["1", "2"] {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == puzzle).collect();
+        assert!(!mine.is_empty(), "{text}");
+        for (t, r) in mine.iter().enumerate() {
+            assert_eq!((r.len(), r[1]), (8, t.to_string().as_str()), "{text}");
+            assert_eq!(r[7], mine[0][7], "{text}");
+        }
+        assert!(mine[0][7].parse::<f64>().unwrap() > 0.0, "{text}");
+        assert!(mine.last().unwrap()[3].parse::<i64>().unwrap() >= 0, "{text}");
+    }
+    assert!(rows.iter().filter(|r| r[0] == "1").count() > 1, "the model alone fails the first puzzle: {text}");
     let b = hrm(&["solve", "sudoku", hard, PUZZLE, "--ensemble", "16", "--threads", "2"]);
     assert_eq!(stdout(&a), stdout(&b));
     let noisy = hrm(&["solve", "sudoku", hard, "--ensemble", "3", "--noise", "0.2", "--select", "vote"]);

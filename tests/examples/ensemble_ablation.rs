@@ -1,4 +1,4 @@
-//! The ensemble ablation (ENSEMBLES.md, scripts/ensemble.sh): accuracy and compute per puzzle
+//! The ensemble ablation (ENSEMBLES.md, "How to reproduce"): accuracy and compute per puzzle
 //! against the number of trajectories K, for each kind of trajectory and each selection rule.
 //!
 //! ```text
