@@ -12,7 +12,7 @@ use hrm_tests::read_safetensors;
 use serde_json::{json, Value};
 
 const EASY: &str = "6..3.4.57.3459268...1...34234.1.9.76.9526....167.38.2...3.41.65579..3.......8.293";
-/// The built-in model fails it alone and solves it in the 8th trajectory of an ensemble.
+/// The built-in model fails it alone and solves it in a later trajectory of an ensemble of 8.
 const HARD: &str = "..7....89.5.3...4......7.3..6.79..2.3.......8.....6....76......42..........2..19.";
 
 fn hrm(args: &[&str]) -> Output {

@@ -170,7 +170,8 @@ fn chromium() -> Option<PathBuf> {
 /// Chromium without an error and shows one board per segment.
 #[test]
 fn an_ensemble_trace_shows_every_trajectory_and_loads_in_a_browser() {
-    // The built-in model fails this puzzle on its own and solves it in its 8th trajectory.
+    // The built-in model fails this puzzle on its own and solves it in a later trajectory of
+    // eight (the 7th for the present model): the ensemble stops there.
     let hard = "..7....89.5.3...4......7.3..6.79..2.3.......8.....6....76......42..........2..19.";
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("t.json");
@@ -179,14 +180,15 @@ fn an_ensemble_trace_shows_every_trajectory_and_loads_in_a_browser() {
     let answer = String::from_utf8(o.stdout).unwrap().trim_end().to_string();
     let trace = read_json(&json);
     let trajectories = trace["trajectories"].as_array().unwrap();
-    assert_eq!(trajectories.len(), 8);
-    assert_eq!(trace["chosen"], 7);
+    let chosen = trace["chosen"].as_u64().unwrap() as usize;
+    assert!(chosen >= 1, "the model alone solved it: pick a harder puzzle");
+    assert_eq!(trajectories.len(), chosen + 1, "the ensemble stops at its first valid answer");
     assert_eq!(trace["reason"], "the first answer that is a valid completion");
     assert_eq!(trace["answer"].as_str().unwrap(), answer);
-    let last = trajectories[7]["segments"].as_array().unwrap().last().unwrap();
+    let last = trajectories[chosen]["segments"].as_array().unwrap().last().unwrap();
     assert_eq!(last["board"].as_str().unwrap(), answer);
     assert_eq!(last["valid"], true);
-    for t in &trajectories[..7] {
+    for t in &trajectories[..chosen] {
         assert!(t["segments"].as_array().unwrap().iter().all(|s| s["valid"] == false));
     }
     let segments: usize = trajectories.iter().map(|t| t["segments"].as_array().unwrap().len()).sum();
@@ -195,7 +197,7 @@ fn an_ensemble_trace_shows_every_trajectory_and_loads_in_a_browser() {
     let png = tmp.path().join("t.png");
     let o = hrm(&["solve", "sudoku", hard, "--ensemble", "8", "--trace", p(&png)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(png_size(&png), expected_png_size(columns as u32, 8));
+    assert_eq!(png_size(&png), expected_png_size(columns as u32, trajectories.len() as u32));
 
     let html = tmp.path().join("t.html");
     let o = hrm(&["solve", "sudoku", hard, "--ensemble", "8", "--trace", p(&html)]);

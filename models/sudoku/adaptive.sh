@@ -24,7 +24,7 @@ median = re.search(r"median ([\d.]+) s", text)
 print(valid.group(1), valid.group(2), "%.0f" % (1000 * float(median.group(1))) if median else "-")'
 }
 
-echo "| givens | all 8 segments | adaptive, Q head only (\`--no-rules\`) | segments | adaptive with the rule check | segments | median time a puzzle |"
+echo "| givens | all segments | adaptive, Q head only (\`--no-rules\`) | segments | adaptive with the rule check | segments | median time a puzzle |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for g in 25 30 35 40 45 50; do
   "$hrm" generate sudoku --givens "$g" --count 500 --seed $((1000 + g)) --out "$tmp/g$g.csv" 2>/dev/null
