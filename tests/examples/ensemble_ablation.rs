@@ -14,7 +14,8 @@
 //! to it), `q` (the highest final Q-halt) and `vote` (per-cell majority), both costing all K
 //! trajectories. `--early` stops each puzzle at its first valid answer instead (the `valid`
 //! rule only, far cheaper on the puzzles it solves). Writes DIR/ablation.csv, DIR/ablation.md
-//! and DIR/ablation.png.
+//! and DIR/ablation.png; `--replot ablation.csv --out DIR` draws DIR/ablation.png again from a
+//! run's CSV.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +77,7 @@ struct Args {
     threads: usize,
     seed: u64,
     out: PathBuf,
+    replot: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -89,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         seed: 0,
         out: PathBuf::from("target/ensemble"),
+        replot: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -110,10 +113,11 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => a.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--out" => a.out = PathBuf::from(value()?),
+            "--replot" => a.replot = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
-    if a.sets.is_empty() || a.modes.is_empty() || a.k == 0 {
+    if a.replot.is_none() && (a.sets.is_empty() || a.modes.is_empty() || a.k == 0) {
         return Err("give at least one --set NAME=FILE and one --mode, and --k ≥ 1".into());
     }
     Ok(a)
@@ -274,6 +278,15 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(csv) = &args.replot {
+        std::fs::create_dir_all(&args.out).expect("create --out");
+        if let Err(e) = replot(csv, &args.out.join("ablation.png")) {
+            eprintln!("ensemble_ablation: --replot {}: {e}", csv.display());
+            std::process::exit(1);
+        }
+        eprintln!("wrote {}/ablation.png", args.out.display());
+        return;
+    }
     let blob_path = args.model.clone().unwrap_or_else(|| hrm_tests::repo_root().join("models/sudoku/sudoku.blob"));
     let blob = hrm_convert::AlignedBlob::read(&blob_path).expect("read the blob");
     let model = Model::from_bytes(&blob).expect("a valid blob");
@@ -285,7 +298,7 @@ fn main() {
         pairs.truncate(args.limit);
         let puzzles: Vec<Grid> = pairs.iter().map(|p| p.0).collect();
         let mut curves = Vec::new();
-        for mode in &args.modes {
+        for (family, mode) in args.modes.iter().enumerate() {
             let plan = Plan {
                 trajectories: args.k,
                 augment: mode.augment,
@@ -306,14 +319,15 @@ fn main() {
             let runs = run_set(model, &puzzles, &plan, args.threads);
             eprintln!("  {:.0} s on {} threads", started.elapsed().as_secs_f64(), args.threads);
             let rows = rows(set, &mode.name(), &puzzles, &runs, args.k, args.early);
-            for rule in ["valid", "q", "vote"] {
+            for (variant, rule) in ["valid", "q", "vote"].into_iter().enumerate() {
                 let points: Vec<(f64, f64)> = rows
                     .iter()
                     .filter(|r| r.rule == rule)
                     .map(|r| (r.mean_segments, 100.0 * r.solved as f64 / r.puzzles as f64))
                     .collect();
                 if !points.is_empty() {
-                    curves.push(hrm_trainer::plot::Curve { name: format!("{}, {rule}", mode.name()), points });
+                    let name = format!("{}, {rule}", mode.name());
+                    curves.push(hrm_trainer::plot::Curve { name, points, family, variant });
                 }
             }
             all.extend(rows);
@@ -321,6 +335,41 @@ fn main() {
         panels.push((format!("{set} ({} puzzles)", puzzles.len()), curves));
     }
     write_results(&args.out, &all, &panels);
+}
+
+/// Draws the plot again from an `ablation.csv` (sets, kinds and rules in the file's order),
+/// without running anything.
+fn replot(csv: &Path, png: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(csv).map_err(|e| e.to_string())?;
+    let mut lines = text.lines();
+    if lines.next() != Some("set,mode,rule,k,solved,puzzles,accuracy,mean_segments,median_s,p90_s") {
+        return Err("not an ablation.csv (its header differs)".into());
+    }
+    let mut panels: Vec<(String, Vec<hrm_trainer::plot::Curve>)> = Vec::new();
+    let mut sets: Vec<String> = Vec::new();
+    let mut modes: Vec<String> = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let bad = || format!("line {}: {line}", n + 2);
+        let [set, mode, rule, _k, _solved, puzzles, accuracy, segments, ..] = f[..] else { return Err(bad()) };
+        let point = (segments.parse::<f64>().map_err(|_| bad())?, accuracy.parse::<f64>().map_err(|_| bad())?);
+        let variant = ["valid", "q", "vote"].iter().position(|r| *r == rule).ok_or_else(bad)?;
+        if sets.last().map(String::as_str) != Some(set) {
+            sets.push(set.to_string());
+            panels.push((format!("{set} ({puzzles} puzzles)"), Vec::new()));
+        }
+        let family = modes.iter().position(|m| m == mode).unwrap_or_else(|| {
+            modes.push(mode.to_string());
+            modes.len() - 1
+        });
+        let curves = &mut panels.last_mut().ok_or_else(bad)?.1;
+        let name = format!("{mode}, {rule}");
+        match curves.iter_mut().find(|c| c.name == name) {
+            Some(c) => c.points.push(point),
+            None => curves.push(hrm_trainer::plot::Curve { name, points: vec![point], family, variant }),
+        }
+    }
+    hrm_trainer::plot::plot_ensemble(&panels, png).map_err(|e| e.to_string())
 }
 
 fn write_results(out: &Path, rows: &[Row], panels: &[(String, Vec<hrm_trainer::plot::Curve>)]) {

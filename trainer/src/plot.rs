@@ -82,9 +82,13 @@ pub fn plot(lines: &[MetricsLine], out: &Path) -> Result<()> {
 }
 
 /// One line of [`plot_ensemble`]: a name and its (mean segments per puzzle, accuracy) points.
+/// Lines of one `family` (say, one kind of trajectory) share a colour; `variant` (say, the
+/// selection rule) picks the marker and the dash, so a dozen lines stay apart.
 pub struct Curve {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    pub family: usize,
+    pub variant: usize,
 }
 
 /// An ensemble ablation: one panel per data set (title, curves), accuracy against the mean
@@ -95,8 +99,8 @@ pub fn plot_ensemble(panels: &[(String, Vec<Curve>)], out: &Path) -> Result<()> 
     let width = 520 * panels.len() as u32;
     let root = BitMapBackend::new(out, (width, 460)).into_drawing_area();
     root.fill(&WHITE)?;
-    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK, RGBColor(230, 140, 0), RGBColor(120, 60, 160)];
-    for ((title, curves), area) in panels.iter().zip(root.split_evenly((1, panels.len()))) {
+    let colors = [RED, BLUE, RGBColor(0, 150, 0), MAGENTA, RGBColor(0, 160, 180), BLACK, RGBColor(230, 140, 0)];
+    for (panel, ((title, curves), area)) in panels.iter().zip(root.split_evenly((1, panels.len()))).enumerate() {
         let max_x = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).fold(8.0, f64::max) * 1.3;
         let mut chart = ChartBuilder::on(&area);
         chart.margin(15).x_label_area_size(35).y_label_area_size(45);
@@ -107,17 +111,40 @@ pub fn plot_ensemble(panels: &[(String, Vec<Curve>)], out: &Path) -> Result<()> 
         if text {
             chart.configure_mesh().x_desc("segments per puzzle (mean)").y_desc("solved %").draw()?;
         }
-        for (i, curve) in curves.iter().enumerate() {
-            let color = colors.get(i % colors.len()).copied().unwrap_or(BLACK);
-            chart.draw_series(curve.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-            let series = chart.draw_series(LineSeries::new(curve.points.iter().copied(), color))?;
-            if text {
-                series
-                    .label(curve.name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        // Every panel has the same lines: the legend goes on the first only, so that it hides
+        // no points of the others.
+        let legend = text && panel == 0;
+        for curve in curves {
+            let color = colors.get(curve.family % colors.len()).copied().unwrap_or(BLACK);
+            let variant = curve.variant % 3;
+            let line = color.stroke_width(if variant == 0 { 2 } else { 1 });
+            let points = curve.points.iter().copied();
+            let series = match variant {
+                0 => {
+                    chart.draw_series(curve.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                    chart.draw_series(LineSeries::new(points, line))?
+                }
+                1 => {
+                    chart.draw_series(curve.points.iter().map(|&p| TriangleMarker::new(p, 4, color.filled())))?;
+                    chart.draw_series(DashedLineSeries::new(points, 6, 4, line))?
+                }
+                _ => {
+                    chart.draw_series(curve.points.iter().map(|&p| Cross::new(p, 4, color)))?;
+                    chart.draw_series(DashedLineSeries::new(points, 2, 3, line))?
+                }
+            };
+            if legend {
+                series.label(curve.name.clone()).legend(move |(x, y)| {
+                    let marker: DynElement<'static, BitMapBackend, (i32, i32)> = match variant {
+                        0 => Circle::new((10, 0), 3, color.filled()).into_dyn(),
+                        1 => TriangleMarker::new((10, 0), 4, color.filled()).into_dyn(),
+                        _ => Cross::new((10, 0), 4, color).into_dyn(),
+                    };
+                    EmptyElement::at((x, y)) + PathElement::new(vec![(0, 0), (20, 0)], color) + marker
+                });
             }
         }
-        if text {
+        if legend {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperLeft)
@@ -129,4 +156,38 @@ pub fn plot_ensemble(panels: &[(String, Vec<Curve>)], out: &Path) -> Result<()> 
     }
     root.present().with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Width and height from a PNG's header (IHDR follows the 8-byte signature).
+    fn png_size(bytes: &[u8]) -> (u32, u32) {
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let be = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        (be(16), be(20))
+    }
+
+    #[test]
+    fn an_ensemble_plot_draws_every_family_and_variant() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ablation.png");
+        // Four kinds × three rules, more lines than colours, on two panels.
+        let curves = || {
+            (0..12)
+                .map(|i| Curve {
+                    name: format!("kind {}, rule {}", i / 3, i % 3),
+                    points: vec![(8.0, 10.0 * i as f64), (64.0, 20.0 + 5.0 * i as f64), (1024.0, 90.0)],
+                    family: i / 3,
+                    variant: i % 3,
+                })
+                .collect::<Vec<_>>()
+        };
+        let panels = vec![("a".to_string(), curves()), ("b".to_string(), curves())];
+        plot_ensemble(&panels, &out).unwrap();
+        assert_eq!(png_size(&std::fs::read(&out).unwrap()), (1040, 460));
+        assert!(plot_ensemble(&[], &dir.path().join("none.png")).is_err());
+        assert!(!dir.path().join("none.png").exists());
+    }
 }
