@@ -25,6 +25,11 @@ use hrm_runtime::ensemble::{self, Noise, Plan, Select};
 use hrm_runtime::sudoku::{self, Grid};
 use hrm_runtime::{Halting, Model, Session};
 
+/// The selection rules, in the order of the table and of the plot's markers.
+const RULES: [&str; 3] = ["valid", "q", "vote"];
+/// ablation.csv's header: what `--replot` reads back.
+const CSV_HEADER: &str = "set,mode,rule,k,solved,puzzles,accuracy,mean_segments,median_s,p90_s";
+
 #[derive(Clone, Copy)]
 struct Mode {
     augment: bool,
@@ -217,7 +222,7 @@ fn rows(set: &str, mode: &str, puzzles: &[Grid], runs: &[PuzzleRun], kmax: u32, 
     let mut ks: Vec<u32> = std::iter::successors(Some(1u32), |k| k.checked_mul(4)).take_while(|&k| k < kmax).collect();
     ks.push(kmax);
     let mut out = Vec::new();
-    let rules: &[&'static str] = if early { &["valid"] } else { &["valid", "q", "vote"] };
+    let rules: &[&'static str] = if early { &RULES[..1] } else { &RULES };
     for &k in &ks {
         for &rule in rules {
             let mut solved = 0;
@@ -319,7 +324,7 @@ fn main() {
             let runs = run_set(model, &puzzles, &plan, args.threads);
             eprintln!("  {:.0} s on {} threads", started.elapsed().as_secs_f64(), args.threads);
             let rows = rows(set, &mode.name(), &puzzles, &runs, args.k, args.early);
-            for (variant, rule) in ["valid", "q", "vote"].into_iter().enumerate() {
+            for (variant, rule) in RULES.into_iter().enumerate() {
                 let points: Vec<(f64, f64)> = rows
                     .iter()
                     .filter(|r| r.rule == rule)
@@ -342,20 +347,20 @@ fn main() {
 fn replot(csv: &Path, png: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(csv).map_err(|e| e.to_string())?;
     let mut lines = text.lines();
-    if lines.next() != Some("set,mode,rule,k,solved,puzzles,accuracy,mean_segments,median_s,p90_s") {
+    if lines.next() != Some(CSV_HEADER) {
         return Err("not an ablation.csv (its header differs)".into());
     }
     let mut panels: Vec<(String, Vec<hrm_trainer::plot::Curve>)> = Vec::new();
-    let mut sets: Vec<String> = Vec::new();
+    let mut last_set = None;
     let mut modes: Vec<String> = Vec::new();
     for (n, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         let bad = || format!("line {}: {line}", n + 2);
         let [set, mode, rule, _k, _solved, puzzles, accuracy, segments, ..] = f[..] else { return Err(bad()) };
         let point = (segments.parse::<f64>().map_err(|_| bad())?, accuracy.parse::<f64>().map_err(|_| bad())?);
-        let variant = ["valid", "q", "vote"].iter().position(|r| *r == rule).ok_or_else(bad)?;
-        if sets.last().map(String::as_str) != Some(set) {
-            sets.push(set.to_string());
+        let variant = RULES.iter().position(|r| *r == rule).ok_or_else(bad)?;
+        if last_set != Some(set) {
+            last_set = Some(set);
             panels.push((format!("{set} ({puzzles} puzzles)"), Vec::new()));
         }
         let family = modes.iter().position(|m| m == mode).unwrap_or_else(|| {
@@ -373,7 +378,7 @@ fn replot(csv: &Path, png: &Path) -> Result<(), String> {
 }
 
 fn write_results(out: &Path, rows: &[Row], panels: &[(String, Vec<hrm_trainer::plot::Curve>)]) {
-    let mut csv = String::from("set,mode,rule,k,solved,puzzles,accuracy,mean_segments,median_s,p90_s\n");
+    let mut csv = format!("{CSV_HEADER}\n");
     let mut md = String::from(
         "| set | trajectories | rule | K | solved | mean segments | median s | p90 s |\n|---|---|---|---:|---:|---:|---:|---:|\n",
     );
