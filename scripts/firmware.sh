@@ -13,8 +13,8 @@
 #                                                  M3 with the tiny model), cores, the gate on
 #                                                  cores' runs, nofloat
 #   scripts/firmware.sh cores                      the same answers and segment digests on x86-64,
-#                                                  the M0 set, M3, M4F, M7, RISC-V (fixed point),
-#                                                  M4F and M7 (int8); the gate's figures
+#                                                  the M0 set, M3, M4F, M7, M33, RISC-V (fixed
+#                                                  point), M4F, M7 and M33 (int8); the gate's figures
 #   scripts/firmware.sh nofloat                    no floating-point routine reachable from the
 #                                                  integer forward pass (thumbv6m call graph)
 #   scripts/firmware.sh gate                       cores, then its instructions per segment, flash
@@ -27,7 +27,7 @@
 #                                                  code counted where it was inlined from)
 #
 # EXAMPLE: sudoku-uart (Cortex-M4F, hard float, QEMU mps2-an386), sudoku-uart-m3 (Cortex-M3,
-# soft float, mps2-an385), -m7, -m0, sudoku-riscv, or c-uart (the C firmware on the M4F). HRM_BLOB=path uses that blob instead of making one; MODEL=path
+# soft float, mps2-an385), -m7, -m33 (mps2-an505), -m0, sudoku-riscv, or c-uart (the C firmware on the M4F). HRM_BLOB=path uses that blob instead of making one; MODEL=path
 # converts another checkpoint; WEIGHTS=f16|bf16|int8|int4 stores the weights narrower;
 # WEIGHTS=fixed makes the integer-only blob (int8 weights, fixed-point activations calibrated on
 # 256 generated puzzles: target/firmware/sudoku-fixed.blob); ELF_TAG=name keeps a build's ELF
@@ -181,16 +181,22 @@ example() {
     # The M0 instruction set (ARMv6-M): no QEMU board for an M0 has room for the model, so the
     # thumbv6m image runs on the M3 board, executing only M0 instructions.
     sudoku-uart-m0) TARGET=thumbv6m-none-eabi MACHINE=mps2-an385 CPU=cortex-m3 ;;
+    # Armv8-M mainline with the DSP extension and an FPU: the AN505 image (TrustZone; the
+    # firmware runs secure), its own memory map and device addresses (feature mps2-an505).
+    sudoku-uart-m33) TARGET=thumbv8m.main-none-eabihf MACHINE=mps2-an505 CPU=cortex-m33 ;;
     # RV32IMAC (ESP32-C3 class, no FPU): QEMU virt, its 16550 UART; for the integer-only blob.
     sudoku-riscv) TARGET=riscv32imac-unknown-none-elf MACHINE=virt CPU="" ;;
     # The same solver in C (firmware-examples/c-uart) over libhrm.a, the C interface.
     c-uart) TARGET=thumbv7em-none-eabihf MACHINE=mps2-an386 CPU=cortex-m4 ;;
-    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m0, sudoku-riscv, c-uart)" ;;
+    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m33, sudoku-uart-m0, sudoku-riscv, c-uart)" ;;
   esac
   NAME="$1"
   PACKAGE=sudoku-uart
   if [ "$1" = sudoku-riscv ] || [ "$1" = c-uart ]; then PACKAGE="$1"; fi
   FEATURES=""
+  # Features the board needs, added to FEATURES by build (not part of the ELF's tag).
+  BOARD_FEATURES=""
+  if [ "$1" = sudoku-uart-m33 ]; then BOARD_FEATURES=mps2-an505; fi
   shift
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -218,7 +224,8 @@ build() {
   fi
   say "building $NAME ($TARGET${FEATURES:+, features $FEATURES}) with $(basename "$BLOB")"
   local args=(build --release --locked -p "$PACKAGE" --target "$TARGET")
-  if [ -n "$FEATURES" ]; then args+=(--features "$FEATURES"); fi
+  local features="${FEATURES}${FEATURES:+${BOARD_FEATURES:+,}}${BOARD_FEATURES}"
+  if [ -n "$features" ]; then args+=(--features "$features"); fi
   HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
   mkdir -p "$OUT"
   cp "$FW/target/$TARGET/release/$PACKAGE" "$ELF"
@@ -518,7 +525,7 @@ cores() {
         failed=1
       fi
     done
-    local examples="sudoku-uart sudoku-uart-m7"
+    local examples="sudoku-uart sudoku-uart-m7 sudoku-uart-m33"
     if [ "$weights" = fixed ]; then examples="sudoku-uart-m0 sudoku-uart-m3 $examples sudoku-riscv"; fi
     for example in $examples; do
       local puzzles="$n"
@@ -581,7 +588,7 @@ cores() {
 # The figures the gate keeps: for each row, an example, its blob, executed instructions per
 # segment (a counted cores run minus a run with no input, over its segments), flash and static
 # RAM of that (digest) build. Fast rows only (no soft-float f32): the gate runs in CI.
-GATE_ROWS="sudoku-uart:int8 sudoku-uart:fixed sudoku-uart-m3:fixed sudoku-riscv:fixed"
+GATE_ROWS="sudoku-uart:int8 sudoku-uart:fixed sudoku-uart-m33:int8 sudoku-uart-m33:fixed sudoku-uart-m3:fixed sudoku-riscv:fixed"
 GATE_BASELINE="$FW/gate-baseline.txt"
 
 # GATE_ROW EXAMPLE WEIGHTS PUZZLES COUNTFILE [OUT]: appends the row to OUT (default

@@ -1,10 +1,35 @@
-//! The busy indicator: an LED of the MPS2 FPGA IO block, as an `embedded-hal` output pin.
+//! The board's addresses, and the busy indicator: an LED of the MPS2 FPGA IO block, as an
+//! `embedded-hal` output pin.
+//!
+//! Two memory maps: the MPS2 AN385/AN386/AN500 images (M3, M4F, M7; the default) and, with the
+//! `mps2-an505` feature, the AN505 image (Cortex-M33 with TrustZone). The M33 starts in the
+//! secure state with the SAU off, so every access is secure: the firmware uses the secure
+//! aliases of the AN505's devices (address + 0x1000_0000), which the peripheral protection
+//! controllers let through at reset.
 
 use core::convert::Infallible;
 use core::ptr;
 
-/// FPGA IO `LED0` register of the MPS2 AN385/AN386 images: bits 0 and 1 drive the two user LEDs.
+/// UART0's registers.
+#[cfg(not(feature = "mps2-an505"))]
+pub const UART0: usize = 0x4000_4000;
+/// UART0's receive interrupt (its NVIC line).
+#[cfg(not(feature = "mps2-an505"))]
+pub const UART0_RX_IRQ: u16 = 0;
+/// FPGA IO `LED0` register: bits 0 and 1 drive the two user LEDs.
+#[cfg(not(feature = "mps2-an505"))]
 const FPGAIO_LED0: usize = 0x4002_8000;
+
+/// UART0's registers (secure alias of 0x4020_0000).
+#[cfg(feature = "mps2-an505")]
+pub const UART0: usize = 0x5020_0000;
+/// UART0's receive interrupt: the AN505's expansion interrupt 0, NVIC line 32 (the IoTKit
+/// takes the first 32).
+#[cfg(feature = "mps2-an505")]
+pub const UART0_RX_IRQ: u16 = 32;
+/// FPGA IO `LED0` register (secure alias of 0x4030_2000).
+#[cfg(feature = "mps2-an505")]
+const FPGAIO_LED0: usize = 0x5030_2000;
 
 pub struct FpgaLed {
     mask: u32,
@@ -14,7 +39,7 @@ impl FpgaLed {
     /// User LED `index` (0 or 1).
     ///
     /// # Safety
-    /// Must run on an MPS2 AN385/AN386 image, and nothing else may drive that LED.
+    /// Must run on the MPS2 image the build is for, and nothing else may drive that LED.
     pub unsafe fn new(index: u8) -> Self {
         FpgaLed { mask: 1 << (index & 1) }
     }

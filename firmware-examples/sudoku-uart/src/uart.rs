@@ -27,14 +27,14 @@ const CTRL_RX_ENABLE: u32 = 1 << 1;
 const CTRL_RX_INTERRUPT: u32 = 1 << 3;
 const INT_RX: u32 = 1 << 1;
 
-/// UART0 of the MPS2 AN385/AN386 images and its receive interrupt.
-pub const MPS2_UART0: (usize, RxIrq) = (0x4000_4000, RxIrq(0));
+/// UART0 of the board the build is for, and its receive interrupt.
+pub const MPS2_UART0: (usize, RxIrq) = (crate::board::UART0, RxIrq(crate::board::UART0_RX_IRQ));
 
 /// The NVIC line of a UART's receive interrupt.
 #[derive(Clone, Copy)]
 pub struct RxIrq(pub u16);
 
-// SAFETY: the number is an interrupt line of the board (`MPS2_UART0`'s is IRQ 0).
+// SAFETY: the number is an interrupt line of the board (`MPS2_UART0`'s, from `board`).
 unsafe impl InterruptNumber for RxIrq {
     fn number(self) -> u16 {
         self.0
