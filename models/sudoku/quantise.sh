@@ -6,6 +6,8 @@
 # (fixed-point formats, int4 error compensation) runs on its own seed 7, 25 givens.
 #
 #   models/sudoku/quantise.sh [SHARED_DATA_DIR]      # prints a Markdown table
+#   FORMATS="f32 fixed" models/sudoku/quantise.sh    # some rows only (f32 first: the others
+#                                                     # are compared with it on the 3,000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --locked --bin hrm >&2
@@ -63,7 +65,12 @@ done
 echo "$header"
 echo "$rule"
 f32_bytes=""
-for format in f32 f16 bf16 int8 int4 int4-gptq fixed; do
+formats="${FORMATS:-f32 f16 bf16 int8 int4 int4-gptq fixed}"
+case "$formats" in
+  f32 | "f32 "*) ;;
+  *) echo "quantise.sh: FORMATS must start with f32 (the others are compared with it)" >&2 && exit 2 ;;
+esac
+for format in $formats; do
   blob="$tmp/$format.blob"
   case "$format" in
     fixed) "$hrm" convert "$model" --out "$blob" --weights int8 --activations fixed \
