@@ -15,7 +15,9 @@
 //! platform. `f32` values stored in the blob (scales, `H_init`, biases, the rotary table, the
 //! norm's epsilon) are only ever read as bits.
 
-use super::math::{decompose_f32, exp_neg_q30, fixed_from_f32_bits, mul_pow2_round, rsqrt, shift_round, sigmoid_q15};
+use super::math::{
+    decompose_f32, exp_neg_q30, fixed_from_f32_bits, mul_pow2_round, rsqrt, shift_round, shift_round_i64, sigmoid_q15,
+};
 use super::{LayerSite, Sites, MAX_FRAC, MIN_FRAC};
 use crate::blob::{LayerPart, Level, TensorId, TensorLayout};
 use crate::config::{Config, HaltRule, ModelKind, PosEncoding};
@@ -554,7 +556,11 @@ fn linear(
     // each activation row packed once as i16, then register tiles of four weight rows.
     #[cfg(not(target_arch = "x86_64"))]
     if k <= DOT_CHUNK {
-        return linear_packed(values, k, x, xs, rows, w.rows, |r, o, sum| store(y, r, o, sum));
+        let limit = match range {
+            Range::Activation => ACT_MAX,
+            Range::Wide => i64::from(i32::MAX),
+        };
+        return linear_packed(values, scales, k, x, xs, rows, w.rows, y, ys, fy - fx, limit);
     }
     for o in 0..w.rows {
         let w_row = values.get(o * k..o * k + k).unwrap_or(&[]);
@@ -572,14 +578,19 @@ fn linear(
 /// `SMLAD` (two multiply-adds an instruction, the int8 kernels' tile), elsewhere a scalar loop
 /// of one `i16` load and four `i8` loads and multiply-adds per value (M0/M3, RISC-V).
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 fn linear_packed(
     values: &[i8],
+    scales: &[f32],
     k: usize,
     x: &[i32],
     xs: usize,
     rows: usize,
     out: usize,
-    mut store: impl FnMut(usize, usize, i64) -> Result<(), Error>,
+    y: &mut [i32],
+    ys: usize,
+    fy_minus_fx: i32,
+    limit: i64,
 ) -> Result<(), Error> {
     let kp = k.div_ceil(64) * 64;
     // Word-aligned: the DSP tile reads the row with `LDRD`, which faults on an address that is
@@ -588,6 +599,11 @@ fn linear_packed(
     struct Packed([i16; DOT_CHUNK.div_ceil(64) * 64]);
     let mut packed = Packed([0; DOT_CHUNK.div_ceil(64) * 64]);
     let pack = &mut packed.0;
+    // Every row's scale, and k values of every weight row, exist (checked once, so that the
+    // loops below index without failing).
+    let (Some(scales), Some(values)) = (scales.get(..out), values.get(..out * k)) else {
+        return Err(Error::InvalidHeader("a matrix is shorter than its shape"));
+    };
     for r in 0..rows {
         let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
         let dst = pack.get_mut(..kp).unwrap_or(&mut []);
@@ -601,53 +617,73 @@ fn linear_packed(
         unsafe {
             crate::kernels::arm_dsp::reorder(pack.as_mut_ptr(), kp)
         };
-        let mut o = 0;
-        while o < out {
-            let nr = 4.min(out - o);
-            // Missing rows of the last block repeat its last row (computed, then dropped).
-            let w_rows: [&[i8]; 4] = core::array::from_fn(|j| {
-                let at = (o + j.min(nr - 1)) * k;
-                values.get(at..at + k).unwrap_or(&[])
-            });
-            let sums = sums4(pack.get(..kp).unwrap_or(&[]), &w_rows, k);
-            for (j, &s) in sums.iter().enumerate().take(nr) {
-                store(r, o + j, i64::from(s))?;
+        let y_len = y.len();
+        let y_row =
+            y.get_mut(r * ys..r * ys + out).ok_or(Error::OutputLength { expected: r * ys + out, got: y_len })?;
+        let packed_row = pack.get(..kp).unwrap_or(&[]);
+        for ((block, scales), y_block) in values.chunks(4 * k).zip(scales.chunks(4)).zip(y_row.chunks_mut(4)) {
+            let sums = sums4(packed_row, block, k);
+            for ((&sum, &scale), y) in sums.iter().zip(scales).zip(y_block) {
+                *y = requantise(sum, scale, fy_minus_fx)?.clamp(-limit, limit) as i32;
             }
-            o += nr;
         }
     }
     Ok(())
 }
 
-/// `Σ x·w_j` of a packed row against four weight rows, with `SMLAD`.
+/// `round(sum × scale × 2^(fy − fx))`, half away from zero: [`mul_pow2_round`] of a 32-bit sum
+/// by the scale's exact mantissa and exponent, written out so that a 32-bit core pays one
+/// 32 × 32 multiply and one 64-bit rounding shift per output (`|sum × mantissa| < 2^55`).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn requantise(sum: i32, scale: f32, fy_minus_fx: i32) -> Result<i64, Error> {
+    let (mant, exp) = decompose_f32(scale.to_bits()).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
+    let shift = (exp + fy_minus_fx).saturating_neg();
+    Ok(shift_round_i64(i64::from(sum) * i64::from(mant), shift))
+}
+
+/// `Σ x·w_j` of a packed row against the (up to) four weight rows of `block` (`k` values
+/// each), with `SMLAD`. Sums past the block's rows are 0.
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-fn sums4(x: &[i16], w: &[&[i8]; 4], k: usize) -> [i32; 4] {
+#[inline(always)]
+fn sums4(x: &[i16], block: &[i8], k: usize) -> [i32; 4] {
     use crate::kernels::int8::Int8Tile;
-    if x.len() < k || w.iter().any(|r| r.len() < k) {
+    let nr = block.len() / k.max(1);
+    if x.len() < k || nr == 0 || k == 0 {
         return [0; 4];
     }
-    let ptrs: [*const i8; 4] = core::array::from_fn(|j| w[j].as_ptr());
+    // A block of fewer than four rows repeats its last row (computed, then dropped).
+    let ptrs: [*const i8; 4] =
+        core::array::from_fn(|j| block.get(j.min(nr - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
     // SAFETY: the row holds k values (padded to a multiple of 64, zero past k, in the tile's
-    // order) and every weight row at least k; DSP is a feature of the target.
+    // order) and every pointer k values of `block`; DSP is a feature of the target.
     let sums = unsafe { crate::kernels::arm_dsp::Dsp1x4::tile(&[0; 4], x.as_ptr().cast(), x.len(), &ptrs, k) };
     sums[0]
 }
 
-/// `Σ x·w_j` of a packed row against four weight rows: one `i16` load and four `i8` loads
-/// and multiply-adds per value, the four sums in registers.
+/// `Σ x·w_j` of a packed row against the (up to) four weight rows of `block`: one `i16` load
+/// and four `i8` loads and multiply-adds per value, the four sums in registers. Sums past the
+/// block's rows are 0.
 #[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp"))))]
-fn sums4(x: &[i16], w: &[&[i8]; 4], k: usize) -> [i32; 4] {
-    let [w0, w1, w2, w3] = *w;
+#[inline(always)]
+fn sums4(x: &[i16], block: &[i8], k: usize) -> [i32; 4] {
+    let row = |j: usize| block.get(j * k..j * k + k).unwrap_or(&[]);
+    let [w0, w1, w2, w3] = [row(0), row(1), row(2), row(3)];
     let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
     let x = x.get(..k).unwrap_or(&[]);
-    for ((((&x, &b0), &b1), &b2), &b3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
-        let x = i32::from(x);
-        a0 += x * i32::from(b0);
-        a1 += x * i32::from(b1);
-        a2 += x * i32::from(b2);
-        a3 += x * i32::from(b3);
+    if w3.len() == k {
+        for ((((&x, &b0), &b1), &b2), &b3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+            let x = i32::from(x);
+            a0 += x * i32::from(b0);
+            a1 += x * i32::from(b1);
+            a2 += x * i32::from(b2);
+            a3 += x * i32::from(b3);
+        }
+        return [a0, a1, a2, a3];
     }
-    [a0, a1, a2, a3]
+    // The last block of a matrix whose rows are not a multiple of four.
+    let dot = |w: &[i8]| x.iter().zip(w).map(|(&x, &w)| i32::from(x) * i32::from(w)).sum::<i32>();
+    [dot(w0), dot(w1), dot(w2), 0]
 }
 
 /// `dst[c][r] = src[r][c]` for a row-major `src[rows, cols]`.
@@ -697,7 +733,9 @@ fn softmax_q30(row: &mut [i32], inv_sqrt: u64, inv_shift: i32, frac: i32) {
     }
 }
 
-/// `silu(g) · u` for `g`, `u` with `fgu` fraction bits, into `fact` fraction bits.
+/// `silu(g) · u` for `g`, `u` with `fgu` fraction bits, into `fact` fraction bits. Inlined
+/// into the SwiGLU's loop, so that what depends only on the formats is computed once a row.
+#[inline(always)]
 fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
     let (x, frac) = if fgu < 0 { (i64::from(g) << -fgu, 0) } else { (i64::from(g), fgu as u32) };
     let sig = i64::from(sigmoid_q15(x, frac));
@@ -705,7 +743,7 @@ fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
     // fits i64 (one i128 multiply less on a 32-bit core; the same value).
     if let (Ok(g16), Ok(u16)) = (i16::try_from(g), i16::try_from(u)) {
         let p = i64::from(g16) * sig * i64::from(u16);
-        return sat16(shift_round(i128::from(p), 15 + 2 * fgu - fact));
+        return sat16(shift_round_i64(p, 15 + 2 * fgu - fact));
     }
     sat16(shift_round(i128::from(i64::from(g) * sig) * i128::from(u), 15 + 2 * fgu - fact))
 }

@@ -25,6 +25,7 @@ const MAX_TABLE_FRAC: u32 = 40;
 /// [-149, 104]; subnormals give their 23-bit fraction and exponent -149, so they are exact too.
 /// The mantissa is not normalised (trailing zero bits are kept). Zero of either sign gives
 /// `Some((0, 0))`; infinities and NaNs give `None`.
+#[inline]
 pub fn decompose_f32(bits: u32) -> Option<(i32, i32)> {
     let biased = ((bits >> 23) & 0xff) as i32;
     let fraction = (bits & 0x7f_ffff) as i32;
@@ -99,12 +100,13 @@ pub fn shift_round(v: i128, shift: i32) -> i64 {
 /// The product `v × m` is exact in i128 (|v × m| <= 2^94), then scaled by [`shift_round`], so the
 /// result is exact for every `e` (`e = i32::MIN` and very negative `e` give 0; very positive `e`
 /// with a nonzero product saturate).
+#[inline]
 pub fn mul_pow2_round(v: i64, m: i32, e: i32) -> i64 {
     // A 32-bit `v` (the products' sums, the activations) times the mantissa fits i64: one
     // 32 × 32 multiply instead of an i128 one on a 32-bit core; `shift_round` then takes its
     // 64-bit path. The same value.
     if let Ok(small) = i32::try_from(v) {
-        return shift_round(i128::from(i64::from(small) * i64::from(m)), e.saturating_neg());
+        return shift_round_i64(i64::from(small) * i64::from(m), e.saturating_neg());
     }
     // saturating_neg maps i32::MIN to i32::MAX: both shifts are far past the 2^94 product.
     shift_round(i128::from(v) * i128::from(m), e.saturating_neg())
@@ -212,6 +214,17 @@ fn interp_segment(p0: Option<i64>, p1: i64, p2: i64, p3: Option<i64>, r: u64, bi
     shift_round(scaled, 2 * bits as i32 + 2)
 }
 
+/// [`shift_round`] of an `i64`: the same value, without building an `i128` where the 64-bit
+/// path applies (on a 32-bit core the conversions and checks of the wide path cost more than
+/// the rounding; every requantised output and SiLU takes this).
+#[inline]
+pub fn shift_round_i64(v: i64, shift: i32) -> i64 {
+    if (1..=63).contains(&shift) && v.unsigned_abs() < 1 << 62 {
+        return shift_round_small(v, shift as u32);
+    }
+    shift_round(i128::from(v), shift)
+}
+
 /// [`shift_round`] of a `v` with `|v| < 2^62` by `shift` in `1..=63`: the same rounding (half
 /// away from zero) in 64-bit arithmetic.
 #[inline]
@@ -234,7 +247,18 @@ fn shift_round_small(v: i64, shift: u32) -> i64 {
 ///
 /// `frac` above 40 is allowed: `x` is first floor-shifted to 40 fraction bits (this keeps the
 /// function monotone and moves t by less than 2^-40).
+#[inline]
 pub fn sigmoid_q15(x: i64, frac: u32) -> i32 {
+    if frac <= NARROW_SIGMOID_FRAC {
+        if let Ok(x) = i32::try_from(x) {
+            return sigmoid_q15_narrow(x, frac);
+        }
+    }
+    sigmoid_q15_wide(x, frac)
+}
+
+/// [`sigmoid_q15`] for every input, in 64- and 128-bit arithmetic.
+fn sigmoid_q15_wide(x: i64, frac: u32) -> i32 {
     let (x, frac) =
         if frac > MAX_TABLE_FRAC { (x >> (frac - MAX_TABLE_FRAC).min(63), MAX_TABLE_FRAC) } else { (x, frac) };
     // t = ±16 in the input's units; frac + 4 <= 44, so neither this nor x + lim overflows.
@@ -256,6 +280,87 @@ pub fn sigmoid_q15(x: i64, frac: u32) -> i32 {
         return 0;
     };
     let y = interp_segment(i.checked_sub(1).and_then(at), p1, p2, at(i + 2), r, frac);
+    y.clamp(0, 32768) as i32
+}
+
+/// The largest `frac` of [`sigmoid_q15_narrow`]: its sums fit 32 bits up to here.
+const NARROW_SIGMOID_FRAC: u32 = 18;
+
+/// `SIGMOID_Q15` with one entry more at each end, extrapolated as `interp_segment` does when
+/// a segment's outer neighbour is missing (`p0 = 3·(p1 − p2) + p3` before the first segment,
+/// `p3 = 3·(p2 − p1) + p0` after the last; only one end is ever missing): entry `i + 1` is
+/// `SIGMOID_Q15[i]`, so segment `i` reads entries `i ..= i + 3`.
+// Evaluated by the compiler: an index out of range is a build error, never a run-time panic.
+#[allow(clippy::indexing_slicing)]
+const SIGMOID_Q15_PADDED: [u16; 515] = {
+    let t = &SIGMOID_Q15;
+    let n = t.len();
+    let mut out = [0u16; 515];
+    let mut i = 0;
+    while i < n {
+        out[i + 1] = t[i];
+        i += 1;
+    }
+    let first = 3 * (t[0] as i32 - t[1] as i32) + t[2] as i32;
+    let last = 3 * (t[n - 1] as i32 - t[n - 2] as i32) + t[n - 3] as i32;
+    assert!(first >= 0 && first <= u16::MAX as i32 && last >= 0 && last <= u16::MAX as i32);
+    out[0] = first as u16;
+    out[n + 1] = last as u16;
+    out
+};
+
+/// The largest step between neighbours of `SIGMOID_Q15` (σ' ≤ 1/4, so at most 32768/64 = 512
+/// per 1/16), checked by the compiler: [`sigmoid_q15_narrow`]'s bounds rest on it.
+const SIGMOID_MAX_STEP: i32 = 512;
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    let mut i = 1;
+    while i < SIGMOID_Q15.len() {
+        assert!(SIGMOID_Q15[i] >= SIGMOID_Q15[i - 1]);
+        assert!((SIGMOID_Q15[i] - SIGMOID_Q15[i - 1]) as i32 <= SIGMOID_MAX_STEP);
+        i += 1;
+    }
+};
+
+/// [`sigmoid_q15`] for a 32-bit `x` and `frac <= 18` (every SiLU of the integer path: `i16`
+/// activations, their calibrated formats), the same value in 32-bit arithmetic but one 32 × 32
+/// multiply and one 64-bit shift. On a Cortex-M this was 190 instructions a sigmoid in the
+/// general path (64-bit shifts and multiplies, the `Option`s of the table's ends).
+///
+/// The general path rounds `scaled / 2^(2b+2)` half away from zero, where `scaled = p1·2^(2b+2)
+/// + T` and `T = r·(4d·2^b + k4·(2^b − r))` (`b = frac`, `one = 2^b`). With `scaled ≥ 0` that
+/// is `floor((scaled + 2^(2b+1)) / 2^(2b+2)) = p1 + floor((T + 2^(2b+1)) / 2^(2b+2))`; with
+/// `scaled < 0` both roundings give at most 0, which the final clamp makes 0. Bounds:
+/// `|d| ≤ 512`, `|k4| ≤ 4|d|`, so `|4d·2^b + k4·(2^b − r)| < 2^(12+b) ≤ 2^30` and
+/// `|T| < 2^(12+2b)`, in `i64`.
+#[inline(always)]
+fn sigmoid_q15_narrow(x: i32, frac: u32) -> i32 {
+    let frac = frac.min(NARROW_SIGMOID_FRAC);
+    // ±16 in the input's units: at most 2^22, so x + lim cannot overflow inside the range.
+    let lim = 1i32 << (frac + 4);
+    if x >= lim {
+        return 32768;
+    }
+    if x <= -lim {
+        return 0;
+    }
+    // (x + lim)·16 < 2^(frac + 9) ≤ 2^27.
+    let pos = ((x + lim) as u32) << 4;
+    let i = (pos >> frac) as usize;
+    let r = (pos & ((1u32 << frac) - 1)) as i32;
+    // i ≤ 511: the four entries around segment i, one bounds check (never failing).
+    let Some(&[p0, p1, p2, p3]) = SIGMOID_Q15_PADDED.get(i..i + 4) else {
+        return 0;
+    };
+    let (p0, p1, p2, p3) = (i32::from(p0), i32::from(p1), i32::from(p2), i32::from(p3));
+    let d = p2 - p1;
+    // max/min rather than clamp: clamp checks its bounds' order, which the compiler cannot
+    // prove here.
+    let k4 = (p1 + p2 - p0 - p3).max(-4 * d.abs()).min(4 * d.abs());
+    let one = 1i32 << frac;
+    let u = 4 * d * one + k4 * (one - r);
+    let t = i64::from(r) * i64::from(u);
+    let y = i64::from(p1) + ((t + (1i64 << (2 * frac + 1))) >> (2 * frac + 2));
     y.clamp(0, 32768) as i32
 }
 
@@ -767,6 +872,36 @@ mod tests {
     }
 
     const FRACS: [u32; 13] = [0, 1, 3, 4, 5, 8, 12, 15, 16, 20, 24, 32, 40];
+
+    #[test]
+    fn narrow_sigmoid_and_shift_equal_the_general_paths() {
+        // Every x within ±2^17 (all i16 activations at any format, and the saturated ends) at
+        // every width of the narrow path, then random 32-bit x.
+        for frac in 0..=NARROW_SIGMOID_FRAC {
+            for x in -(1i32 << 17)..=(1 << 17) {
+                assert_eq!(sigmoid_q15_narrow(x, frac), sigmoid_q15_wide(i64::from(x), frac), "x {x} frac {frac}");
+            }
+            let mut rng = Lcg(u64::from(frac) + 99);
+            for _ in 0..100_000 {
+                let x = rng.next_u32() as i32 >> (rng.next_u32() % 32);
+                assert_eq!(sigmoid_q15_narrow(x, frac), sigmoid_q15_wide(i64::from(x), frac), "x {x} frac {frac}");
+            }
+            for x in [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX] {
+                assert_eq!(sigmoid_q15_narrow(x, frac), sigmoid_q15_wide(i64::from(x), frac), "x {x} frac {frac}");
+            }
+        }
+        let mut rng = Lcg(5);
+        for _ in 0..200_000 {
+            let v = (rng.next_u64() as i64) >> (rng.next_u32() % 64);
+            let shift = (rng.next_u32() % 140) as i32 - 70;
+            assert_eq!(shift_round_i64(v, shift), shift_round(i128::from(v), shift), "{v} >> {shift}");
+        }
+        for v in [i64::MIN, i64::MIN + 1, -(1 << 62), (1 << 62) - 1, 1 << 62, i64::MAX, -1, 0, 1] {
+            for shift in [-64, -1, 0, 1, 2, 31, 32, 62, 63, 64, 200, i32::MIN, i32::MAX] {
+                assert_eq!(shift_round_i64(v, shift), shift_round(i128::from(v), shift), "{v} >> {shift}");
+            }
+        }
+    }
 
     #[test]
     fn sigmoid_error_and_monotonicity() {
