@@ -45,7 +45,7 @@ fn sat32(v: i64) -> i32 {
 
 /// `v` from `from` to `to` fraction bits, rounded.
 fn rescale(v: i64, from: i32, to: i32) -> i64 {
-    shift_round(v as i128, from - to)
+    shift_round_i64(v, from - to)
 }
 
 /// What one segment of the integer path produced: the Q head's two values with `frac`
@@ -764,7 +764,14 @@ fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
     let eps = fixed_from_f32_bits(eps, 2 * fz).unwrap_or(0).max(0) as u64;
     let mean = (squares / n).saturating_add(eps).max(1);
     let (inv, shift) = rsqrt(mean);
+    // inv ≤ 2^32: with |x| < 2^30 (a sum of two `i16`s always is) the product fits i64, and
+    // shift_round_i64 rounds it as shift_round would the i128 (no i128 multiply on 32-bit cores).
+    let inv_i64 = i64::try_from(inv).unwrap_or(i64::MAX);
     for x in x.iter_mut() {
-        *x = sat16(shift_round(i128::from(*x) * i128::from(inv), shift - fz));
+        *x = if x.unsigned_abs() < 1 << 30 && inv <= 1 << 32 {
+            sat16(shift_round_i64(i64::from(*x) * inv_i64, shift - fz))
+        } else {
+            sat16(shift_round(i128::from(*x) * i128::from(inv), shift - fz))
+        };
     }
 }
