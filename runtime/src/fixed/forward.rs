@@ -634,6 +634,8 @@ fn linear_packed(
 /// `round(sum × scale × 2^(fy − fx))`, half away from zero: [`mul_pow2_round`] of a 32-bit sum
 /// by the scale's exact mantissa and exponent, written out so that a 32-bit core pays one
 /// 32 × 32 multiply and one 64-bit rounding shift per output (`|sum × mantissa| < 2^55`).
+/// Calling `mul_pow2_round` itself instead gave the same integers but 4.6 % more instructions
+/// a puzzle on the M4F (8,027 M against 7,673 M; its `i64` argument is not narrowed back).
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 fn requantise(sum: i32, scale: f32, fy_minus_fx: i32) -> Result<i64, Error> {
