@@ -71,8 +71,9 @@ pub struct EnsembleArgs {
     /// No symmetries: the trajectories differ by their noise only.
     #[arg(long, overrides_with = "augment")]
     pub no_augment: bool,
-    /// How the answer is picked: `valid` stops at the first valid completion (else the highest
-    /// Q-halt), `q` takes the highest final Q-halt, `vote` the per-cell majority.
+    /// How the answer is picked: `valid` stops at the first valid completion (mazes: the
+    /// shortest valid path, stopping at one of the fewest steps; else the highest Q-halt), `q`
+    /// takes the highest final Q-halt, `vote` the per-cell majority.
     #[arg(long, value_enum, default_value_t = SelectRule::Valid)]
     pub select: SelectRule,
     /// Seed of the symmetries and the noise: the same seed gives the same answers.

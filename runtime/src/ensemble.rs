@@ -263,8 +263,9 @@ impl LatentNoise {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Select {
     /// The first answer that satisfies the task's rules, checked after every segment of every
-    /// trajectory (the ensemble stops there); when none does, the highest Q-halt, and when no
-    /// Q value is a number, the vote.
+    /// trajectory (the ensemble stops there; for mazes, the shortest valid path, stopping at
+    /// one of the maze's fewest steps: [`solve_maze`]); when none does, the highest Q-halt,
+    /// and when no Q value is a number, the vote.
     Valid,
     /// The final answer of the trajectory whose last Q-halt is highest (no rule checks).
     Q,
@@ -542,13 +543,47 @@ pub struct MazeOutcome {
     pub cut_short: bool,
 }
 
+/// A valid maze answer kept by [`ShortestValid`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FoundPath {
+    steps: u32,
+    trajectory: u32,
+    answer: [u8; MAX_CELLS],
+    q_halt: f32,
+}
+
+/// The maze rule of [`Select::Valid`] over the trajectories: the shortest valid path offered,
+/// the earliest among equals, and whether it is as short as any path can be.
+struct ShortestValid {
+    fewest: Option<u32>,
+    best: Option<FoundPath>,
+}
+
+impl ShortestValid {
+    fn new(fewest: Option<u32>) -> Self {
+        ShortestValid { fewest, best: None }
+    }
+
+    /// Keeps a valid path of `steps` if it is shorter than the one kept; `true` when it is as
+    /// short as the maze allows (nothing later can beat it).
+    fn offer(&mut self, steps: u32, trajectory: u32, answer: &[u8; MAX_CELLS], q_halt: f32) -> bool {
+        if self.best.is_none_or(|b| steps < b.steps) {
+            self.best = Some(FoundPath { steps, trajectory, answer: *answer, q_halt });
+        }
+        self.fewest.is_none_or(|f| steps <= f)
+    }
+}
+
 /// Runs `plan` on a maze (`side × side` characters of `# SGo`, one `S` and one `G`, checked
 /// with [`maze::validate`]; a marked path is ignored) in `session`, whose model reads
 /// `side²` cells. Trajectory `t > 0` runs under [`Dihedral`]`(t mod 8)` when `plan.augment`
 /// (the eight symmetries of the square; beyond 8 trajectories only noise tells them apart).
 /// The rule of [`Select::Valid`] is the path check: the marked cells form one unbroken S→G
-/// path. [`Select::Vote`] marks the cells most trajectories marked. `check` is called after
-/// every segment; `false` stops the ensemble there.
+/// path, and among such answers the shortest wins. A valid path as short as the maze's
+/// shortest (a breadth-first search: it tells when to stop looking, it never answers) ends the
+/// ensemble at once; a longer one ends its trajectory and is kept while the others look for a
+/// shorter one. [`Select::Vote`] marks the cells most trajectories marked. `check` is called
+/// after every segment; `false` stops the ensemble there.
 pub fn solve_maze(
     session: &mut Session<'_, '_>,
     maze: &[u8],
@@ -577,6 +612,12 @@ pub fn solve_maze(
     let back = back.get_mut(..cells).ok_or(short)?;
     let mut answer = [0u8; MAX_CELLS];
     let clean = |c: u8| if c == maze::PATH { maze::OPEN } else { c };
+    // Under `Valid`, the fewest steps any S→G path can take, and the shortest valid answer so far.
+    let fewest = match plan.select {
+        Select::Valid => maze::shortest_steps(maze, side, &mut maze::SearchSpace::new()),
+        _ => None,
+    };
+    let mut shortest = ShortestValid::new(fewest);
     let record = |votes: &mut [u16; MAX_CELLS],
                   best: &mut Option<(f32, u32, [u8; MAX_CELLS])>,
                   t,
@@ -623,7 +664,7 @@ pub fn solve_maze(
             maze::answer(maze, back, &mut answer);
             q_halt = outcome.q_halt;
             let path_steps = maze::path_steps(answer.get(..cells).unwrap_or(&[]), side);
-            let valid = path_steps.is_some();
+            let valid = path_steps.is_some() && plan.select == Select::Valid;
             let stop_here = plan.select != Select::Valid && plan.halting == Halting::Adaptive && outcome.halt_requested;
             let progress = MazeProgress {
                 trajectory: t,
@@ -632,23 +673,31 @@ pub fn solve_maze(
                 q_continue: outcome.q_continue,
                 path_steps,
                 halt_requested: outcome.halt_requested,
-                last: stop_here || segment + 1 == limit || (valid && plan.select == Select::Valid),
+                last: stop_here || segment + 1 == limit || valid,
                 segments,
                 symmetry,
             };
             let go_on = check(&progress);
-            if valid && plan.select == Select::Valid {
-                session.set_noise(None)?;
-                return Ok(MazeOutcome {
-                    answer,
-                    path_steps,
-                    reason: Reason::Valid,
-                    chosen: Some(t),
-                    q_halt,
-                    trajectories: started,
-                    segments,
-                    cut_short: false,
-                });
+            if let (true, Some(steps)) = (valid, path_steps) {
+                if shortest.offer(steps, t, &answer, q_halt) {
+                    session.set_noise(None)?;
+                    return Ok(MazeOutcome {
+                        answer,
+                        path_steps,
+                        reason: Reason::Valid,
+                        chosen: Some(t),
+                        q_halt,
+                        trajectories: started,
+                        segments,
+                        cut_short: false,
+                    });
+                }
+                // A valid path, but longer than the maze's shortest: this trajectory is done.
+                if !go_on {
+                    cut_short = true;
+                    break 'trajectories;
+                }
+                continue 'trajectories;
             }
             if !go_on {
                 cut_short = true;
@@ -672,10 +721,11 @@ pub fn solve_maze(
         }
         out
     };
-    let (answer, reason, chosen, q_halt) = match (plan.select, best) {
-        (Select::Vote, _) | (Select::Valid, None) => (voted(), Reason::Vote, None, f32::NAN),
-        (_, Some((q, t, answer))) => (answer, Reason::Q, Some(t), q),
-        (Select::Q, None) => (last.1, Reason::Q, Some(last.0), last.2),
+    let (answer, reason, chosen, q_halt) = match (plan.select, best, shortest.best) {
+        (Select::Valid, _, Some(found)) => (found.answer, Reason::Valid, Some(found.trajectory), found.q_halt),
+        (Select::Vote, _, _) | (Select::Valid, None, None) => (voted(), Reason::Vote, None, f32::NAN),
+        (_, Some((q, t, answer)), _) => (answer, Reason::Q, Some(t), q),
+        (Select::Q, None, _) => (last.1, Reason::Q, Some(last.0), last.2),
     };
     Ok(MazeOutcome {
         path_steps: maze::path_steps(answer.get(..cells).unwrap_or(&[]), side),
@@ -768,5 +818,23 @@ mod tests {
         images.sort();
         images.dedup();
         assert_eq!(images.len(), 8);
+    }
+
+    #[test]
+    fn the_maze_rule_keeps_the_shortest_valid_path_and_stops_at_the_fewest_steps() {
+        let answer = |mark: u8| {
+            let mut a = [0u8; MAX_CELLS];
+            a[0] = mark;
+            a
+        };
+        let mut rule = ShortestValid::new(Some(10));
+        assert!(!rule.offer(14, 1, &answer(1), 0.5), "a path longer than the shortest goes on");
+        assert!(!rule.offer(12, 3, &answer(3), 0.1));
+        assert!(!rule.offer(12, 4, &answer(4), 0.9), "a tie keeps the earlier trajectory");
+        assert!(!rule.offer(16, 5, &answer(5), 0.9), "a longer one is not kept");
+        let kept = rule.best.expect("a path was offered");
+        assert_eq!((kept.steps, kept.trajectory, kept.answer[0], kept.q_halt), (12, 3, 3, 0.1));
+        assert!(rule.offer(10, 6, &answer(6), 0.2), "as short as the maze allows: stop");
+        assert_eq!(rule.best.map(|b| (b.steps, b.trajectory)), Some((10, 6)));
     }
 }
