@@ -181,6 +181,22 @@ fn hostile_tensor_tables_are_refused() {
         }),
         bad(rope as u32, TensorProblem::DType),
     );
+    // Panels (dtype 6) only for the attention's and the SwiGLU's matrices, and only when the
+    // row ranges the forward pass takes start panels (the small model's h = 8 does not).
+    let layout = hrm_runtime::blob::TensorLayout::new(small_config());
+    let qkv = layout
+        .index_of(hrm_runtime::TensorId::Layer {
+            level: hrm_runtime::blob::Level::L,
+            layer: 0,
+            part: hrm_runtime::blob::LayerPart::Qkv,
+        })
+        .unwrap();
+    let to_panels = |e: &mut TensorEntry| {
+        e.dtype = hrm_runtime::DType::F32Panels.code();
+        e.len = hrm_runtime::DType::F32Panels.bytes(e.shape[0] as usize, e.shape[1] as usize).unwrap() as u64;
+    };
+    check(with_entry(&good, 0, to_panels), bad(0, TensorProblem::DType));
+    check(with_entry(&good, qkv, to_panels), bad(qkv as u32, TensorProblem::DType));
     let swapped = with_entry(&good, 0, |e| e.id = hrm_runtime::TensorId::LmHead.code());
     assert!(matches!(
         Model::from_bytes(&swapped),

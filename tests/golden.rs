@@ -119,3 +119,31 @@ fn small_work_blocks_match_the_reference_too() {
         }
     }
 }
+
+/// A blob whose attention and SwiGLU matrices are stored in 16-row panels (`hrm convert
+/// --layout panels`) matches the reference, and on x86-64 and aarch64, where its tiles are
+/// the row-major product's without the packing, gives that product's bits: every logit, Q
+/// value and carry equal to the row-major blob's.
+#[test]
+fn panel_blobs_match_the_reference_and_the_row_major_bits() {
+    for case in golden_cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let (ck, rows) = convert(&case, weights_file(&case), DType::F32);
+        let (_, panels) = convert(&case, weights_file(&case), DType::F32Panels);
+        assert_ne!(&rows[..], &panels[..], "{name}: the layouts differ");
+        let expected = read_safetensors(&case.join("expected.safetensors"));
+        let segments = ck.config.halt_max_steps as usize;
+        let run = |blob: &[u8]| run_blob(blob, &expected["inputs"], &expected["puzzle_identifiers"], segments);
+        let (a, b) = (run(&rows), run(&panels));
+        assert_matches(&format!("{name} (f32 panels)"), ck.config.kind, &b, &expected);
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            let bits = |r: &hrm_tests::RunOutput| -> Vec<u32> {
+                let mut v: Vec<u32> = r.logits.iter().flatten().flatten().map(|x| x.to_bits()).collect();
+                v.extend(r.q_halt.iter().chain(&r.q_continue).flatten().map(|x| x.to_bits()));
+                v.extend(r.carry0.iter().flat_map(|(h, l)| h.iter().chain(l)).map(|x| x.to_bits()));
+                v
+            };
+            assert_eq!(bits(&a), bits(&b), "{name}: the panel blob's outputs differ from the row-major blob's");
+        }
+    }
+}

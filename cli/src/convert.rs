@@ -20,6 +20,11 @@ pub struct ConvertArgs {
     /// block of 32 values (vectors stay f32 then).
     #[arg(long, value_enum, default_value_t = WeightType::F32)]
     weights: WeightType,
+    /// How f32 matrices are laid out: `rows` as in the checkpoint, `panels` in 16-row panels
+    /// stored column by column, what the x86-64 and aarch64 kernels read without packing
+    /// (faster there, slower on microcontrollers; runtime/FORMAT.md).
+    #[arg(long, value_enum, default_value_t = Layout::Rows)]
+    layout: Layout,
     /// Arithmetic of the forward pass: f32, or fixed point (integer only, for cores without an
     /// FPU; needs --weights int8 and --calibrate).
     #[arg(long, value_enum, default_value_t = ActivationType::F32)]
@@ -53,6 +58,12 @@ enum WeightType {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Layout {
+    Rows,
+    Panels,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ActivationType {
     F32,
     Fixed,
@@ -79,6 +90,12 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         .with_context(|| format!("cannot convert {}", args.src.display()))?;
     checkpoint.config.block = args.block;
     let mut options = hrm_convert::BlobOptions::weights(args.weights.into());
+    if args.layout == Layout::Panels {
+        if options.weights != DType::F32 {
+            anyhow::bail!("--layout panels is for f32 weights (--weights f32)");
+        }
+        options.weights = DType::F32Panels;
+    }
     let bar = |what: &str, len: usize| {
         indicatif::ProgressBar::new(len as u64).with_style(
             indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} examples {{elapsed}}"))
@@ -127,7 +144,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         c.seq_len,
         c.vocab_size,
         checkpoint.parameters(),
-        DType::from(args.weights),
+        options.weights,
         options.activations.name(),
         blob.len(),
         c.arena_bytes(),

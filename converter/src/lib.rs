@@ -119,6 +119,19 @@ pub use hrm_host::AlignedBlob;
 fn encode(values: &[f32], rows: usize, cols: usize, dtype: DType, moments: Option<&Moments>, out: &mut Vec<u8>) {
     match dtype {
         DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F32Panels => {
+            // Panels of 16 rows, each column by column, the rows padded with zeros.
+            const P: usize = hrm_runtime::blob::F32_PANEL_ROWS;
+            for panel in 0..rows.div_ceil(P) {
+                for c in 0..cols {
+                    for j in 0..P {
+                        let r = panel * P + j;
+                        let v = if r < rows { values[r * cols + c] } else { 0.0 };
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
         DType::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
         DType::Bf16 => values.iter().for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
         DType::I32 => values.iter().for_each(|v| out.extend_from_slice(&(*v as i32).to_le_bytes())),
@@ -265,6 +278,16 @@ pub fn write_blob_with(checkpoint: &Checkpoint, options: &BlobOptions) -> Result
     if options.activations == Activations::Fixed && weights != DType::I8 {
         return Err(ConvertError::Options("fixed-point activations need int8 weights (--weights int8)".into()));
     }
+    if weights == DType::F32Panels && !config.f32_panels_fit() {
+        return Err(ConvertError::Options(format!(
+            "the panel layout needs the hidden size ({}), the SwiGLU width ({}) and the block ({}, or the \
+             SwiGLU width if smaller) to be multiples of {}",
+            config.hidden_size,
+            config.mlp_inter,
+            config.block,
+            blob::F32_PANEL_ROWS
+        )));
+    }
     let layout = TensorLayout::of(config, options.activations);
     let count = layout.count();
     let table_end = HEADER_LEN + count * blob::ENTRY_LEN;
@@ -296,6 +319,8 @@ pub fn write_blob_with(checkpoint: &Checkpoint, options: &BlobOptions) -> Result
                 }
                 let dtype = match id {
                     _ if quantised && spec.rank == 1 => DType::F32,
+                    // Panels for the products' matrices; embeddings, heads and vectors stay f32.
+                    _ if weights == DType::F32Panels && !spec.allows(DType::F32Panels) => DType::F32,
                     // The edges of the network (token and puzzle embeddings, positions, the output
                     // heads) are small and the most sensitive: int4 blobs keep them in int8, as
                     // llama.cpp keeps its output layer at higher precision.

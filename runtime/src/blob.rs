@@ -49,7 +49,15 @@ pub enum DType {
     Q4,
     /// Plain `i32` (the fixed-point path's table of activation formats).
     I32,
+    /// `f32` in the layout the SIMD product's tiles read ([`F32_PANEL_ROWS`]-row panels, each
+    /// stored column by column): row `r`, column `c` at `(r / 16)·16·cols + 16·c + r % 16`,
+    /// the rows padded with zeros to a multiple of 16. Matrices of the attention and the
+    /// channel SwiGLU only (`hrm convert --layout panels`).
+    F32Panels,
 }
+
+/// Rows per panel of [`DType::F32Panels`].
+pub const F32_PANEL_ROWS: usize = 16;
 
 /// Values per block of [`DType::Q4`].
 pub const Q4_BLOCK: usize = 32;
@@ -65,6 +73,7 @@ impl DType {
             DType::I8 => 3,
             DType::Q4 => 4,
             DType::I32 => 5,
+            DType::F32Panels => 6,
         }
     }
 
@@ -76,6 +85,7 @@ impl DType {
             3 => Some(DType::I8),
             4 => Some(DType::Q4),
             5 => Some(DType::I32),
+            6 => Some(DType::F32Panels),
             _ => None,
         }
     }
@@ -89,6 +99,10 @@ impl DType {
         match self {
             DType::F32 | DType::I32 => elements.checked_mul(4),
             DType::F16 | DType::Bf16 => elements.checked_mul(2),
+            DType::F32Panels => match rows.div_ceil(F32_PANEL_ROWS).checked_mul(F32_PANEL_ROWS * 4) {
+                Some(row_bytes) => row_bytes.checked_mul(cols),
+                None => None,
+            },
             // Scales first (4-byte aligned at the tensor's 64-byte aligned start), then values.
             DType::I8 => match rows.checked_mul(4) {
                 Some(scales) => scales.checked_add(elements),
@@ -112,6 +126,7 @@ impl DType {
             DType::I8 => "int8",
             DType::Q4 => "int4",
             DType::I32 => "i32",
+            DType::F32Panels => "f32 panels",
         }
     }
 }
@@ -351,7 +366,10 @@ impl TensorSpec {
         match self.id {
             TensorId::RopeCos | TensorId::RopeSin => matches!(dtype, DType::F32),
             TensorId::ActivationFormats => matches!(dtype, DType::I32),
-            _ => !matches!(dtype, DType::I32),
+            TensorId::Layer {
+                part: LayerPart::Qkv | LayerPart::AttnOut | LayerPart::GateUp | LayerPart::Down, ..
+            } => !matches!(dtype, DType::I32),
+            _ => !matches!(dtype, DType::I32 | DType::F32Panels),
         }
     }
 

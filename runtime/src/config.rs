@@ -148,6 +148,18 @@ impl Config {
     }
 
     /// Intermediate units of a SwiGLU of width `inter` computed at once: `min(block, inter)`.
+    /// Whether the attention's and the channel SwiGLU's matrices may be stored as
+    /// [`crate::blob::DType::F32Panels`]: every row range the forward pass takes of them (Q, K
+    /// and V of `qkv_proj`; the gate and up blocks of `gate_up_proj`) starts at a multiple of
+    /// 16 rows.
+    pub const fn f32_panels_fit(&self) -> bool {
+        let p = crate::blob::F32_PANEL_ROWS;
+        let inter = self.mlp_inter;
+        (self.hidden_size as usize).is_multiple_of(p)
+            && (inter as usize).is_multiple_of(p)
+            && self.inter_block(inter).is_multiple_of(p)
+    }
+
     pub const fn inter_block(&self, inter: u32) -> usize {
         let r = self.block as usize;
         let i = inter as usize;

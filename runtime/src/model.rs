@@ -3,8 +3,8 @@
 use half::{bf16, f16};
 
 use crate::blob::{
-    self, DType, Header, LayerPart, Level, TensorEntry, TensorId, TensorLayout, HEADER_LEN, Q4_BLOCK, Q4_BLOCK_BYTES,
-    TENSOR_ALIGN,
+    self, Activations, DType, Header, LayerPart, Level, TensorEntry, TensorId, TensorLayout, F32_PANEL_ROWS,
+    HEADER_LEN, Q4_BLOCK, Q4_BLOCK_BYTES, TENSOR_ALIGN,
 };
 use crate::config::Config;
 use crate::error::TensorProblem;
@@ -15,6 +15,8 @@ use crate::Error;
 #[derive(Debug, Clone, Copy)]
 pub enum Weights<'a> {
     F32(&'a [f32]),
+    /// [`DType::F32Panels`]: row `r`, column `c` at `(r / 16)·16·cols + 16·c + r % 16`.
+    F32Panels(&'a [f32]),
     F16(&'a [f16]),
     Bf16(&'a [bf16]),
     /// Row `r` is `scales[r] · values[r·cols ..][..cols]`.
@@ -71,6 +73,14 @@ impl<'a> Matrix<'a> {
         let missing = Error::OutputLength { expected: end, got: self.rows };
         let weights = match self.weights {
             Weights::F32(w) => Weights::F32(w.get(per_row(self.cols)).ok_or(missing)?),
+            Weights::F32Panels(w) => {
+                // Whole panels from `start` (which must begin one) to the one holding `end - 1`.
+                if !start.is_multiple_of(F32_PANEL_ROWS) {
+                    return Err(Error::InvalidHeader("a range of panel rows must start at a multiple of 16"));
+                }
+                let panels = start..end.div_ceil(F32_PANEL_ROWS) * F32_PANEL_ROWS;
+                Weights::F32Panels(w.get(panels.start * self.cols..panels.end * self.cols).ok_or(missing)?)
+            }
             Weights::F16(w) => Weights::F16(w.get(per_row(self.cols)).ok_or(missing)?),
             Weights::Bf16(w) => Weights::Bf16(w.get(per_row(self.cols)).ok_or(missing)?),
             Weights::I32(w) => Weights::I32(w.get(per_row(self.cols)).ok_or(missing)?),
@@ -95,6 +105,7 @@ impl<'a> Matrix<'a> {
         let d = kernels::Dims { rows, out: self.rows, k: self.cols, xs, ws: self.cols, ys, accumulate: false };
         match self.weights {
             Weights::F32(w) => kernels::matmul(x, w, y, d),
+            Weights::F32Panels(w) => kernels::matmul_panels(x, w, y, d),
             Weights::F16(w) => kernels::matmul(x, w, y, d),
             Weights::Bf16(w) => kernels::matmul(x, w, y, d),
             Weights::I8 { scales, values } => kernels::matmul_i8(x, values, scales, y, d),
@@ -137,6 +148,12 @@ impl<'a> Matrix<'a> {
         let range = at..at + out.len();
         match self.weights {
             Weights::F32(w) => widen(w.get(range).ok_or(missing)?, out),
+            Weights::F32Panels(w) => {
+                let panel = row / F32_PANEL_ROWS * F32_PANEL_ROWS * self.cols + row % F32_PANEL_ROWS;
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = *w.get(panel + (col + i) * F32_PANEL_ROWS).ok_or(missing)?;
+                }
+            }
             Weights::F16(w) => widen(w.get(range).ok_or(missing)?, out),
             Weights::Bf16(w) => widen(w.get(range).ok_or(missing)?, out),
             Weights::I32(_) => return Err(Error::InvalidHeader("an integer table is not a weight matrix")),
@@ -307,6 +324,12 @@ impl<'a> Model<'a> {
         if !spec.allows(dtype) {
             return Err(fail(TensorProblem::DType));
         }
+        // Panels split at multiples of 16 rows only: the product's row ranges must start there.
+        if dtype == DType::F32Panels
+            && (self.header.activations != Activations::F32 || !self.header.config.f32_panels_fit())
+        {
+            return Err(fail(TensorProblem::DType));
+        }
         if !entry.matches_shape(&spec) {
             return Err(fail(TensorProblem::Shape));
         }
@@ -337,6 +360,7 @@ impl<'a> Model<'a> {
         let (rows, cols) = spec.rows_cols();
         let weights = match DType::from_code(entry.dtype) {
             Some(DType::F32) => Weights::F32(cast(bytes)?),
+            Some(DType::F32Panels) => Weights::F32Panels(cast(bytes)?),
             Some(DType::F16) => Weights::F16(cast(bytes)?),
             Some(DType::Bf16) => Weights::Bf16(cast(bytes)?),
             Some(DType::I32) => Weights::I32(cast(bytes)?),

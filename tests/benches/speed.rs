@@ -123,6 +123,18 @@ fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_82x512x1536");
     g.throughput(Throughput::Elements((2 * rows * k * out) as u64));
     g.bench_function("f32", |b| b.iter(|| kernels::matmul(black_box(&x), black_box(&w), &mut y, d).unwrap()));
+    // The same weights in the converter's 16-row panels (`hrm convert --layout panels`): the
+    // tiles read them in place, without the packing.
+    let p = hrm_runtime::blob::F32_PANEL_ROWS;
+    let mut panels = vec![0.0f32; out.div_ceil(p) * p * k];
+    for (r, row) in w.chunks_exact(k).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            panels[r / p * p * k + c * p + r % p] = v;
+        }
+    }
+    g.bench_function("f32_panels", |b| {
+        b.iter(|| kernels::matmul_panels(black_box(&x), black_box(&panels), &mut y, d).unwrap())
+    });
     g.bench_function("f16", |b| b.iter(|| kernels::matmul(black_box(&x), black_box(&w16), &mut y, d).unwrap()));
     g.bench_function("bf16", |b| b.iter(|| kernels::matmul(black_box(&x), black_box(&wb), &mut y, d).unwrap()));
     // int8 weights: the int8 arithmetic on this kernel level (VNNI, AVX2 or portable; force one
@@ -158,8 +170,9 @@ fn segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment_27m");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.throughput(Throughput::Elements(segment_flops(&config)));
-    let formats = [DType::F32, DType::F16, DType::Bf16, DType::I8, DType::Q4].map(|d| (d.name(), blob_of(&config, d)));
-    for (name, blob) in formats.into_iter().chain([("int8+fixed", fixed_blob_of(&config))]) {
+    let formats = [DType::F32, DType::F32Panels, DType::F16, DType::Bf16, DType::I8, DType::Q4]
+        .map(|d| (d.name().replace(' ', "_"), blob_of(&config, d)));
+    for (name, blob) in formats.into_iter().chain([("int8+fixed".to_string(), fixed_blob_of(&config))]) {
         let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
         let mut arena = vec![0u8; model.arena_bytes()];
         let mut session = Session::new(model, &mut arena).unwrap();
@@ -195,13 +208,14 @@ fn segment(c: &mut Criterion) {
     // the runtime's `threads` feature): the latency of one puzzle.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     g.throughput(Throughput::Elements(segment_flops(&config)));
-    for dtype in [DType::F32, DType::I8] {
+    for dtype in [DType::F32, DType::F32Panels, DType::I8] {
         let blob = blob_of(&config, dtype);
         let model = hrm_runtime::Model::from_bytes(&blob).unwrap();
         let mut arena = vec![0u8; model.arena_bytes()];
         let mut session = Session::new(model, &mut arena).unwrap();
         session.reset(&tokens(&config), 0).unwrap();
-        g.bench_function(BenchmarkId::new(format!("runtime_1_session_{threads}_threads"), dtype.name()), |b| {
+        let name = dtype.name().replace(' ', "_");
+        g.bench_function(BenchmarkId::new(format!("runtime_1_session_{threads}_threads"), name), |b| {
             b.iter(|| pool.install(|| session.step().unwrap()))
         });
     }

@@ -89,11 +89,74 @@ pub(crate) unsafe fn matmul<S: Lanes, E: Element, const MR: usize, const NV: usi
             let n = nr.min(d.out - o);
             S::pack(w.add(o * d.ws + k0), d.ws, n, kc, nr, panel);
             let mut next = Prefetch::next_panel(w, &d, o, k0, nr, kc);
+            let offsets = core::array::from_fn(|v| v * S::L);
             let mut r = 0;
             while r < d.rows {
                 let m = MR.min(d.rows - r);
                 let out = Out { y: y.add(r * d.ys + o), ys: d.ys, rows: m, cols: n, add };
-                tile::<S, MR, NV>(x.add(r * d.xs + k0), d.xs, panel, kc, out, &mut next);
+                tile::<S, MR, NV>(x.add(r * d.xs + k0), d.xs, (panel, nr, offsets), kc, out, &mut next);
+                r += MR;
+            }
+            o += nr;
+        }
+        k0 += kc;
+    }
+}
+
+/// `Y = X · Wᵀ` for `W` stored as [`crate::blob::DType::F32Panels`] (16-row panels, each
+/// column by column: the layout [`Lanes::pack`] makes, written by the converter): the same
+/// loops, blocks of `k` and tiles as [`matmul`], so the same sums in the same order and the
+/// same bits, but the tiles read the panels in place and nothing is packed. A tile's vector
+/// `v` reads outputs `o + v·L ..`, which lie in panel `(o + v·L) / 16`; a last tile wider than
+/// the panels that remain (AVX-512's 32 outputs over one panel of 16) is copied, zeros after.
+/// `d.ws` is not read: panel rows are `d.k` long.
+///
+/// # Safety
+/// As [`matmul`]; `w` holds `⌈d.out / 16⌉ · 16 · d.k` values (`super::check_panels`).
+#[inline(always)]
+pub(crate) unsafe fn matmul_panels<S: Lanes, const MR: usize, const NV: usize>(
+    x: *const f32,
+    w: *const f32,
+    y: *mut f32,
+    d: Dims,
+) {
+    const P: usize = crate::blob::F32_PANEL_ROWS;
+    let nr = NV * S::L;
+    const { assert!(NV * S::L <= MAX_NR && (NV * S::L).is_multiple_of(8) && P.is_multiple_of(S::L)) };
+    let held = d.out.div_ceil(P) * P;
+    let mut edge = core::mem::MaybeUninit::<Panel>::uninit();
+    let edge = edge.as_mut_ptr().cast::<f32>();
+    let mut k0 = 0;
+    while k0 < d.k {
+        let kc = KC.min(d.k - k0);
+        let add = d.accumulate || k0 > 0;
+        let mut o = 0;
+        while o < d.out {
+            let n = nr.min(d.out - o);
+            let base = w.add(o / P * P * d.k + k0 * P);
+            let panels: (*const f32, usize, [usize; NV]) = if o + nr <= held {
+                let lane = o % P;
+                (
+                    base.add(lane),
+                    P,
+                    core::array::from_fn(|v| (lane + v * S::L) / P * P * d.k + (lane + v * S::L) % P - lane),
+                )
+            } else {
+                for t in 0..kc {
+                    for j in 0..nr {
+                        let c = o + j;
+                        *edge.add(t * nr + j) =
+                            if c < held { *w.add(c / P * P * d.k + (k0 + t) * P + c % P) } else { 0.0 };
+                    }
+                }
+                (edge.cast_const(), nr, core::array::from_fn(|v| v * S::L))
+            };
+            let mut next = Prefetch::next_panels(w, &d, o, k0, nr, kc);
+            let mut r = 0;
+            while r < d.rows {
+                let m = MR.min(d.rows - r);
+                let out = Out { y: y.add(r * d.ys + o), ys: d.ys, rows: m, cols: n, add };
+                tile::<S, MR, NV>(x.add(r * d.xs + k0), d.xs, panels, kc, out, &mut next);
                 r += MR;
             }
             o += nr;
@@ -113,30 +176,30 @@ struct Out {
     add: bool,
 }
 
-/// One `MR × NV·L` tile over `kc` steps of a packed panel; rows past `out.rows` repeat the last
-/// valid one (computed, not stored).
+/// One `MR × NV·L` tile over `kc` steps of a panel `(start, step, offsets)`: vector `v` of
+/// step `t` at `start + t·step + offsets[v]` (a packed panel: `step = NV·L`, `offsets[v] =
+/// v·L`); rows past `out.rows` repeat the last valid one (computed, not stored).
 #[inline(always)]
 unsafe fn tile<S: Lanes, const MR: usize, const NV: usize>(
     x: *const f32,
     xs: usize,
-    panel: *const f32,
+    (panel, step, offsets): (*const f32, usize, [usize; NV]),
     kc: usize,
     out: Out,
     next: &mut Prefetch,
 ) {
-    let nr = NV * S::L;
     let rows: [*const f32; MR] = core::array::from_fn(|i| x.add(i.min(out.rows - 1) * xs));
     let mut acc = [[S::zero(); NV]; MR];
     let mut p = panel;
     for t in 0..kc {
-        let b: [S::V; NV] = core::array::from_fn(|v| S::load(p.add(v * S::L)));
+        let b: [S::V; NV] = core::array::from_fn(|v| S::load(p.add(*offsets.as_ptr().add(v))));
         for (row, &xr) in acc.iter_mut().zip(&rows) {
             let a = S::splat(xr.add(t));
             for (c, &bv) in row.iter_mut().zip(&b) {
                 *c = S::fma(*c, a, bv);
             }
         }
-        p = p.add(nr);
+        p = p.add(step);
         if S::PREFETCH {
             next.step(S::prefetch);
         }

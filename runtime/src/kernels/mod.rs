@@ -249,6 +249,93 @@ fn matmul_here<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> Result
     }
 }
 
+/// Checks that `w` holds the 16-row panels of a [`crate::blob::DType::F32Panels`] matrix of
+/// `d.out × d.k` and that `x` and `y` hold the rows `d` describes.
+pub fn check_panels(x_len: usize, w_len: usize, y_len: usize, d: Dims) -> Result<(), Error> {
+    let p = crate::blob::F32_PANEL_ROWS;
+    let need = (d.out.div_ceil(p) * p).saturating_mul(d.k);
+    if w_len < need {
+        return Err(Error::OutputLength { expected: need, got: w_len });
+    }
+    check_matmul(x_len, need, y_len, Dims { ws: d.k, ..d })
+}
+
+/// `Y = X · Wᵀ` (see [`Dims`]; `d.ws` is not read) for `W` stored as
+/// [`crate::blob::DType::F32Panels`], read in place: on x86-64 and aarch64 the tiles of
+/// [`matmul`] without its packing, so the same bits as [`matmul`] on the row-major matrix;
+/// elsewhere a portable loop over the panels. With the `threads` feature the outputs are split
+/// at whole panels ([`threads::OUT_GRAIN`]).
+pub fn matmul_panels(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_panels(x.len(), w.len(), y.len(), d)?;
+    let d = Dims { ws: d.k, ..d };
+    #[cfg(feature = "threads")]
+    if let Some(done) =
+        threads::split(x, y, d, &|x, y, d, o| matmul_panels_here(x, w.get(o * d.k..).unwrap_or(&[]), y, d))
+    {
+        return done;
+    }
+    matmul_panels_here(x, w, y, d)
+}
+
+/// [`matmul_panels`] on this thread.
+fn matmul_panels_here(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_panels(x.len(), w.len(), y.len(), d)?;
+    if d.rows == 0 || d.out == 0 {
+        return Ok(());
+    }
+    if d.k == 0 {
+        // No terms: the products are zeros, as in `matmul`.
+        return matmul_here(x, &[] as &[f32], y, d);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the CPU has the features (checked at compile or run time) and `check_panels`
+        // verified every value the kernels touch.
+        unsafe {
+            match cpu::x86_level() {
+                cpu::X86Level::Avx512 => x86::matmul_avx512_panels(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d),
+                cpu::X86Level::Avx2 => x86::matmul_avx2_panels(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d),
+                cpu::X86Level::Baseline => x86::matmul_sse2_panels(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d),
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        // SAFETY: NEON is part of the target; `check_panels` verified every value touched.
+        unsafe { neon::matmul_panels(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), d) };
+        return Ok(());
+    }
+    #[allow(unreachable_code)]
+    {
+        matmul_panels_portable(x, w, y, d);
+        Ok(())
+    }
+}
+
+/// The portable product over 16-row panels: per panel and activation row, 16 sums along `k`
+/// (sums in order, so not the bits of [`matmul_portable`]).
+#[cfg_attr(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")), allow(dead_code))]
+pub(crate) fn matmul_panels_portable(x: &[f32], w: &[f32], y: &mut [f32], d: Dims) {
+    const P: usize = crate::blob::F32_PANEL_ROWS;
+    for (b, panel) in w.chunks_exact(P * d.k).take(d.out.div_ceil(P)).enumerate() {
+        let cols = P.min(d.out - b * P);
+        for r in 0..d.rows {
+            let x_row = x.get(r * d.xs..r * d.xs + d.k).unwrap_or(&[]);
+            let mut acc = [0.0f32; P];
+            for (&xv, step) in x_row.iter().zip(panel.chunks_exact(P)) {
+                for (a, &wv) in acc.iter_mut().zip(step) {
+                    *a += xv * wv;
+                }
+            }
+            let out = y.get_mut(r * d.ys + b * P..r * d.ys + b * P + cols).unwrap_or(&mut []);
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = if d.accumulate { *o + a } else { a };
+            }
+        }
+    }
+}
+
 /// `Y = X · Wᵀ` for int8 weights `w` with one scale per row, in the runtime's one int8
 /// arithmetic ([`int8`]: activations quantised per row, exact integer sums, then the two
 /// scales): the same bits from every kernel level, AVX-512 VNNI, AVX2, the Cortex-M DSP
@@ -985,6 +1072,93 @@ mod tests {
         assert_eq!(&y[..2], &[3.0, 7.0]);
         matmul(&[1.0, 1.0], &w, &mut y[..2], Dims { accumulate: true, ..strided }).unwrap();
         assert_eq!(&y[..2], &[6.0, 14.0]);
+    }
+
+    /// `w` (`out × k`, row-major) in the layout of `DType::F32Panels`, as the converter writes it.
+    fn to_panels(w: &[f32], out: usize, k: usize) -> std::vec::Vec<f32> {
+        let p = crate::blob::F32_PANEL_ROWS;
+        let mut panels = std::vec![0.0f32; out.div_ceil(p) * p * k];
+        for r in 0..out {
+            for c in 0..k {
+                panels[r / p * p * k + c * p + r % p] = w[r * k + c];
+            }
+        }
+        panels
+    }
+
+    /// Panels stored by the converter give the bits of the row-major product at every x86-64
+    /// level and on NEON (the same tiles and sums, without the packing), stored or added, on
+    /// awkward shapes (outputs past a panel and past a tile, `k` past a block of 512, strided
+    /// rows); the portable panel loop is close to the naive sum; short operands are refused.
+    #[test]
+    fn panels_give_the_bits_of_the_row_major_product() {
+        for &k in &[1usize, 7, 16, 33, 300, 513, 1100] {
+            for rows in [1usize, 5, 6, 7, 13] {
+                for out in [1usize, 7, 8, 15, 16, 17, 31, 32, 33, 47, 64, 100] {
+                    let (xs, ys) = (k + 3, out + 2);
+                    let x: std::vec::Vec<f32> = (0..rows * xs).map(|i| ((i * 37 % 23) as f32 - 11.0) / 8.0).collect();
+                    let w: std::vec::Vec<f32> = (0..out * k).map(|i| ((i * 11 % 17) as f32 - 8.0) / 4.0).collect();
+                    let panels = to_panels(&w, out, k);
+                    for accumulate in [false, true] {
+                        let s = Dims { rows, out, k, xs, ws: k, ys, accumulate };
+                        let start: std::vec::Vec<f32> = (0..rows * ys).map(|i| (i % 5) as f32 - 2.0).collect();
+                        let (mut want, mut got) = (start.clone(), start.clone());
+                        matmul(&x, &w, &mut want, s).unwrap();
+                        matmul_panels(&x, &panels, &mut got, Dims { ws: 0, ..s }).unwrap();
+                        let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                        let what = std::format!("k {k} rows {rows} out {out} accumulate {accumulate}");
+                        if cfg!(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon"))) {
+                            assert!(same, "panels differ from the row-major product: {what}");
+                        }
+                        let mut portable = start.clone();
+                        matmul_panels_portable(&x, &panels, &mut portable, s);
+                        for (i, (a, b)) in portable.iter().zip(&want).enumerate() {
+                            assert!(
+                                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                                "portable panels {what} at {i}: {a} vs {b}"
+                            );
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        {
+                            let level = |f: unsafe fn(*const f32, *const f32, *mut f32, Dims), name: &str| {
+                                let (mut a, mut b) = (start.clone(), start.clone());
+                                unsafe { f(x.as_ptr(), panels.as_ptr(), a.as_mut_ptr(), s) };
+                                let rows_kernel = match name {
+                                    "sse2" => x86::matmul_sse2::<f32>,
+                                    "avx2" => x86::matmul_avx2::<f32>,
+                                    _ => x86::matmul_avx512::<f32>,
+                                };
+                                unsafe { rows_kernel(x.as_ptr(), w.as_ptr(), b.as_mut_ptr(), s) };
+                                assert!(
+                                    a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                                    "{name} panels differ: {what}"
+                                );
+                            };
+                            level(x86::matmul_sse2_panels, "sse2");
+                            if std::is_x86_feature_detected!("avx2")
+                                && std::is_x86_feature_detected!("fma")
+                                && std::is_x86_feature_detected!("f16c")
+                            {
+                                level(x86::matmul_avx2_panels, "avx2");
+                            }
+                            if std::is_x86_feature_detected!("avx512f")
+                                && std::is_x86_feature_detected!("fma")
+                                && std::is_x86_feature_detected!("f16c")
+                            {
+                                level(x86::matmul_avx512_panels, "avx512");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Panels too short for the outputs (rounded up to 16 rows) are refused, not read past.
+        let mut y = [0.0f32; 6];
+        let d = Dims::dense(2, 3, 4);
+        assert!(matmul_panels(&[1.0; 8], &[1.0f32; 64], &mut y, d).is_ok());
+        assert!(matmul_panels(&[1.0; 8], &[1.0f32; 63], &mut y, d).is_err());
+        assert!(matmul_panels(&[1.0; 7], &[1.0f32; 64], &mut y, d).is_err());
+        assert!(matmul_panels(&[1.0; 8], &[1.0f32; 64], &mut y[..5], d).is_err());
     }
 
     /// The int8 arithmetic written out plainly: per-row quantisation, `i64` sums, the scales.

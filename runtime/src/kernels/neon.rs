@@ -191,3 +191,8 @@ impl super::int8::Int8Lanes for NeonDot {
 pub unsafe fn matmul_i8_dot(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Shape) {
     super::int8::matmul_panels::<NeonDot, 6, 4>(x, w, scales, y, d)
 }
+
+/// [`matmul`] on 16-row panels stored by the converter (`gemm::matmul_panels`).
+pub unsafe fn matmul_panels(x: *const f32, w: *const f32, y: *mut f32, s: Shape) {
+    gemm::matmul_panels::<Neon, 6, 4>(x, w, y, s)
+}

@@ -47,6 +47,25 @@ impl Prefetch {
         }
     }
 
+    /// The panels of [`crate::blob::DType::F32Panels`] weights that the tile after outputs
+    /// `o..o + nr`, values `k0..k0 + kc` reads: `kc · 16` contiguous values in each 16-row
+    /// panel it spans, one panel `16 · d.k` values after the other.
+    pub(crate) fn next_panels(w: *const f32, d: &Dims, o: usize, k0: usize, nr: usize, kc: usize) -> Prefetch {
+        const P: usize = crate::blob::F32_PANEL_ROWS;
+        let (o, k0) = if o + nr < d.out { (o + nr, k0) } else { (0, k0 + kc) };
+        if o >= d.out || k0 >= d.k {
+            return Prefetch::NONE;
+        }
+        Prefetch {
+            // The address is only computed and handed to the prefetch hint, never read.
+            row: w.wrapping_add(o / P * P * d.k + k0 * P).cast(),
+            offset: 0,
+            row_bytes: kc.min(d.k - k0) * P * 4,
+            stride: P * d.k * 4,
+            rows: nr.min(d.out - o).div_ceil(P),
+        }
+    }
+
     /// Prefetches the next line with `hint`, if any is left.
     #[inline(always)]
     pub(crate) unsafe fn step(&mut self, hint: unsafe fn(*const u8)) {

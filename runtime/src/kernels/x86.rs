@@ -241,6 +241,23 @@ pub unsafe fn matmul_avx2<E: Element>(x: *const f32, w: *const E, y: *mut f32, s
     gemm::matmul::<Avx2, E, 6, 2>(x, w, y, s)
 }
 
+/// [`matmul_sse2`] on 16-row panels stored by the converter (`gemm::matmul_panels`).
+pub unsafe fn matmul_sse2_panels(x: *const f32, w: *const f32, y: *mut f32, s: Shape) {
+    gemm::matmul_panels::<Sse2, 6, 2>(x, w, y, s)
+}
+
+/// [`matmul_avx512`] on 16-row panels stored by the converter (`gemm::matmul_panels`).
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn matmul_avx512_panels(x: *const f32, w: *const f32, y: *mut f32, s: Shape) {
+    gemm::matmul_panels::<Avx512, 12, 2>(x, w, y, s)
+}
+
+/// [`matmul_avx2`] on 16-row panels stored by the converter (`gemm::matmul_panels`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn matmul_avx2_panels(x: *const f32, w: *const f32, y: *mut f32, s: Shape) {
+    gemm::matmul_panels::<Avx2, 6, 2>(x, w, y, s)
+}
+
 /// The portable product's arithmetic (`super::dot`: eight lanes, each a multiply then an add
 /// per element, never fused; the tree `((a0+a4)+(a1+a5))+((a2+a6)+(a3+a7))`, then the tail in
 /// order) in AVX2 registers, four weight rows at a time: the portable loop's bits, faster.
