@@ -557,6 +557,42 @@ fn solve_ensemble_is_reproducible_and_refuses_bad_settings() {
     }
 }
 
+/// `hrm eval --ensemble K` scores the ensemble's answers: the same answers `hrm solve` gives
+/// with the same options, and refusals where an ensemble does not apply.
+#[test]
+fn eval_ensemble_scores_the_answers_solve_gives() {
+    let hard = "..7....89.5.3...4......7.3..6.79..2.3.......8.....6....76......42..........2..19.";
+    let solved = hrm(&["solve", "sudoku", hard, PUZZLE, "--ensemble", "16", "--check"]);
+    assert!(solved.status.success(), "{}", stderr(&solved));
+    let answers: Vec<String> = stdout(&solved).lines().map(str::to_string).collect();
+    assert_eq!(answers.len(), 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("two.csv");
+    std::fs::write(&csv, format!("puzzle,solution\n{hard},{}\n{PUZZLE},{}\n", answers[0], answers[1])).unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/sudoku/sudoku.blob");
+    let predictions = tmp.path().join("predictions.txt");
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", p(&model), "--task", "sudoku", "--data", p(&csv), "--json"];
+        args.extend_from_slice(extra);
+        hrm(&args)
+    };
+    let plain = eval(&[]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(stdout(&plain).contains("\"exact_accuracy\":0.5"), "{}", stdout(&plain));
+    let ensemble = eval(&["--ensemble", "16", "--predictions", p(&predictions)]);
+    assert!(ensemble.status.success(), "{}", stderr(&ensemble));
+    assert!(stdout(&ensemble).contains("\"exact_accuracy\":1.0"), "{}", stdout(&ensemble));
+    assert_eq!(std::fs::read_to_string(&predictions).unwrap(), stdout(&solved));
+    for (extra, needle) in [
+        (&["--ensemble", "2", "--trajectories-out", "t.csv"][..], "--trajectories-out"),
+        (&["--ensemble", "2", "--noise", "NaN"][..], "--noise must be"),
+    ] {
+        let o = eval(extra);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{extra:?}: {}", stderr(&o));
+    }
+}
+
 /// The golden 10 × 10 TRM maze model (random weights) as a blob.
 fn maze_model(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden/trm-maze-att");

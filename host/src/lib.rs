@@ -3,6 +3,8 @@
 //! sessions spread over threads. It links no training stack (no candle), so an inference-only
 //! build stays small.
 
+#[cfg(feature = "cli")]
+pub mod ensemble_args;
 pub mod infer;
 
 use std::path::Path;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hrm_convert::{AlignedBlob, Checkpoint, Overrides};
-use hrm_runtime::Halting;
+use hrm_host::ensemble_args::EnsembleArgs;
+use hrm_runtime::ensemble::{self, Plan};
+use hrm_runtime::{maze as runtime_maze, sudoku as runtime_sudoku, Halting};
 
 use crate::eval::{self, BlobPredictor, CandlePredictor, Prediction, Predictor, Report};
 use crate::model::Net;
@@ -45,6 +47,10 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Test-time compute on a blob, Sudoku and mazes (`hrm solve`'s options): each example's
+    /// answer is the ensemble's; "mean segments" counts every trajectory's.
+    #[command(flatten)]
+    pub ensemble: EnsembleArgs,
 }
 
 /// Either kind of model behind one interface.
@@ -87,8 +93,20 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (false, None) => Halting::Fixed,
     };
     let mut model = Loaded::open(&args.model, args.threads)?;
+    let plan = args.ensemble.plan(halting)?;
+    if args.ensemble.trajectories_out.is_some() {
+        bail!("--trajectories-out is for hrm solve; hrm eval reports the accuracy of the chosen answers");
+    }
     if args.task == TaskKind::Arc {
+        if plan.is_some() {
+            bail!(
+                "ARC evaluation already votes over the reference's augmentations; --ensemble is for Sudoku and mazes"
+            );
+        }
         return run_arc(args, &mut model, halting);
+    }
+    if let (Some(_), Loaded::Run(_)) = (plan, &model) {
+        bail!("--ensemble runs on a blob (convert the run with hrm convert first)");
     }
     let (set, render): (EvalSet, Render) = match args.task {
         TaskKind::Sudoku => {
@@ -114,14 +132,56 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} examples {elapsed}<{eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let (report, predictions) =
-        model.with_predictor(|p| eval::evaluate(p, &set, halting, args.batch, |n| progress.inc(n as u64)))?;
+    let (report, predictions) = match (plan, &mut model) {
+        (Some(plan), Loaded::Blob(blob)) => {
+            let mut ensemble = EnsemblePredictor { blob, plan, task: args.task };
+            eval::evaluate(&mut ensemble, &set, halting, args.batch, |n| progress.inc(n as u64))?
+        }
+        _ => model.with_predictor(|p| eval::evaluate(p, &set, halting, args.batch, |n| progress.inc(n as u64)))?,
+    };
     progress.finish_and_clear();
     if let Some(path) = &args.predictions {
         let text: String = predictions.iter().map(render).collect();
         crate::run_dir::write_atomically(path, text.as_bytes())?;
     }
     print_report(args, &report)
+}
+
+/// A blob's ensemble (`hrm_runtime::ensemble`) as a predictor: each example's tokens are turned
+/// back into the puzzle or maze, solved by `plan`, and the chosen answer turned into tokens.
+struct EnsemblePredictor<'a> {
+    blob: &'a BlobPredictor,
+    plan: Plan,
+    task: TaskKind,
+}
+
+impl Predictor for EnsemblePredictor<'_> {
+    fn config(&self) -> &hrm_runtime::Config {
+        self.blob.config()
+    }
+
+    fn predict(&mut self, examples: &[Example], _halting: Halting) -> Result<Vec<Prediction>> {
+        let model = hrm_runtime::Model::from_bytes_skip_payload_crc(&self.blob.blob)?;
+        let (plan, task) = (self.plan, self.task);
+        hrm_host::in_sessions(model, examples, self.blob.threads, |session, e| {
+            let (tokens, segments) = match task {
+                TaskKind::Sudoku => {
+                    let puzzle = runtime_sudoku::from_tokens(&e.inputs);
+                    let outcome = ensemble::solve_sudoku(session, &puzzle, &plan, |_, _| true)?;
+                    (runtime_sudoku::to_tokens(&outcome.answer).to_vec(), outcome.segments)
+                }
+                TaskKind::Maze => {
+                    let side = (1..=runtime_maze::MAX_SIDE).find(|s| s * s == e.inputs.len()).unwrap_or(0);
+                    let cells: Vec<u8> = e.inputs.iter().map(|&t| runtime_maze::character(t)).collect();
+                    let outcome = ensemble::solve_maze(session, &cells, side, &plan, |_| true)?;
+                    let answer = outcome.answer.get(..cells.len()).unwrap_or(&[]);
+                    (answer.iter().map(|&c| runtime_maze::token(c).unwrap_or(0)).collect(), outcome.segments)
+                }
+                TaskKind::Arc => bail!("no ensemble for ARC"),
+            };
+            Ok(Prediction { tokens, segments: u32::try_from(segments).unwrap_or(u32::MAX) })
+        })
+    }
 }
 
 fn print_report(args: &EvalArgs, r: &Report) -> Result<()> {
