@@ -64,6 +64,15 @@ pub(crate) trait Lanes {
 #[repr(C, align(64))]
 struct Panel([f32; MAX_NR * KC]);
 
+/// Where a product's weights are: rows of `E` in their stored `[out, in]` layout (`ws`
+/// apart), packed a panel at a time, or f32 already in the converter's 16-row panels
+/// ([`crate::blob::DType::F32Panels`]: row `r`, column `c` at `(r / 16)·16·k + 16·c + r % 16`).
+#[derive(Clone, Copy)]
+pub(crate) enum Weights<E> {
+    Rows(*const E),
+    Panels(*const f32),
+}
+
 /// `Y = X · Wᵀ` with `MR`-row tiles of `NV` vectors of outputs.
 ///
 /// # Safety
@@ -75,41 +84,13 @@ pub(crate) unsafe fn matmul<S: Lanes, E: Element, const MR: usize, const NV: usi
     y: *mut f32,
     d: Dims,
 ) {
-    let nr = NV * S::L;
-    const { assert!(NV * S::L <= MAX_NR && (NV * S::L).is_multiple_of(8)) };
-    // Not zeroed: `pack` writes every value the tiles read (steps < kc, columns < nr).
-    let mut panel = core::mem::MaybeUninit::<Panel>::uninit();
-    let panel = panel.as_mut_ptr().cast::<f32>();
-    let mut k0 = 0;
-    while k0 < d.k {
-        let kc = KC.min(d.k - k0);
-        let add = d.accumulate || k0 > 0;
-        let mut o = 0;
-        while o < d.out {
-            let n = nr.min(d.out - o);
-            S::pack(w.add(o * d.ws + k0), d.ws, n, kc, nr, panel);
-            let mut next = Prefetch::next_panel(w, &d, o, k0, nr, kc);
-            let offsets = core::array::from_fn(|v| v * S::L);
-            let mut r = 0;
-            while r < d.rows {
-                let m = MR.min(d.rows - r);
-                let out = Out { y: y.add(r * d.ys + o), ys: d.ys, rows: m, cols: n, add };
-                tile::<S, MR, NV>(x.add(r * d.xs + k0), d.xs, (panel, nr, offsets), kc, out, &mut next);
-                r += MR;
-            }
-            o += nr;
-        }
-        k0 += kc;
-    }
+    run::<S, E, MR, NV>(x, Weights::Rows(w), y, d)
 }
 
-/// `Y = X · Wᵀ` for `W` stored as [`crate::blob::DType::F32Panels`] (16-row panels, each
-/// column by column: the layout [`Lanes::pack`] makes, written by the converter): the same
-/// loops, blocks of `k` and tiles as [`matmul`], so the same sums in the same order and the
-/// same bits, but the tiles read the panels in place and nothing is packed. A tile's vector
-/// `v` reads outputs `o + v·L ..`, which lie in panel `(o + v·L) / 16`; a last tile wider than
-/// the panels that remain (AVX-512's 32 outputs over one panel of 16) is copied, zeros after.
-/// `d.ws` is not read: panel rows are `d.k` long.
+/// `Y = X · Wᵀ` for `W` stored as [`crate::blob::DType::F32Panels`]: the loops, blocks of `k`
+/// and tiles of [`matmul`], so the same sums in the same order and the same bits, but the tiles
+/// read the panels in place and nothing is packed. `d.ws` is not read: panel rows are `d.k`
+/// long.
 ///
 /// # Safety
 /// As [`matmul`]; `w` holds `⌈d.out / 16⌉ · 16 · d.k` values (`super::check_panels`).
@@ -120,12 +101,29 @@ pub(crate) unsafe fn matmul_panels<S: Lanes, const MR: usize, const NV: usize>(
     y: *mut f32,
     d: Dims,
 ) {
+    run::<S, f32, MR, NV>(x, Weights::Panels(w), y, d)
+}
+
+/// The loops of both: blocks of `k`, panels of `NV·L` outputs, tiles of `MR` rows. A row-major
+/// panel is packed into the stack buffer; a stored panel is read where it is: a tile's vector
+/// `v` reads outputs `o + v·L ..`, which lie in stored panel `(o + v·L) / 16`, and a last tile
+/// wider than the stored panels that remain (AVX-512's 32 outputs over one panel of 16) is
+/// copied into the buffer, zeros after.
+#[inline(always)]
+unsafe fn run<S: Lanes, E: Element, const MR: usize, const NV: usize>(
+    x: *const f32,
+    w: Weights<E>,
+    y: *mut f32,
+    d: Dims,
+) {
     const P: usize = crate::blob::F32_PANEL_ROWS;
     let nr = NV * S::L;
     const { assert!(NV * S::L <= MAX_NR && (NV * S::L).is_multiple_of(8) && P.is_multiple_of(S::L)) };
     let held = d.out.div_ceil(P) * P;
-    let mut edge = core::mem::MaybeUninit::<Panel>::uninit();
-    let edge = edge.as_mut_ptr().cast::<f32>();
+    // Not zeroed: `pack` and the copy write every value the tiles read (steps < kc, columns < nr).
+    let mut buffer = core::mem::MaybeUninit::<Panel>::uninit();
+    let buffer = buffer.as_mut_ptr().cast::<f32>();
+    let packed = |panel: *const f32| (panel, nr, core::array::from_fn(|v| v * S::L));
     let mut k0 = 0;
     while k0 < d.k {
         let kc = KC.min(d.k - k0);
@@ -133,25 +131,28 @@ pub(crate) unsafe fn matmul_panels<S: Lanes, const MR: usize, const NV: usize>(
         let mut o = 0;
         while o < d.out {
             let n = nr.min(d.out - o);
-            let base = w.add(o / P * P * d.k + k0 * P);
-            let panels: (*const f32, usize, [usize; NV]) = if o + nr <= held {
-                let lane = o % P;
-                (
-                    base.add(lane),
-                    P,
-                    core::array::from_fn(|v| (lane + v * S::L) / P * P * d.k + (lane + v * S::L) % P - lane),
-                )
-            } else {
-                for t in 0..kc {
-                    for j in 0..nr {
-                        let c = o + j;
-                        *edge.add(t * nr + j) =
-                            if c < held { *w.add(c / P * P * d.k + (k0 + t) * P + c % P) } else { 0.0 };
-                    }
+            let (panels, mut next): ((*const f32, usize, [usize; NV]), Prefetch) = match w {
+                Weights::Rows(w) => {
+                    S::pack(w.add(o * d.ws + k0), d.ws, n, kc, nr, buffer);
+                    (packed(buffer), Prefetch::next_panel(w, &d, o, k0, nr, kc))
                 }
-                (edge.cast_const(), nr, core::array::from_fn(|v| v * S::L))
+                Weights::Panels(w) if o + nr <= held => {
+                    let lane = o % P;
+                    let at = |v: usize| (lane + v * S::L) / P * P * d.k + (lane + v * S::L) % P - lane;
+                    let start = w.add(o / P * P * d.k + k0 * P + lane);
+                    ((start, P, core::array::from_fn(at)), Prefetch::next_panels(w, &d, o, k0, nr, kc))
+                }
+                Weights::Panels(w) => {
+                    for t in 0..kc {
+                        for j in 0..nr {
+                            let c = o + j;
+                            *buffer.add(t * nr + j) =
+                                if c < held { *w.add(c / P * P * d.k + (k0 + t) * P + c % P) } else { 0.0 };
+                        }
+                    }
+                    (packed(buffer), Prefetch::next_panels(w, &d, o, k0, nr, kc))
+                }
             };
-            let mut next = Prefetch::next_panels(w, &d, o, k0, nr, kc);
             let mut r = 0;
             while r < d.rows {
                 let m = MR.min(d.rows - r);
