@@ -34,4 +34,5 @@ def convert(
     block: Optional[int] = None,
     config: Optional[Union[str, PathLike]] = None,
     dataset: Optional[Union[str, PathLike]] = None,
+    layout: str = "rows",
 ) -> int: ...

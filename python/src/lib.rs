@@ -232,7 +232,7 @@ impl Model {
 /// smallest arena). `config` / `dataset`: the training config and dataset metadata if not
 /// beside the weights. Returns the blob's size in bytes.
 #[pyfunction]
-#[pyo3(signature = (src, out, weights="f32", activations="f32", calibrate=None, block=None, config=None, dataset=None))]
+#[pyo3(signature = (src, out, weights="f32", activations="f32", calibrate=None, block=None, config=None, dataset=None, layout="rows"))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
@@ -244,7 +244,13 @@ fn convert(
     block: Option<u32>,
     config: Option<PathBuf>,
     dataset: Option<PathBuf>,
+    layout: &str,
 ) -> PyResult<usize> {
+    let panels = match layout {
+        "rows" => false,
+        "panels" => true,
+        other => return Err(error(format!("layout must be rows or panels, got {other:?}"))),
+    };
     let weights = match weights {
         "f32" => DType::F32,
         "f16" => DType::F16,
@@ -252,6 +258,11 @@ fn convert(
         "int8" => DType::I8,
         "int4" => DType::Q4,
         other => return Err(error(format!("weights must be f32, f16, bf16, int8 or int4, got {other:?}"))),
+    };
+    let weights = match (panels, weights) {
+        (false, w) => w,
+        (true, DType::F32) => DType::F32Panels,
+        (true, _) => return Err(error("layout=\"panels\" is for weights=\"f32\"")),
     };
     let fixed = match activations {
         "f32" => false,

@@ -70,6 +70,13 @@ def test_golden_parity(case, tmp_path):
             assert err <= tolerance(kind, s), f"{case.name} {key}: relative error {err:.2e}"
     last = out[f"segment{segments - 1}.logits"]
     assert np.array_equal(out["predictions"], last.argmax(axis=-1))
+    # The panel layout: another blob, the same outputs bit for bit (x86-64 and aarch64 tiles).
+    panels = tmp_path / "panels.blob"
+    hrm.convert(case / "checkpoint", panels, layout="panels")
+    assert panels.read_bytes() != blob.read_bytes()
+    again = hrm.Model.load(panels).infer(expected["inputs"], expected["puzzle_identifiers"])
+    for key in out:
+        assert np.array_equal(out[key], again[key]), key
 
 
 def test_latents_and_segment_options():
@@ -152,6 +159,10 @@ def test_errors_carry_the_runtimes_message(tmp_path):
         model.infer(np.full((1, 81), 11))
     with pytest.raises(hrm.HrmError, match="weights must be"):
         hrm.convert(FIXTURES / "hrm-sudoku-tiny" / "checkpoint", tmp_path / "x.blob", weights="int3")
+    with pytest.raises(hrm.HrmError, match="layout must be"):
+        hrm.convert(FIXTURES / "hrm-sudoku-tiny" / "checkpoint", tmp_path / "x.blob", layout="columns")
+    with pytest.raises(hrm.HrmError, match="is for weights"):
+        hrm.convert(FIXTURES / "hrm-sudoku-tiny" / "checkpoint", tmp_path / "x.blob", weights="int8", layout="panels")
     with pytest.raises(hrm.HrmError, match="cannot convert"):
         hrm.convert(tmp_path / "nothing", tmp_path / "x.blob")
     assert isinstance(hrm.HrmError("x"), ValueError)
