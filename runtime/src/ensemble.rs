@@ -679,18 +679,9 @@ pub fn solve_maze(
             };
             let go_on = check(&progress);
             if let (true, Some(steps)) = (valid, path_steps) {
+                // As short as the maze allows: the answer (kept by `shortest`, chosen below).
                 if shortest.offer(steps, t, &answer, q_halt) {
-                    session.set_noise(None)?;
-                    return Ok(MazeOutcome {
-                        answer,
-                        path_steps,
-                        reason: Reason::Valid,
-                        chosen: Some(t),
-                        q_halt,
-                        trajectories: started,
-                        segments,
-                        cut_short: false,
-                    });
+                    break 'trajectories;
                 }
                 // A valid path, but longer than the maze's shortest: this trajectory is done.
                 if !go_on {
