@@ -121,16 +121,11 @@ fn encode(values: &[f32], rows: usize, cols: usize, dtype: DType, moments: Optio
         DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::F32Panels => {
             // Panels of 16 rows, each column by column, the rows padded with zeros.
-            const P: usize = hrm_runtime::blob::F32_PANEL_ROWS;
-            for panel in 0..rows.div_ceil(P) {
-                for c in 0..cols {
-                    for j in 0..P {
-                        let r = panel * P + j;
-                        let v = if r < rows { values[r * cols + c] } else { 0.0 };
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
+            let mut panels = vec![0.0f32; rows.div_ceil(blob::F32_PANEL_ROWS) * blob::F32_PANEL_ROWS * cols];
+            for (i, &v) in values.iter().enumerate() {
+                panels[blob::f32_panel_index(i / cols, i % cols, cols)] = v;
             }
+            panels.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         }
         DType::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
         DType::Bf16 => values.iter().for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),

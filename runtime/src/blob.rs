@@ -59,6 +59,12 @@ pub enum DType {
 /// Rows per panel of [`DType::F32Panels`].
 pub const F32_PANEL_ROWS: usize = 16;
 
+/// Where element (`row`, `col`) of a [`DType::F32Panels`] matrix of `cols` columns is stored:
+/// its panel, then its column, then its row within the panel.
+pub const fn f32_panel_index(row: usize, col: usize, cols: usize) -> usize {
+    row / F32_PANEL_ROWS * F32_PANEL_ROWS * cols + col * F32_PANEL_ROWS + row % F32_PANEL_ROWS
+}
+
 /// Values per block of [`DType::Q4`].
 pub const Q4_BLOCK: usize = 32;
 /// Bytes of one [`DType::Q4`] block's values (two per byte).

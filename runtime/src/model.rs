@@ -149,9 +149,8 @@ impl<'a> Matrix<'a> {
         match self.weights {
             Weights::F32(w) => widen(w.get(range).ok_or(missing)?, out),
             Weights::F32Panels(w) => {
-                let panel = row / F32_PANEL_ROWS * F32_PANEL_ROWS * self.cols + row % F32_PANEL_ROWS;
                 for (i, o) in out.iter_mut().enumerate() {
-                    *o = *w.get(panel + (col + i) * F32_PANEL_ROWS).ok_or(missing)?;
+                    *o = *w.get(blob::f32_panel_index(row, col + i, self.cols)).ok_or(missing)?;
                 }
             }
             Weights::F16(w) => widen(w.get(range).ok_or(missing)?, out),

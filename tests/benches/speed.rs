@@ -129,7 +129,7 @@ fn matmul(c: &mut Criterion) {
     let mut panels = vec![0.0f32; out.div_ceil(p) * p * k];
     for (r, row) in w.chunks_exact(k).enumerate() {
         for (c, &v) in row.iter().enumerate() {
-            panels[r / p * p * k + c * p + r % p] = v;
+            panels[hrm_runtime::blob::f32_panel_index(r, c, k)] = v;
         }
     }
     g.bench_function("f32_panels", |b| {

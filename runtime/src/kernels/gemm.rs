@@ -147,7 +147,7 @@ unsafe fn run<S: Lanes, E: Element, const MR: usize, const NV: usize>(
                         for j in 0..nr {
                             let c = o + j;
                             *buffer.add(t * nr + j) =
-                                if c < held { *w.add(c / P * P * d.k + (k0 + t) * P + c % P) } else { 0.0 };
+                                if c < held { *w.add(crate::blob::f32_panel_index(c, k0 + t, d.k)) } else { 0.0 };
                         }
                     }
                     (packed(buffer), Prefetch::next_panels(w, &d, o, k0, nr, kc))

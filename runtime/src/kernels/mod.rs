@@ -1080,7 +1080,7 @@ mod tests {
         let mut panels = std::vec![0.0f32; out.div_ceil(p) * p * k];
         for r in 0..out {
             for c in 0..k {
-                panels[r / p * p * k + c * p + r % p] = w[r * k + c];
+                panels[crate::blob::f32_panel_index(r, c, k)] = w[r * k + c];
             }
         }
         panels
