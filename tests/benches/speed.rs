@@ -62,53 +62,15 @@ fn fma_peak(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // 12 accumulators × 16 lanes × 2 FLOP per iteration.
-        g.throughput(Throughput::Elements(ITERS * 12 * 16 * 2));
-        g.bench_function("fma_avx512", |b| b.iter(|| unsafe { fma512(black_box(ITERS)) }));
+        g.throughput(Throughput::Elements(hrm_tests::peak::fma512_flop(ITERS)));
+        g.bench_function("fma_avx512", |b| b.iter(|| unsafe { hrm_tests::peak::fma512(black_box(ITERS)) }));
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("fma") {
-        g.throughput(Throughput::Elements(ITERS * 12 * 8 * 2));
-        g.bench_function("fma_avx2", |b| b.iter(|| unsafe { fma256(black_box(ITERS)) }));
+        g.throughput(Throughput::Elements(hrm_tests::peak::fma256_flop(ITERS)));
+        g.bench_function("fma_avx2", |b| b.iter(|| unsafe { hrm_tests::peak::fma256(black_box(ITERS)) }));
     }
     g.finish();
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn fma512(iters: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let m = _mm512_set1_ps(0.999_999);
-    let a = _mm512_set1_ps(1e-7);
-    let mut acc = [_mm512_set1_ps(1.0); 12];
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = _mm512_fmadd_ps(*v, m, a);
-        }
-    }
-    acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma256(iters: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let m = _mm256_set1_ps(0.999_999);
-    let a = _mm256_set1_ps(1e-7);
-    let mut acc = [_mm256_set1_ps(1.0); 12];
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = _mm256_fmadd_ps(*v, m, a);
-        }
-    }
-    let mut out = [0.0f32; 8];
-    for v in acc {
-        let mut lanes = [0.0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
-        for (o, l) in out.iter_mut().zip(lanes) {
-            *o += l;
-        }
-    }
-    out.iter().sum()
 }
 
 /// The segment's big products: 82 positions × 512 → 1536 (the QKV and gate/up shapes).

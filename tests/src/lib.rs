@@ -11,6 +11,7 @@ use hrm_runtime::{Config, HaltRule, ModelKind, PosEncoding, Session};
 use safetensors::{Dtype, SafeTensors};
 
 pub mod fuzzing;
+pub mod peak;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
