@@ -575,7 +575,8 @@ fn linear(
 /// [`linear`]'s sums for rows of at most [`DOT_CHUNK`] values (so `i32` sums are exact, and
 /// equal to [`dot_i8`]'s): each activation row packed once as `i16` (saturated: a no-op for
 /// the activations, which are in range, and no wrap-around if one ever were not), then four weight rows at a time against it: on the Cortex-M DSP extension with
-/// `SMLAD` (two multiply-adds an instruction, the int8 kernels' tile), elsewhere a scalar loop
+/// `SMLAD` (two multiply-adds an instruction, the int8 kernels' tile; four activation rows at
+/// once where there are four, [`linear_rows4`]), elsewhere a scalar loop
 /// of one `i16` load and four `i8` loads and multiply-adds per value (M0/M3, RISC-V).
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
@@ -604,7 +605,16 @@ fn linear_packed(
     let (Some(scales), Some(values)) = (scales.get(..out), values.get(..out * k)) else {
         return Err(Error::InvalidHeader("a matrix is shorter than its shape"));
     };
-    for r in 0..rows {
+    let mut r = 0;
+    while r < rows {
+        // Four rows at once where there are four (a work block of 4 or more): each weight
+        // word extended once for the four, each scale taken apart once.
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        if rows - r >= 4 {
+            linear_rows4(values, scales, k, x, xs, r, out, y, ys, fy_minus_fx, limit)?;
+            r += 4;
+            continue;
+        }
         let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
         let dst = pack.get_mut(..kp).unwrap_or(&mut []);
         let (head, rest) = dst.split_at_mut(row.len().min(kp));
@@ -627,6 +637,7 @@ fn linear_packed(
                 *y = requantise(sum, scale, fy_minus_fx)?.clamp(-limit, limit) as i32;
             }
         }
+        r += 1;
     }
     Ok(())
 }
@@ -642,6 +653,80 @@ fn requantise(sum: i32, scale: f32, fy_minus_fx: i32) -> Result<i64, Error> {
     let (mant, exp) = decompose_f32(scale.to_bits()).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
     let shift = (exp + fy_minus_fx).saturating_neg();
     Ok(shift_round_i64(i64::from(sum) * i64::from(mant), shift))
+}
+
+/// Rows `r0..r0 + 4` of [`linear_packed`] on the DSP extension: the four rows packed
+/// interleaved as `i16` (the 4 × 4 tile's layout: per group of four values `x0 x2 x1 x3`, the
+/// rows' groups one after the other), then per four weight rows one 4 × 4 tile, each weight
+/// word extended once for the four rows, and each scale taken apart once ([`Requant`]) for
+/// its four outputs. The same sums, so the same integers, as four passes of one row.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[allow(clippy::too_many_arguments)]
+fn linear_rows4(
+    values: &[i8],
+    scales: &[f32],
+    k: usize,
+    x: &[i32],
+    xs: usize,
+    r0: usize,
+    out: usize,
+    y: &mut [i32],
+    ys: usize,
+    fy_minus_fx: i32,
+    limit: i64,
+) -> Result<(), Error> {
+    use super::math::Requant;
+    use crate::kernels::int8::Int8Tile;
+    const KP_MAX: usize = DOT_CHUNK.div_ceil(64) * 64;
+    let kp = k.div_ceil(64) * 64;
+    if k == 0 || kp > KP_MAX {
+        return Ok(());
+    }
+    // Word-aligned for the tile's `LDM`s.
+    #[repr(C, align(8))]
+    struct Packed([i16; 4 * KP_MAX]);
+    let mut packed = Packed([0; 4 * KP_MAX]);
+    let narrow = |v: &i32| (*v).clamp(-ACT_MAX as i32, ACT_MAX as i32) as i16;
+    for i in 0..4 {
+        let row = x.get((r0 + i) * xs..(r0 + i) * xs + k).unwrap_or(&[]);
+        // Group g of row i at 4·(4g + i); values past k stay 0.
+        for (dst, v) in packed.0.chunks_exact_mut(4).skip(i).step_by(4).zip(row.chunks(4)) {
+            let at = |j: usize| v.get(j).map_or(0, narrow);
+            dst.copy_from_slice(&[at(0), at(2), at(1), at(3)]);
+        }
+    }
+    let y_len = y.len();
+    let last = (r0 + 3) * ys + out;
+    if last > y_len {
+        return Err(Error::OutputLength { expected: last, got: y_len });
+    }
+    let mut o = 0;
+    while o < out {
+        let n = 4.min(out - o);
+        let (Some(block), Some(block_scales)) = (values.get(o * k..(o + n) * k), scales.get(o..o + n)) else {
+            break;
+        };
+        let mut req = [Requant::ZERO; 4];
+        for (q, &scale) in req.iter_mut().zip(block_scales) {
+            *q = Requant::new(scale, fy_minus_fx).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
+        }
+        // A block of fewer than four rows repeats its last row (computed, then dropped).
+        let ptrs: [*const i8; 4] =
+            core::array::from_fn(|j| block.get(j.min(n - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
+        // SAFETY: four interleaved rows of kp ≥ k values (zero past k, in the tile's order,
+        // word-aligned), every pointer k values of `block`; DSP is a feature of the target.
+        let sums = unsafe { crate::kernels::arm_dsp::Dsp4x4::tile(&[0; 4], packed.0.as_ptr().cast(), kp, &ptrs, k) };
+        for (i, sums) in sums.iter().enumerate() {
+            let at = (r0 + i) * ys + o;
+            if let Some(y) = y.get_mut(at..at + n) {
+                for ((y, &sum), q) in y.iter_mut().zip(sums).zip(&req) {
+                    *y = q.apply(sum, limit) as i32;
+                }
+            }
+        }
+        o += n;
+    }
+    Ok(())
 }
 
 /// `Σ x·w_j` of a packed row against the (up to) four weight rows of `block` (`k` values

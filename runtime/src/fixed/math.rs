@@ -225,6 +225,74 @@ pub fn shift_round_i64(v: i64, shift: i32) -> i64 {
     shift_round(i128::from(v), shift)
 }
 
+/// One output column's requantisation in an integer product: `round(sum · scale · 2^d)`,
+/// half away from zero, clamped to `±limit`, for an `i32` sum, a weight row's `f32` scale and
+/// `d` = the output's fraction bits minus the input's. The same integers as
+/// `shift_round_i64(sum · m, s)` on the scale's `(m, e)` ([`decompose_f32`]), `s = −(e + d)`,
+/// then the clamp (a unit test compares both on every exponent and the edges).
+///
+/// The scale is taken apart once per column ([`Requant::new`]). For the shifts of real models
+/// (`s` in 25..=63) [`Requant::apply`] is then a 32 × 32 → 64 multiply of the magnitudes and a
+/// shift of its high word, as on a 32-bit core it should be: with `|m| < 2^24` the multiplier
+/// `|m| · 2^a`, `a = max(0, 33 − s) ≤ 8`, still fits 32 bits, the product `|sum| · |m| · 2^a <
+/// 2^63`, and `⌊|sum · m| / 2^(s−1)⌋` is its high word shifted by `s + a − 33` (0 to 30);
+/// rounding half away from zero adds the last bit shifted out. Other shifts take
+/// [`shift_round_i64`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requant {
+    /// `|m| · 2^a` where the high word suffices, else `|m|` (at most 2^24 − 1).
+    multiplier: u32,
+    /// The high word's shift, `s + a − 33`, where it suffices.
+    high_shift: u32,
+    /// Whether the high word suffices (`s` in 25..=63).
+    high: bool,
+    /// Whether the scale is negative.
+    negative: bool,
+    /// `s = −(e + d)`, for the other shifts.
+    shift: i32,
+}
+
+impl Requant {
+    /// The requantisation of a zero scale: 0 for every sum.
+    pub const ZERO: Self = Self { multiplier: 0, high_shift: 0, high: true, negative: false, shift: 33 };
+
+    /// `None` for a scale that is an infinity or a NaN.
+    #[inline(always)]
+    pub fn new(scale: f32, d: i32) -> Option<Self> {
+        let (m, e) = decompose_f32(scale.to_bits())?;
+        let shift = e.saturating_add(d).saturating_neg();
+        let magnitude = m.unsigned_abs();
+        let high = (25..=63).contains(&shift);
+        let (multiplier, high_shift) = if !high {
+            (magnitude, 0)
+        } else if shift <= 33 {
+            (magnitude << (33 - shift), 0)
+        } else {
+            (magnitude, (shift - 33) as u32)
+        };
+        Some(Self { multiplier, high_shift, high, negative: m < 0, shift })
+    }
+
+    /// `round(sum · scale · 2^d)` clamped to `±limit` (`limit ≥ 0`).
+    #[inline(always)]
+    pub fn apply(self, sum: i32, limit: i64) -> i64 {
+        if !self.high {
+            let m = i64::from(self.multiplier);
+            let m = if self.negative { -m } else { m };
+            return shift_round_i64(i64::from(sum) * m, self.shift).clamp(-limit, limit);
+        }
+        let product = u64::from(sum.unsigned_abs()) * u64::from(self.multiplier);
+        let halves = ((product >> 32) as u32) >> self.high_shift;
+        let rounded = (halves >> 1) + (halves & 1);
+        let clamped = i64::from(rounded).min(limit);
+        if (sum < 0) != self.negative {
+            -clamped
+        } else {
+            clamped
+        }
+    }
+}
+
 /// [`shift_round`] of a `v` with `|v| < 2^62` by `shift` in `1..=63`: the same rounding (half
 /// away from zero) in 64-bit arithmetic.
 #[inline]
@@ -1015,5 +1083,56 @@ mod tests {
         assert_eq!(exp_neg_q30(1 << 60, 60), 395007542);
         println!("exp: max |err| - 1 LSB relative {worst_excess:e}; max relative error where >= 2^17: {worst_rel:e}; max abs error {worst_abs:.1}");
         assert!(worst_excess <= 2e-5 && worst_rel <= 2e-5);
+    }
+
+    #[test]
+    fn requant_gives_the_rounding_shift_of_the_product_clamped() {
+        let reference = |sum: i32, scale: f32, d: i32, limit: i64| -> Option<i64> {
+            let (m, e) = decompose_f32(scale.to_bits())?;
+            Some(
+                shift_round_i64(i64::from(sum) * i64::from(m), e.saturating_add(d).saturating_neg())
+                    .clamp(-limit, limit),
+            )
+        };
+        let mut rng = Lcg(7);
+        let sums = [0, 1, -1, 2, -2, 3, -3, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), 32767, -32768];
+        let limits = [0, 1, 127, 32767, i64::from(i32::MAX)];
+        let mut checked = 0u64;
+        let mut check = |sum: i32, bits: u32, d: i32, limit: i64| {
+            let scale = f32::from_bits(bits);
+            let fast = Requant::new(scale, d).map(|q| q.apply(sum, limit));
+            assert_eq!(fast, reference(sum, scale, d, limit), "sum {sum} scale bits {bits:#x} d {d} limit {limit}");
+            checked += 1;
+        };
+        // Every exponent and sign, the edge sums and random ones, shifts on both sides of 1..=63.
+        for biased in 0..=255u32 {
+            for _ in 0..24 {
+                let bits = (rng.next_u32() & 0x8000_0000) | biased << 23 | (rng.next_u32() & 0x7f_ffff);
+                let d = (rng.next_u32() % 120) as i32 - 60;
+                let limit = limits[(rng.next_u32() % 5) as usize];
+                for &sum in &sums {
+                    check(sum, bits, d, limit);
+                }
+                check(rng.next_u32() as i32, bits, d, limit);
+                check((rng.next_u32() as i32) >> 16, bits, d, limit);
+            }
+        }
+        // Zero and subnormal scales, the shift's edges for a typical scale.
+        for bits in [0, 0x8000_0000, 1, 0x8000_0001, 0x007f_ffff, 0x3f80_0000, 0xbf80_0000, 0x3a83_126f] {
+            for d in [-200, -150, -64, -1, 0, 1, 22, 23, 24, 62, 63, 64, 85, 86, 87, 200, i32::MAX, i32::MIN] {
+                for &sum in &sums {
+                    for &limit in &limits {
+                        check(sum, bits, d, limit);
+                    }
+                }
+            }
+        }
+        // The sums, scales and shifts of the integer path: scales near 2^-8, d within ±20.
+        for _ in 0..200_000 {
+            let bits = 0x3800_0000 + (rng.next_u32() % 0x0800_0000) | (rng.next_u32() & 0x8000_0000);
+            let d = (rng.next_u32() % 41) as i32 - 20;
+            check(rng.next_u32() as i32 >> (rng.next_u32() % 31), bits, d, 32767);
+        }
+        println!("requant: {checked} cases");
     }
 }

@@ -50,6 +50,7 @@ impl Prefetch {
     /// The panels of [`crate::blob::DType::F32Panels`] weights that the tile after outputs
     /// `o..o + nr`, values `k0..k0 + kc` reads: `kc · 16` contiguous values in each 16-row
     /// panel it spans, one panel `16 · d.k` values after the other.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub(crate) fn next_panels(w: *const f32, d: &Dims, o: usize, k0: usize, nr: usize, kc: usize) -> Prefetch {
         const P: usize = crate::blob::F32_PANEL_ROWS;
         let (o, k0) = if o + nr < d.out { (o + nr, k0) } else { (0, k0 + kc) };
