@@ -719,14 +719,22 @@ fn linear_rows4(
         for (i, sums) in sums.iter().enumerate() {
             let at = (r0 + i) * ys + o;
             if let Some(y) = y.get_mut(at..at + n) {
-                for ((y, &sum), q) in y.iter_mut().zip(sums).zip(&req) {
-                    *y = q.apply(sum, limit) as i32;
-                }
+                store_requantised(y, sums, &req, limit);
             }
         }
         o += n;
     }
     Ok(())
+}
+
+/// `y[j]` = sum `j` requantised with `req[j]`, for the (up to four) outputs of `y`. Not inlined:
+/// sixteen inlined copies a tile were flash the firmware does not have to spare.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[inline(never)]
+fn store_requantised(y: &mut [i32], sums: &[i32; 4], req: &[super::math::Requant; 4], limit: i64) {
+    for ((y, &sum), q) in y.iter_mut().zip(sums).zip(req) {
+        *y = q.apply(sum, limit) as i32;
+    }
 }
 
 /// `Σ x·w_j` of a packed row against the (up to) four weight rows of `block` (`k` values

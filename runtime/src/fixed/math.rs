@@ -273,13 +273,22 @@ impl Requant {
         Some(Self { multiplier, high_shift, high, negative: m < 0, shift })
     }
 
+    /// [`Requant::apply`] for the shifts outside 25..=63: [`shift_round_i64`] (with its `i128`
+    /// fallback). Out of line: no real model's scales take it, and inlined into every output
+    /// it cost the firmware kilobytes of flash.
+    #[cold]
+    #[inline(never)]
+    fn apply_wide(self, sum: i32, limit: i64) -> i64 {
+        let m = i64::from(self.multiplier);
+        let m = if self.negative { -m } else { m };
+        shift_round_i64(i64::from(sum) * m, self.shift).clamp(-limit, limit)
+    }
+
     /// `round(sum · scale · 2^d)` clamped to `±limit` (`limit ≥ 0`).
     #[inline(always)]
     pub fn apply(self, sum: i32, limit: i64) -> i64 {
         if !self.high {
-            let m = i64::from(self.multiplier);
-            let m = if self.negative { -m } else { m };
-            return shift_round_i64(i64::from(sum) * m, self.shift).clamp(-limit, limit);
+            return self.apply_wide(sum, limit);
         }
         let product = u64::from(sum.unsigned_abs()) * u64::from(self.multiplier);
         let halves = ((product >> 32) as u32) >> self.high_shift;

@@ -222,7 +222,11 @@ impl Int8Tile for Dsp4x4 {
 /// # Safety
 /// As [`Int8Tile::tile`]: `q` word-aligned with four rows of at least `k` values (rounded up
 /// to 8), `w` with `k` readable values.
-#[inline(always)]
+///
+/// Not inlined: the int8 products and the fixed-point path each call it four times a tile, and
+/// four copies of the loop in each cost the f32 firmware its fit in 1 MiB of flash (a call per
+/// 4 × `k` ≥ 256 multiply-accumulates costs little).
+#[inline(never)]
 unsafe fn rows4(mut q: *const u32, w: *const i8, k: usize) -> [i32; 4] {
     let pairs = k / 8;
     let mut acc = [0i32; 4];
