@@ -11,7 +11,7 @@
 #   scripts/firmware.sh check                      what CI runs: firmware answers == host answers
 #                                                  (f32 on the M4F, with defmt, soft float on the
 #                                                  M3 with the tiny model), cores, the gate on
-#                                                  cores' runs, nofloat
+#                                                  cores' runs, the f32 build's board fit, nofloat
 #   scripts/firmware.sh cores                      the same answers and segment digests on x86-64,
 #                                                  the M0 set, M3, M4F, M7, M33, RISC-V (fixed
 #                                                  point), M4F, M7 and M33 (int8); the gate's figures
@@ -472,6 +472,11 @@ check() {
     (gate_compare) >"$work/gate.txt" 2>&1 || gstatus=$?
     report "$work/gate.txt" "$gstatus" gate "$work/gate.txt"
   fi
+  # The f32 build is the largest: it must still link into the 1 MiB M4F parts (see fit; a
+  # runtime change once pushed it 2.4 KB over without a test noticing).
+  local fstatus=0
+  (MEASURE_WEIGHTS=f32 fit_check) >"$work/fit.txt" 2>"$work/fit.err" || fstatus=$?
+  report "$work/fit.txt" "$fstatus" fit "$work/fit.err"
   # No floating point in the integer forward pass (see nofloat); its build log goes to
   # nofloat.err, its walks to target/firmware/nofloat/.
   local status=0
@@ -1055,6 +1060,16 @@ fit() {
       say "$row"
     done
   done
+}
+
+# fit, then one line per row: ok where the linker fitted the image, FAIL (status 1) otherwise.
+fit_check() {
+  fit
+  local row bad=0
+  for row in "${FITS[@]}"; do
+    if [[ "$row" == *"| yes |" ]]; then echo "ok   fit: $row"; else echo "FAIL fit: $row"; bad=1; fi
+  done
+  [ "$bad" -eq 0 ]
 }
 
 # MACS: multiply-accumulates of one ACT segment, from `hrm inspect`'s configuration lines:
