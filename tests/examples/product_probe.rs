@@ -58,16 +58,25 @@ fn main() {
         }
         let flop = 2.0 * (d.rows * d.out * d.k) as f64;
         let peak = median(&mut peak);
-        println!("{name}: {reps} products a round, {rounds} rounds; FMA peak probe {peak:.1} GFLOP/s (median)");
+        let probe = if peak > 0.0 {
+            format!("FMA peak probe {peak:.1} GFLOP/s (median)")
+        } else {
+            "no FMA probe at this level".into()
+        };
+        println!("{name}: {reps} products a round, {rounds} rounds; {probe}");
         let f32_median = median(&mut times[0].clone());
         for ((label, _), t) in runs.iter().zip(times.iter_mut()) {
             let (min, med) = (t.iter().copied().fold(f64::INFINITY, f64::min), median(t));
+            let share = if peak > 0.0 {
+                format!("{:3.0} % of the probe", 100.0 * flop / med / 1e9 / peak)
+            } else {
+                "no probe".into()
+            };
             println!(
-                "  {label:<11} min {:8.1} µs  median {:8.1} µs  {:6.1} GFLOP/s = {:3.0} % of the probe  {:.2}× f32",
+                "  {label:<11} min {:8.1} µs  median {:8.1} µs  {:6.1} GFLOP/s = {share}  {:.2}× f32",
                 min * 1e6,
                 med * 1e6,
                 flop / med / 1e9,
-                100.0 * flop / med / 1e9 / peak,
                 f32_median / med
             );
         }
@@ -75,12 +84,16 @@ fn main() {
 }
 
 /// The FMA peak probe of the widest level `HRM_KERNELS` allows on this CPU, in GFLOP/s (one
-/// timing of about 2 ms); 0 where there is none.
+/// timing of about 2 ms); 0 where there is none (`baseline`: SSE2 has no FMA).
 fn peak_gflops() -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         const ITERS: u64 = 1 << 20;
         let forced = std::env::var("HRM_KERNELS").ok();
+        if forced.as_deref() == Some("baseline") {
+            // SSE2 has no FMA: no probe of this kind for it.
+            return 0.0;
+        }
         let start = Instant::now();
         let flop = if std::is_x86_feature_detected!("avx512f") && forced.as_deref().is_none_or(|v| v == "avx512") {
             // SAFETY: the CPU has AVX-512F.
