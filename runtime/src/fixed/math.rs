@@ -1138,7 +1138,7 @@ mod tests {
         }
         // The sums, scales and shifts of the integer path: scales near 2^-8, d within ±20.
         for _ in 0..200_000 {
-            let bits = 0x3800_0000 + (rng.next_u32() % 0x0800_0000) | (rng.next_u32() & 0x8000_0000);
+            let bits = (0x3800_0000 + (rng.next_u32() % 0x0800_0000)) | (rng.next_u32() & 0x8000_0000);
             let d = (rng.next_u32() % 41) as i32 - 20;
             check(rng.next_u32() as i32 >> (rng.next_u32() % 31), bits, d, 32767);
         }

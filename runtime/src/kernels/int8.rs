@@ -309,6 +309,18 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
     }
 }
 
+/// [`matmul`] with the portable tile. Not inlined into the dispatcher: its stack buffers
+/// (`PACK_BYTES` and the rows' scales, about 108 KiB on a host) would otherwise sit in the
+/// dispatcher's frame under every ISA's kernel, which has buffers of its own (measured: an int8
+/// segment on AVX2 needed over 224 KiB of stack, the f32 one under 152).
+///
+/// # Safety
+/// The conditions of [`matmul`] (the portable tile needs no CPU feature).
+#[inline(never)]
+pub(crate) unsafe fn matmul_portable(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) {
+    matmul::<Portable>(x, w, scales, y, d)
+}
+
 /// A product chunked along `k` keeps each output's exact sum in its `y` slot as `i32` bits:
 /// the first chunk's sum stored, the later ones added.
 ///

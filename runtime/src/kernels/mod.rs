@@ -424,7 +424,7 @@ fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -
     }
     #[allow(unreachable_code)]
     {
-        unsafe { int8::matmul::<int8::Portable>(x, w, scales, y, d) };
+        unsafe { int8::matmul_portable(x, w, scales, y, d) };
         Ok(())
     }
 }
