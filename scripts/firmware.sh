@@ -154,7 +154,7 @@ blob() {
     *) die "unknown WEIGHTS=$WEIGHTS (f32, f16, bf16, int8, int4, fixed)" ;;
   esac
   # Also remade when this script is newer: its defaults (the work block) are the blob's settings.
-  if [ ! -f "$BLOB" ] || [ "$MODEL" -nt "$BLOB" ] || [ "$HRM" -nt "$BLOB" ] || [ "${BASH_SOURCE[0]}" -nt "$BLOB" ] ||
+  if [ ! -f "$BLOB" ] || [ "$MODEL" -nt "$BLOB" ] || [ "$HRM" -nt "$BLOB" ] || [ "$ROOT/scripts/firmware.sh" -nt "$BLOB" ] ||
     { [ -n "${MODEL_CONFIG:-}" ] && [ "$MODEL_CONFIG" -nt "$BLOB" ]; } ||
     { [ -n "$calibrate" ] && [ "$calibrate" -nt "$BLOB" ]; }; then
     "$HRM" convert "$MODEL" --out "$BLOB" "${args[@]}" --block "$BLOCK" >&2
