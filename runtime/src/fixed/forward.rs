@@ -610,7 +610,7 @@ fn linear_packed(
         // Four rows at once where there are four (a work block of 4 or more): each weight
         // word extended once for the four, each scale taken apart once.
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-        if rows - r >= 4 {
+        if rows - r >= 4 && k > 0 {
             linear_rows4(values, scales, k, x, xs, r, out, y, ys, fy_minus_fx, limit)?;
             r += 4;
             continue;
@@ -679,8 +679,9 @@ fn linear_rows4(
     use crate::kernels::int8::Int8Tile;
     const KP_MAX: usize = DOT_CHUNK.div_ceil(64) * 64;
     let kp = k.div_ceil(64) * 64;
+    // `linear` sends rows of at most DOT_CHUNK values, and `linear_packed` no empty ones.
     if k == 0 || kp > KP_MAX {
-        return Ok(());
+        return Err(Error::InvalidHeader("a fixed-point product's rows do not fit the packed rows"));
     }
     // Word-aligned for the tile's `LDM`s.
     #[repr(C, align(8))]
