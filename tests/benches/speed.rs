@@ -61,7 +61,6 @@ fn fma_peak(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
-        // 12 accumulators × 16 lanes × 2 FLOP per iteration.
         g.throughput(Throughput::Elements(hrm_tests::peak::fma512_flop(ITERS)));
         g.bench_function("fma_avx512", |b| b.iter(|| unsafe { hrm_tests::peak::fma512(black_box(ITERS)) }));
     }

@@ -32,7 +32,7 @@ pub const MAX_EXACT_K: usize = 131_072;
 /// Bytes of the stack buffer that holds the packed activation rows of one group: on a host
 /// enough for a segment's 82 rows of 512 `i16` (the AVX2 form), so that the 27M model's
 /// products over 512 values take `k` in one pass (at 64 KiB they took two chunks, 384 + 128,
-/// and the AVX2 int8 product 82×512·(1536×512)ᵀ was about 6 % slower: `product_probe`,
+/// and the AVX2 int8 product 82×512·(1536×512)ᵀ was about 3 % slower: `product_probe`,
 /// BENCHMARKS.md); 1 KiB on a microcontroller (whose products have a row or two).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const PACK_BYTES: usize = 96 * 1024;
