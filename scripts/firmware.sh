@@ -10,8 +10,10 @@
 #   scripts/firmware.sh log EXAMPLE < puzzles.txt  run the defmt build, decode its log to stderr
 #   scripts/firmware.sh check                      what CI runs: firmware answers == host answers
 #                                                  (f32 on the M4F, with defmt, soft float on the
-#                                                  M3 with the tiny model), cores, the gate on
-#                                                  cores' runs, the f32 build's board fit, nofloat
+#                                                  M3 with the tiny model), the int8 kernels of
+#                                                  the M4F, M7 and M33 on odd shapes, cores, the
+#                                                  gate on cores' runs, the f32 build's board
+#                                                  fit, nofloat
 #   scripts/firmware.sh cores                      the same answers and segment digests on x86-64,
 #                                                  the M0 set, M3, M4F, M7, M33, RISC-V (fixed
 #                                                  point), M4F, M7 and M33 (int8); the gate's figures
@@ -463,6 +465,16 @@ check() {
   } >"$work/expected-c.txt"
   WEIGHTS=int8 check_one c-uart "$work/input-c.txt" "$work/expected-c.txt"
   note
+  # The int8 kernels of the DSP cores against the reference loop, over shapes the model never
+  # has (sudoku-uart/src/kernel_check.rs): one line each before the (empty) session, a few
+  # seconds under QEMU.
+  echo "kernel-check: 2160 int8 products, every output's bits equal to the reference's" >"$work/expected-kernels.txt"
+  : >"$work/input-kernels.txt"
+  local example
+  for example in sudoku-uart sudoku-uart-m7 sudoku-uart-m33; do
+    WEIGHTS=int8 ELF_TAG=int8 check_one "$example" "$work/input-kernels.txt" "$work/expected-kernels.txt" --features kernel-check
+    note
+  done
   # The same bits on every core, and the gate's figures from the same runs (see cores).
   local cstatus=0
   (cores) >"$work/cores.txt" 2>"$work/cores.err" || cstatus=$?

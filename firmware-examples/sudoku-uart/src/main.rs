@@ -9,6 +9,8 @@
 #![no_main]
 
 mod board;
+#[cfg(feature = "kernel-check")]
+mod kernel_check;
 #[cfg(feature = "defmt")]
 mod log;
 mod uart;
@@ -81,6 +83,11 @@ unsafe fn DefaultHandler(irqn: i16) {
 
 /// Validates the model, then answers lines until the end of input.
 fn run(uart: &mut CmsdkUart, busy: &mut FpgaLed, arena: &mut [u8]) -> ExitStatus {
+    // `--features kernel-check`: the int8 kernels against the reference loop first.
+    #[cfg(feature = "kernel-check")]
+    if !kernel_check::run(uart, arena) {
+        return EXIT_FAILURE;
+    }
     let model = match Model::from_bytes(&BLOB.0) {
         Ok(model) => model,
         Err(e) => {

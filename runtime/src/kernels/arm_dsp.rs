@@ -130,9 +130,9 @@ unsafe fn step<const MR: usize, const NR: usize>(acc: &mut [[i32; NR]; MR], q: *
     }
 }
 
-/// One step of [`rows4`]'s loop, four values of `k`: the weight word (r1, post-increment)
+/// One step of [`column4`]'s loop, four values of `k`: the weight word (r1, post-increment)
 /// extended into r7 (even) and lr (odd), the four rows' words (r0, two `LDM`s of four) into
-/// r8–r12, eight `SMLAD` into r3, r4, r5, r11. Written once, used twice a loop.
+/// r8–r12, eight `SMLAD` into r3, r4, r5, r11. Written once, used four times a loop.
 macro_rules! rows4_step {
     () => {
         concat!(
@@ -189,10 +189,10 @@ macro_rules! row1x4_step {
 
 /// Four activation rows × four weight rows, the inner loop written out (CMSIS-NN's shape, turned
 /// around): per weight row and four values of `k`, one weight word extended twice, the four
-/// activation rows' words in two `LDM`s, eight `SMLAD`; two such steps a loop, 0.875
+/// activation rows' words in two `LDM`s, eight `SMLAD`; four such steps a loop, 0.84
 /// instructions per multiply-accumulate (the compiler, short of registers, spilled to 1.8).
-/// The four weight rows run one after the other over the same packed rows, so that the
-/// tile's fixed costs (the call, the pointers, the scales) are paid once per 16 outputs.
+/// The four weight rows run one after the other over the same packed rows ([`column4`]), so that
+/// the tile's fixed costs (the pointers, the scales) are paid once per 16 outputs.
 pub struct Dsp4x4;
 
 impl Int8Tile for Dsp4x4 {
@@ -207,67 +207,115 @@ impl Int8Tile for Dsp4x4 {
 
     #[inline(always)]
     unsafe fn tile(_: &[i32; 4], q: *const u8, _kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
-        let q = q.cast::<u32>();
-        let c0 = rows4(q, w[0], k);
-        // An edge tile repeats its last weight row: its sums are the previous ones.
-        let c1 = if w[1] == w[0] { c0 } else { rows4(q, w[1], k) };
-        let c2 = if w[2] == w[1] { c1 } else { rows4(q, w[2], k) };
-        let c3 = if w[3] == w[2] { c2 } else { rows4(q, w[3], k) };
-        core::array::from_fn(|i| [c0[i], c1[i], c2[i], c3[i]])
+        let mut out = core::mem::MaybeUninit::<[[i32; 4]; 4]>::uninit();
+        tile4x4(q.cast::<u32>(), w, k, out.as_mut_ptr().cast::<i32>());
+        out.assume_init()
     }
 }
 
-/// `Σ q_i · w` over `k` for the four interleaved packed rows at `q` and one weight row.
+/// [`Dsp4x4`]'s tile into `out` (16 values, row by row). Not inlined: one copy for the int8
+/// products and the fixed-point path (flash, see [`column4`]).
+///
+/// # Safety
+/// As [`Int8Tile::tile`]; `out` has 16 writable values.
+#[inline(never)]
+unsafe fn tile4x4(q: *const u32, w: &[*const i8; 4], k: usize, out: *mut i32) {
+    if k < 4 {
+        // Rows shorter than a word (a degenerate matrix): each weight row copied into a word
+        // padded with zeros, which meet the activations' zero padding.
+        for (j, &wj) in w.iter().enumerate() {
+            let mut word = [0i8; 4];
+            core::ptr::copy_nonoverlapping(wj, word.as_mut_ptr(), k);
+            column4(q, word.as_ptr(), 4, out.add(j));
+        }
+        return;
+    }
+    column4(q, w[0], k, out);
+    for j in 1..4 {
+        if w[j] == w[j - 1] {
+            // An edge tile repeats its last weight row: its sums are the previous ones.
+            for i in 0..4 {
+                *out.add(4 * i + j) = *out.add(4 * i + j - 1);
+            }
+        } else {
+            column4(q, w[j], k, out.add(j));
+        }
+    }
+}
+
+/// `out[4·i] = Σ q_i · w` over `k ≥ 4` for the four interleaved packed rows at `q` and the
+/// weight row `w`: column `j` of a 4 × 4 tile's sums when `out` points at value `j`.
 ///
 /// # Safety
 /// As [`Int8Tile::tile`]: `q` word-aligned with four rows of at least `k` values (rounded up
-/// to 8), `w` with `k` readable values.
+/// to 8, zero past `k`), `w` with `k ≥ 4` readable values; `out` has 13 writable values.
 ///
-/// Not inlined: the int8 products and the fixed-point path each call it four times a tile, and
-/// four copies of the loop in each cost the f32 firmware its fit in 1 MiB of flash (a call per
-/// 4 × `k` ≥ 256 multiply-accumulates costs little).
+/// Not inlined and written out as one block, tail included: the int8 products and the
+/// fixed-point path each call it four times a tile, and inlined copies (or the compiler's copies
+/// of a loop per tail case) cost the f32 firmware its fit in 1 MiB of flash. Before (a call per
+/// weight row, a generic tail step), an int8 puzzle on the M4F took 4.5 % more instructions.
 #[inline(never)]
-unsafe fn rows4(mut q: *const u32, w: *const i8, k: usize) -> [i32; 4] {
-    let pairs = k / 8;
+unsafe fn column4(q: *const u32, w: *const i8, k: usize, out: *mut i32) {
+    let words = k / 4;
     let mut acc = [0i32; 4];
-    if pairs > 0 {
-        let end = w.add(pairs * 8);
-        // r6 and r7 cannot be operands (LLVM's base and frame pointers): r7 is saved on the
-        // stack and restored around the loop. Weight words are read unaligned (`LDR` allows
-        // it); `q` is word-aligned (the pack buffer).
-        asm!(
-            "push {{r7}}",
-            "2:",
-            rows4_step!(),
-            rows4_step!(),
-            "cmp r1, r2",
-            "blo 2b",
-            "pop {{r7}}",
-            inout("r0") q,
-            inout("r1") w => _,
-            in("r2") end,
-            inout("r3") acc[0],
-            inout("r4") acc[1],
-            inout("r5") acc[2],
-            inout("r11") acc[3],
-            out("r8") _,
-            out("r9") _,
-            out("r10") _,
-            out("r12") _,
-            out("lr") _,
-        );
+    // r6 and r7 cannot be operands (LLVM's base and frame pointers): both are saved on the
+    // stack, r6 holds the tail and r7 a weight word's even half. Weight words are read
+    // unaligned (`LDR` allows it); `q` is word-aligned (the pack buffer).
+    // - The loop takes four words a pass; `w` words (k ≥ 4: one or more) enter it so that the
+    //   first pass takes `w mod 4` of them (all four when 0).
+    // - The tail is the word ending at `k` shifted right by 8 · (4 − k mod 4): its last 1 to
+    //   3 values, read in place, or 0 for a shift of 32 (no tail; `LSR` by 32 gives 0), and
+    //   then its step is skipped (a zero word adds nothing).
+    asm!(
+        "push {{r6, r7}}",
+        "ldr r6, [r9]",
+        "lsr.w r6, r6, r10",
+        "cmp r8, #2",
+        "beq 33f",
+        "bhi 32f",
+        "cmp r8, #1",
+        "beq 34f",
+        "2:",
+        rows4_step!(),
+        "32:",
+        rows4_step!(),
+        "33:",
+        rows4_step!(),
+        "34:",
+        rows4_step!(),
+        "cmp r1, r2",
+        "blo 2b",
+        "cbz r6, 5f",
+        "sxtb16 r7, r6",
+        "sxtb16 lr, r6, ror #8",
+        "ldm r0!, {{r8, r9, r10, r12}}",
+        "smlad r3, r8, r7, r3",
+        "smlad r3, r9, lr, r3",
+        "smlad r4, r10, r7, r4",
+        "smlad r4, r12, lr, r4",
+        "ldm r0!, {{r8, r9, r10, r12}}",
+        "smlad r5, r8, r7, r5",
+        "smlad r5, r9, lr, r5",
+        "smlad r11, r10, r7, r11",
+        "smlad r11, r12, lr, r11",
+        "5:",
+        "pop {{r6, r7}}",
+        inout("r0") q => _,
+        inout("r1") w => _,
+        in("r2") w.add(words * 4),
+        inout("r3") acc[0],
+        inout("r4") acc[1],
+        inout("r5") acc[2],
+        inout("r11") acc[3],
+        inout("r8") words % 4 => _,
+        inout("r9") w.add(k - 4) => _,
+        inout("r10") 8 * (4 - k % 4) => _,
+        out("r12") _,
+        out("lr") _,
+    );
+    for (i, &s) in acc.iter().enumerate() {
+        *out.add(4 * i) = s;
     }
-    // The rest (fewer than eight values) a word at a time, the last partial word through a
-    // zero-padded copy: the generic step.
-    let mut t = pairs * 8;
-    let mut a = acc.map(|s| [s]);
-    while t < k {
-        let ws = [tail_word(w, t, k)];
-        step::<4, 1>(&mut a, q, &ws);
-        q = q.add(8);
-        t += 4;
-    }
-    a.map(|[s]| s)
 }
 
 /// One activation row × four weight rows (a work block of 1, the smallest arena), the inner

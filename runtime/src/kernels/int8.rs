@@ -33,11 +33,13 @@ pub const MAX_EXACT_K: usize = 131_072;
 /// enough for a segment's 82 rows of 512 `i16` (the AVX2 form), so that the 27M model's
 /// products over 512 values take `k` in one pass (at 64 KiB they took two chunks, 384 + 128,
 /// and the AVX2 int8 product 82×512·(1536×512)ᵀ was about 3 % slower: `product_probe`,
-/// BENCHMARKS.md); 1 KiB on a microcontroller (whose products have a row or two).
+/// BENCHMARKS.md); 2 KiB on a microcontroller, four rows of 256 `i16`: at 1 KiB the built-in
+/// model's products over 256 values took two chunks, and an int8 puzzle on the M4F 3.1 % more
+/// instructions (its measured stack is 1,152 bytes larger: 10,368 bytes).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const PACK_BYTES: usize = 96 * 1024;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const PACK_BYTES: usize = 1024;
+const PACK_BYTES: usize = 2048;
 
 /// Values of `k` packed per step of the tiles: rows are zero-padded to a multiple of it.
 pub const K_STEP: usize = 64;

@@ -1,0 +1,93 @@
+//! `--features kernel-check`: before the solver starts, the int8 product of the runtime (on
+//! the M4F, M7 and M33 the DSP extension's tiles) over shapes the built-in model never has
+//! (one to nine rows and outputs, rows of 1 to 300 values: partial words, odd word counts,
+//! edge tiles, `k` in several chunks), each output's bits compared with the reference loop
+//! (`int8::matmul_long_rows`: each activation quantised where it is used, `i64` sums). The
+//! same integers are the runtime's promise on every core (`hrm_runtime::kernels::int8`), and
+//! the model's own shapes are checked by the digests of `scripts/firmware.sh cores`.
+//!
+//! One line on the UART: how many products agreed, or the first one that did not.
+
+use embedded_io::Write;
+use hrm_runtime::kernels::{int8, matmul_i8, Dims};
+
+const ROWS: [usize; 8] = [1, 2, 3, 4, 5, 7, 8, 9];
+const OUTS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+const KS: [usize; 30] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 15, 16, 17, 31, 63, 64, 65, 84, 85, 86, 127, 128, 129, 130, 200, 255, 256, 257,
+    300,
+];
+const MAX_ROWS: usize = 9;
+const MAX_OUT: usize = 9;
+const MAX_K: usize = 300;
+
+/// xorshift32: the same values on every core.
+struct Random(u32);
+
+impl Random {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+
+    /// A value in [-1, 1) times `scale`.
+    fn f32(&mut self, scale: f32) -> f32 {
+        ((self.next() >> 8) as f32 / (1u32 << 23) as f32 - 1.0) * scale
+    }
+}
+
+/// Runs the check in `scratch` (the arena, before the model uses it) and writes its line.
+/// Returns whether every product agreed.
+pub fn run<W: Write>(out: &mut W, scratch: &mut [u8]) -> bool {
+    // SAFETY: every bit pattern is an `f32`; `align_to_mut` gives the aligned middle.
+    let (_, floats, _) = unsafe { scratch.align_to_mut::<f32>() };
+    let (x, rest) = floats.split_at_mut(MAX_ROWS * MAX_K);
+    let (scales, rest) = rest.split_at_mut(MAX_OUT);
+    let (y, rest) = rest.split_at_mut(MAX_ROWS * MAX_OUT);
+    let (y_ref, rest) = rest.split_at_mut(MAX_ROWS * MAX_OUT);
+    // SAFETY: as above, `i8` has no invalid bit patterns either.
+    let (_, w, _) = unsafe { rest.align_to_mut::<i8>() };
+    let w = &mut w[..MAX_OUT * MAX_K];
+    let mut random = Random(0x2545_f491);
+    let mut products = 0;
+    for &k in &KS {
+        for &rows in &ROWS {
+            for &n in &OUTS {
+                let d = Dims::dense(rows, n, k);
+                for (r, row) in x.chunks_exact_mut(k).take(rows).enumerate() {
+                    // Rows of different magnitudes, and now and then a zero row.
+                    let scale = if (r + k) % 7 == 3 { 0.0 } else { (1 + random.next() % 1000) as f32 / 100.0 };
+                    for v in row.iter_mut() {
+                        *v = random.f32(scale);
+                    }
+                }
+                for v in w[..n * k].iter_mut() {
+                    *v = random.next() as i8;
+                }
+                for s in scales[..n].iter_mut() {
+                    *s = (1 + random.next() % 1000) as f32 / 65536.0;
+                }
+                let (x, w, scales) = (&x[..rows * k], &w[..n * k], &scales[..n]);
+                if let Err(e) = matmul_i8(x, w, scales, &mut y[..rows * n], d) {
+                    let _ = writeln!(out, "kernel-check: FAIL rows {rows} outputs {n} k {k}: {e}");
+                    return false;
+                }
+                int8::matmul_long_rows(x, w, scales, &mut y_ref[..rows * n], d);
+                for (i, (a, b)) in y[..rows * n].iter().zip(&y_ref[..rows * n]).enumerate() {
+                    if a.to_bits() != b.to_bits() {
+                        let _ = writeln!(
+                            out,
+                            "kernel-check: FAIL rows {rows} outputs {n} k {k}: output {i} is {a:e}, the reference's {b:e}"
+                        );
+                        return false;
+                    }
+                }
+                products += 1;
+            }
+        }
+    }
+    let _ = writeln!(out, "kernel-check: {products} int8 products, every output's bits equal to the reference's");
+    true
+}
