@@ -733,6 +733,15 @@ fn linear_rows4(
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[inline(never)]
 fn store_requantised(y: &mut [i32], sums: &[i32; 4], req: &[super::math::Requant; 4], limit: i64) {
+    // Four outputs whose scales all take the high word (every real model's): the 32-bit form.
+    if let (Ok(y4), Ok(narrow)) = (<&mut [i32; 4]>::try_from(&mut *y), u32::try_from(limit)) {
+        if narrow <= i32::MAX as u32 && req.iter().all(|q| q.is_high()) {
+            for ((y, &sum), q) in y4.iter_mut().zip(sums).zip(req) {
+                *y = q.apply_high(sum, narrow);
+            }
+            return;
+        }
+    }
     for ((y, &sum), q) in y.iter_mut().zip(sums).zip(req) {
         *y = q.apply(sum, limit) as i32;
     }
