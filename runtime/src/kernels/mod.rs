@@ -789,7 +789,7 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const MAGIC: f32 = 12_582_912.0;
-    const C2: f32 = 0.499_999_91;
+    const C2: f32 = 0.499_999_9;
     const C3: f32 = 0.166_664_2;
     const C4: f32 = 0.041_668_225;
     const C5: f32 = 0.008_374_824;
