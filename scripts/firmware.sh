@@ -10,10 +10,10 @@
 #   scripts/firmware.sh log EXAMPLE < puzzles.txt  run the defmt build, decode its log to stderr
 #   scripts/firmware.sh check                      what CI runs: firmware answers == host answers
 #                                                  (f32 on the M4F, with defmt, soft float on the
-#                                                  M3 with the tiny model), the int8 kernels of
-#                                                  the M4F, M7 and M33 on odd shapes, cores, the
-#                                                  gate on cores' runs, the f32 build's board
-#                                                  fit, nofloat
+#                                                  M3 with the tiny model), the int8, f32 and
+#                                                  f16 kernels of the M4F, M7 and M33 on odd
+#                                                  shapes, cores, the gate on cores' runs, the
+#                                                  f32 build's board fit, nofloat
 #   scripts/firmware.sh cores                      the same answers and segment digests on x86-64,
 #                                                  the M0 set, M3, M4F, M7, M33, RISC-V (fixed
 #                                                  point), M4F, M7 and M33 (int8); the gate's figures
@@ -217,6 +217,11 @@ example() {
   ELF="$OUT/$tag.elf"
 }
 
+# Whether BLOB has fixed-point activations. Only then does sudoku-uart link the runtime's
+# integer path (its default feature `fixed-point`); a float blob's build leaves it out
+# (`--no-default-features`: about 35 KB less flash).
+blob_is_fixed() { "$HRM" inspect "$BLOB" | awk '$1 == "activations" {print $2}' | grep -qx fixed; }
+
 build() {
   local started=$SECONDS
   example "$@"
@@ -229,6 +234,7 @@ build() {
   fi
   say "building $NAME ($TARGET${FEATURES:+, features $FEATURES}) with $(basename "$BLOB")"
   local args=(build --release --locked -p "$PACKAGE" --target "$TARGET")
+  if [ "$PACKAGE" = sudoku-uart ] && ! blob_is_fixed; then args+=(--no-default-features); fi
   local features="${FEATURES}${FEATURES:+${BOARD_FEATURES:+,}}${BOARD_FEATURES}"
   if [ -n "$features" ]; then args+=(--features "$features"); fi
   HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
@@ -465,10 +471,10 @@ check() {
   } >"$work/expected-c.txt"
   WEIGHTS=int8 check_one c-uart "$work/input-c.txt" "$work/expected-c.txt"
   note
-  # The int8 kernels of the DSP cores against the reference loop, over shapes the model never
-  # has (sudoku-uart/src/kernel_check.rs): one line each before the (empty) session, a few
-  # seconds under QEMU.
-  echo "kernel-check: 2160 int8 products, every output's bits equal to the reference's" >"$work/expected-kernels.txt"
+  # The int8, f32 and f16 kernels of the DSP and FPU cores against the reference loops, over
+  # shapes the model never has (sudoku-uart/src/kernel_check.rs): one line each before the
+  # (empty) session, a few seconds under QEMU.
+  echo "kernel-check: 2160 int8, 2160 f32 and 2160 f16 products, every output's bits equal to the reference's" >"$work/expected-kernels.txt"
   : >"$work/input-kernels.txt"
   local example
   for example in sudoku-uart sudoku-uart-m7 sudoku-uart-m33; do
@@ -1055,8 +1061,10 @@ fit() {
       log="$OUT/fit-$board-$weights.log"
       say "linking for $board ($target) with $weights weights"
       local row="| $board | boards/$board.x | $target | $weights |"
+      local runtime_features=()
+      if ! blob_is_fixed; then runtime_features=(--no-default-features); fi
       if HRM_BLOB="$BLOB" HRM_MEMORY_X="$FW/boards/$board.x" \
-        fw_cargo build --release --locked -p sudoku-uart --target "$target" >"$log" 2>&1; then
+        fw_cargo build --release --locked -p sudoku-uart --target "$target" "${runtime_features[@]}" >"$log" 2>&1; then
         ELF="$FW/target/$target/release/sudoku-uart"
         local used statics stack
         used=$(($(section .vector_table) + $(section .text) + $(section .rodata) + $(section .data)))

@@ -230,6 +230,7 @@ pub struct LatentNoise {
     /// f32 path: `value += units · scale`.
     scale: f32,
     /// Integer path: `value += (units · multiplier + 2¹⁵) >> 16` in the state's format.
+    #[cfg_attr(not(feature = "fixed-point"), allow(dead_code))]
     multiplier: i64,
     z_h: bool,
 }
@@ -251,6 +252,7 @@ impl LatentNoise {
     }
 
     /// The integer path's noise: integers only (the forward pass it runs in has no floats).
+    #[cfg(feature = "fixed-point")]
     pub(crate) fn add_fixed(&mut self, z: &mut [i32], max: i64) {
         for v in z.iter_mut() {
             let n = (i64::from(self.rng.gauss_units()) * self.multiplier + (1 << 15)) >> 16;

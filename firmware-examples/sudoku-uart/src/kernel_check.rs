@@ -1,15 +1,19 @@
-//! `--features kernel-check`: before the solver starts, the int8 product of the runtime (on
-//! the M4F, M7 and M33 the DSP extension's tiles) over shapes the built-in model never has
-//! (one to nine rows and outputs, rows of 1 to 300 values: partial words, odd word counts,
-//! edge tiles, `k` in several chunks), each output's bits compared with the reference loop
-//! (`int8::matmul_long_rows`: each activation quantised where it is used, `i64` sums). The
-//! same integers are the runtime's promise on every core (`hrm_runtime::kernels::int8`), and
-//! the model's own shapes are checked by the digests of `scripts/firmware.sh cores`.
+//! `--features kernel-check`: before the solver starts, the runtime's products over shapes the
+//! built-in model never has (one to nine rows and outputs, rows of 1 to 300 values: partial
+//! words, odd word counts, edge tiles and odd outputs, `k` in several chunks), each output's
+//! bits compared with a reference:
+//! - int8 weights (on the M4F, M7 and M33 the DSP extension's tiles) with the reference loop
+//!   `int8::matmul_long_rows` (each activation quantised where it is used, `i64` sums): the
+//!   same integers are the runtime's promise on every core (`hrm_runtime::kernels::int8`);
+//! - f32 and f16 weights (the FPU's loops of two weight rows) with `kernels::dot` per output,
+//!   the portable lanes' order they promise to keep.
 //!
-//! One line on the UART: how many products agreed, or the first one that did not.
+//! The model's own shapes are checked by the digests of `scripts/firmware.sh cores`. One line
+//! on the UART: how many products agreed, or the first one that did not.
 
 use embedded_io::Write;
-use hrm_runtime::kernels::{int8, matmul_i8, Dims};
+use half::f16;
+use hrm_runtime::kernels::{dot, int8, matmul, matmul_i8, Dims, Element};
 
 const ROWS: [usize; 8] = [1, 2, 3, 4, 5, 7, 8, 9];
 const OUTS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -47,7 +51,10 @@ pub fn run<W: Write>(out: &mut W, scratch: &mut [u8]) -> bool {
     let (scales, rest) = rest.split_at_mut(MAX_OUT);
     let (y, rest) = rest.split_at_mut(MAX_ROWS * MAX_OUT);
     let (y_ref, rest) = rest.split_at_mut(MAX_ROWS * MAX_OUT);
-    // SAFETY: as above, `i8` has no invalid bit patterns either.
+    let (w32, rest) = rest.split_at_mut(MAX_OUT * MAX_K);
+    let (w16, rest) = rest.split_at_mut(MAX_OUT * MAX_K);
+    // SAFETY: as above, `f16` and `i8` have no invalid bit patterns either.
+    let (_, w16, _) = unsafe { w16.align_to_mut::<f16>() };
     let (_, w, _) = unsafe { rest.align_to_mut::<i8>() };
     let w = &mut w[..MAX_OUT * MAX_K];
     let mut random = Random(0x2545_f491);
@@ -88,6 +95,56 @@ pub fn run<W: Write>(out: &mut W, scratch: &mut [u8]) -> bool {
             }
         }
     }
-    let _ = writeln!(out, "kernel-check: {products} int8 products, every output's bits equal to the reference's");
+    for (a, b) in w32.iter_mut().zip(w16.iter_mut()) {
+        *a = random.f32(0.5);
+        *b = f16::from_f32(random.f32(0.5));
+    }
+    let floats =
+        float_products(out, "f32", x, w32, y, &mut random) && float_products(out, "f16", x, w16, y, &mut random);
+    if floats {
+        let _ = writeln!(
+            out,
+            "kernel-check: {products} int8, {products} f32 and {products} f16 products, every output's bits equal to the reference's"
+        );
+    }
+    floats
+}
+
+/// The f32 product (`kernels::matmul`) with `w`'s element type over every shape, each output's
+/// bits against `kernels::dot` of its row and weight row. Writes the first difference.
+fn float_products<W: Write, E: Element>(
+    out: &mut W,
+    name: &str,
+    x: &mut [f32],
+    w: &[E],
+    y: &mut [f32],
+    random: &mut Random,
+) -> bool {
+    for &k in &KS {
+        for &rows in &ROWS {
+            for &n in &OUTS {
+                let d = Dims::dense(rows, n, k);
+                for v in x[..rows * k].iter_mut() {
+                    *v = random.f32(2.0);
+                }
+                let (x, w) = (&x[..rows * k], &w[..n * k]);
+                if let Err(e) = matmul(x, w, &mut y[..rows * n], d) {
+                    let _ = writeln!(out, "kernel-check: FAIL {name} rows {rows} outputs {n} k {k}: {e}");
+                    return false;
+                }
+                for (i, &got) in y[..rows * n].iter().enumerate() {
+                    let (r, o) = (i / n, i % n);
+                    let want = dot(&w[o * k..o * k + k], &x[r * k..r * k + k]);
+                    if got.to_bits() != want.to_bits() {
+                        let _ = writeln!(
+                            out,
+                            "kernel-check: FAIL {name} rows {rows} outputs {n} k {k}: output {i} is {got:e}, the reference's {want:e}"
+                        );
+                        return false;
+                    }
+                }
+            }
+        }
+    }
     true
 }

@@ -40,6 +40,16 @@ const CONFIG: Config = match Header::parse(&BLOB.0) {
     Err(_) => panic!("HRM_BLOB is not a model blob of the runtime's format (`hrm inspect` says why)"),
 };
 
+/// A fixed-point blob needs the runtime's integer path: without the `fixed-point` feature the
+/// build stops here rather than the firmware refusing the model at boot.
+#[cfg(not(feature = "fixed-point"))]
+const _: () = match Header::parse(&BLOB.0) {
+    Ok(header) if matches!(header.activations, hrm_runtime::Activations::Fixed) => {
+        panic!("HRM_BLOB has fixed-point activations: build with the `fixed-point` feature (the default)")
+    }
+    _ => {}
+};
+
 /// Bytes of working memory the model needs: all of the firmware's RAM but its stack.
 pub const ARENA_BYTES: usize = CONFIG.arena_bytes();
 

@@ -3,9 +3,15 @@
 use crate::blob::{Level, TensorId};
 use crate::config::Config;
 
+#[cfg(not(feature = "fixed-point"))]
+mod absent;
+#[cfg(feature = "fixed-point")]
 mod forward;
 pub mod math;
 
+#[cfg(not(feature = "fixed-point"))]
+pub use absent::{FixedOutcome, Forward, State};
+#[cfg(feature = "fixed-point")]
 pub use forward::{FixedOutcome, Forward, State};
 
 /// The places where the fixed-point path stores activations, each with its own format (a

@@ -75,6 +75,7 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
 ///
 /// # Safety
 /// `row` points to `kp` writable values.
+#[cfg(feature = "fixed-point")]
 #[inline(always)]
 pub unsafe fn reorder(row: *mut i16, kp: usize) {
     let v = core::slice::from_raw_parts_mut(row, kp);

@@ -165,12 +165,11 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
         let (Some(wa), Some(wb)) = (wa, wb) else { return false };
         for r in 0..d.rows {
             let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
-            let mut acc = core::mem::MaybeUninit::<[f32; 16]>::uninit();
-            let acc = if chunks > 0 {
+            let mut acc = core::mem::MaybeUninit::<[f32; 2]>::uninit();
+            let [ta, tb] = if chunks > 0 {
                 // SAFETY: `chunks · 8 ≤ k` values of `xr`, `wa` and `wb` are read, all three
-                // slices hold `k`; `acc`'s 16 values are written; the named registers are
+                // slices hold `k`; `acc`'s two values are written; the named registers are
                 // clobbered. f16 rows off a 4-byte boundary take the `LDR` loop.
-                // The loop writes all 16 (it starts them from `ZEROS`, not from `acc`).
                 unsafe {
                     pair_lanes::<E>(
                         xr.as_ptr(),
@@ -182,14 +181,15 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
                     acc.assume_init()
                 }
             } else {
-                [0.0; 16]
+                // No chunk: zero lanes, whose tree is +0.
+                [0.0; 2]
             };
-            let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = acc;
             let done = chunks * 8;
             let x_tail = xr.get(done..).unwrap_or(&[]);
             let tail = |wr: &[E]| super::tail_sum(wr.get(done..).unwrap_or(&[]), x_tail);
-            let va = super::lanes_total(&[a0, a1, a2, a3, a4, a5, a6, a7], tail(wa));
-            let vb = super::lanes_total(&[b0, b1, b2, b3, b4, b5, b6, b7], tail(wb));
+            // `super::lanes_total`'s last step: the tree, then the tail.
+            let va = ta + tail(wa);
+            let vb = tb + tail(wb);
             if let Some(out) = y.get_mut(r * d.ys + o..r * d.ys + o + 2) {
                 if d.accumulate {
                     out[0] += va;
@@ -215,13 +215,41 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
     true
 }
 
-/// The lanes of two weight rows against one activation row, from zero: `acc[0..8]` for `wa`,
-/// `acc[8..16]` for `wb`, `chunks` steps of eight values. (The sums start from a static zero
-/// block: a zeroed local array cost a `memset` call per output pair, 11 % of a segment.)
+/// The end of [`pair_lanes`]' loops: each row's eight lanes (s16–s23, s24–s31) added up in
+/// [`super::lanes_total`]'s tree, `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, and the
+/// two totals stored at `acc`. (Storing the 16 lanes for Rust to load and add up took 8 % more
+/// instructions in an f32 puzzle on the M4F.)
+macro_rules! pair_trees {
+    () => {
+        concat!(
+            "vadd.f32 s16, s16, s20\n",
+            "vadd.f32 s17, s17, s21\n",
+            "vadd.f32 s16, s16, s17\n",
+            "vadd.f32 s18, s18, s22\n",
+            "vadd.f32 s19, s19, s23\n",
+            "vadd.f32 s18, s18, s19\n",
+            "vadd.f32 s16, s16, s18\n",
+            "vadd.f32 s24, s24, s28\n",
+            "vadd.f32 s25, s25, s29\n",
+            "vadd.f32 s24, s24, s25\n",
+            "vadd.f32 s26, s26, s30\n",
+            "vadd.f32 s27, s27, s31\n",
+            "vadd.f32 s26, s26, s27\n",
+            "vadd.f32 s24, s24, s26\n",
+            "vstr s16, [{a}]\n",
+            "vstr s24, [{a}, #4]\n",
+        )
+    };
+}
+
+/// The lanes of two weight rows against one activation row, from zero, `chunks` steps of eight
+/// values, added up: `acc[0]` for `wa`, `acc[1]` for `wb` (the lanes' tree, without the tail).
+/// (The sums start from a static zero block: a zeroed local array cost a `memset` call per
+/// output pair, 11 % of a segment.)
 ///
 /// # Safety
 /// `x` has `8 · chunks` readable f32, `wa` and `wb` as many elements of `E` (f32 or f16; f32
-/// rows are 4-byte aligned); `acc` has room for 16 f32; `chunks > 0`.
+/// rows are 4-byte aligned); `acc` has room for 2 f32; `chunks > 0`.
 static ZEROS: [f32; 16] = [0.0; 16];
 
 #[inline(always)]
@@ -251,7 +279,7 @@ unsafe fn pair_lanes<E: Element>(x: *const f32, wa: *const u8, wb: *const u8, ch
             "vmla.f32 s31, s7, s15",
             "subs {n}, {n}, #1",
             "bne 2b",
-            "vstmia {a}, {{s16-s31}}",
+            pair_trees!(),
             x = inout(reg) x => _,
             wa = inout(reg) wa => _,
             wb = inout(reg) wb => _,
@@ -309,7 +337,7 @@ unsafe fn pair_lanes<E: Element>(x: *const f32, wa: *const u8, wb: *const u8, ch
             "vmla.f32 s31, s7, s15",
             "subs {n}, {n}, #1",
             "bne 2b",
-            "vstmia {a}, {{s16-s31}}",
+            pair_trees!(),
             x = inout(reg) x => _,
             wa = inout(reg) wa => _,
             wb = inout(reg) wb => _,
@@ -380,7 +408,7 @@ unsafe fn pair_lanes<E: Element>(x: *const f32, wa: *const u8, wb: *const u8, ch
             "vmla.f32 s31, s7, s15",
             "subs {n}, {n}, #1",
             "bne 2b",
-            "vstmia {a}, {{s16-s31}}",
+            pair_trees!(),
             x = inout(reg) x => _,
             wa = inout(reg) wa => _,
             wb = inout(reg) wb => _,
