@@ -6,32 +6,14 @@
 use core::convert::Infallible;
 use core::marker::PhantomData;
 
+use super::{FixedOutcome, State};
 use crate::ensemble::LatentNoise;
 use crate::model::Model;
 use crate::Error;
 
-/// As the integer path's: the Q head's two values with `frac` fraction bits, and the halting
-/// decision taken on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FixedOutcome {
-    pub q_halt: i32,
-    pub q_continue: i32,
-    pub frac: i32,
-    pub halt_requested: bool,
-}
-
 /// No integer forward pass in this build: the type has no values.
 #[derive(Debug, Clone, Copy)]
 pub struct Forward<'m>(Infallible, PhantomData<Model<'m>>);
-
-/// The buffers of a session, as integers (as the integer path's).
-pub struct State<'b> {
-    pub z_h: &'b mut [i32],
-    pub z_l: &'b mut [i32],
-    pub input: &'b mut [i32],
-    pub logits: &'b mut [i32],
-    pub scratch: &'b mut [i32],
-}
 
 impl<'m> Forward<'m> {
     /// Refuses every blob: this build cannot run fixed-point activations.

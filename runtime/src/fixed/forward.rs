@@ -18,7 +18,7 @@
 use super::math::{
     decompose_f32, exp_neg_q30, fixed_from_f32_bits, mul_pow2_round, rsqrt, shift_round, shift_round_i64, sigmoid_q15,
 };
-use super::{LayerSite, Sites, MAX_FRAC, MIN_FRAC};
+use super::{FixedOutcome, LayerSite, Sites, State, MAX_FRAC, MIN_FRAC};
 use crate::blob::{LayerPart, Level, TensorId, TensorLayout};
 use crate::config::{Config, HaltRule, ModelKind, PosEncoding};
 use crate::ensemble::LatentNoise;
@@ -48,16 +48,6 @@ fn rescale(v: i64, from: i32, to: i32) -> i64 {
     shift_round_i64(v, from - to)
 }
 
-/// What one segment of the integer path produced: the Q head's two values with `frac`
-/// fraction bits, and the halting decision taken on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FixedOutcome {
-    pub q_halt: i32,
-    pub q_continue: i32,
-    pub frac: i32,
-    pub halt_requested: bool,
-}
-
 /// The integer forward pass of a fixed-point blob, over buffers the session carves from its
 /// arena (the `f32` plan, each slot an `i32`).
 #[derive(Debug, Clone, Copy)]
@@ -66,15 +56,6 @@ pub struct Forward<'m> {
     config: Config,
     sites: Sites,
     formats: &'m [i32],
-}
-
-/// The buffers of a session, as integers.
-pub struct State<'b> {
-    pub z_h: &'b mut [i32],
-    pub z_l: &'b mut [i32],
-    pub input: &'b mut [i32],
-    pub logits: &'b mut [i32],
-    pub scratch: &'b mut [i32],
 }
 
 fn split(buf: &mut [i32], at: usize) -> Result<(&mut [i32], &mut [i32]), Error> {

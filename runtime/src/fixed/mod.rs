@@ -10,9 +10,28 @@ mod forward;
 pub mod math;
 
 #[cfg(not(feature = "fixed-point"))]
-pub use absent::{FixedOutcome, Forward, State};
+pub use absent::Forward;
 #[cfg(feature = "fixed-point")]
-pub use forward::{FixedOutcome, Forward, State};
+pub use forward::Forward;
+
+/// What one segment of the integer path produced: the Q head's two values with `frac`
+/// fraction bits, and the halting decision taken on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedOutcome {
+    pub q_halt: i32,
+    pub q_continue: i32,
+    pub frac: i32,
+    pub halt_requested: bool,
+}
+
+/// The buffers of a session, as integers.
+pub struct State<'b> {
+    pub z_h: &'b mut [i32],
+    pub z_l: &'b mut [i32],
+    pub input: &'b mut [i32],
+    pub logits: &'b mut [i32],
+    pub scratch: &'b mut [i32],
+}
 
 /// The places where the fixed-point path stores activations, each with its own format (a
 /// number of fraction bits, calibrated at conversion): a value `v` at a site with `f` fraction
