@@ -219,7 +219,7 @@ example() {
 
 # Whether BLOB has fixed-point activations. Only then does sudoku-uart link the runtime's
 # integer path (its default feature `fixed-point`); a float blob's build leaves it out
-# (`--no-default-features`: about 35 KB less flash).
+# (`--no-default-features`: about 45 KB less flash).
 blob_is_fixed() { "$HRM" inspect "$BLOB" | awk '$1 == "activations" {print $2}' | grep -qx fixed; }
 
 build() {

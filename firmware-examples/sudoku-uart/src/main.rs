@@ -93,7 +93,7 @@ unsafe fn DefaultHandler(irqn: i16) {
 
 /// Validates the model, then answers lines until the end of input.
 fn run(uart: &mut CmsdkUart, busy: &mut FpgaLed, arena: &mut [u8]) -> ExitStatus {
-    // `--features kernel-check`: the int8 kernels against the reference loop first.
+    // `--features kernel-check`: the int8, f32 and f16 products against their references first.
     #[cfg(feature = "kernel-check")]
     if !kernel_check::run(uart, arena) {
         return EXIT_FAILURE;

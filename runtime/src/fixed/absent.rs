@@ -1,6 +1,6 @@
 //! The integer forward pass left out (the `fixed-point` feature off): its types, with no value
 //! of [`Forward`] ever made, so that a session's integer branches compile to nothing and a
-//! float firmware links none of the path (about 35 KB of a Cortex-M's flash). A fixed-point
+//! float firmware links none of the path (about 45 KB of a Cortex-M's flash). A fixed-point
 //! blob is refused when its session starts.
 
 use core::convert::Infallible;
