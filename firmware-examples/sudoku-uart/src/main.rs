@@ -33,22 +33,23 @@ struct Aligned<T: ?Sized>(T);
 /// The model, in flash (`.rodata`): the file `HRM_BLOB` named at build time.
 static BLOB: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.blob")));
 
-/// The model's configuration, read from the blob's header by the compiler. A blob whose header
-/// is damaged fails the build here; the full check (both CRCs, every tensor) runs at boot.
-const CONFIG: Config = match Header::parse(&BLOB.0) {
-    Ok(header) => header.config,
+/// The blob's header, read by the compiler. A blob whose header is damaged fails the build
+/// here; the full check (both CRCs, every tensor) runs at boot.
+const HEADER: Header = match Header::parse(&BLOB.0) {
+    Ok(header) => header,
     Err(_) => panic!("HRM_BLOB is not a model blob of the runtime's format (`hrm inspect` says why)"),
 };
+
+/// The model's configuration.
+const CONFIG: Config = HEADER.config;
 
 /// A fixed-point blob needs the runtime's integer path: without the `fixed-point` feature the
 /// build stops here rather than the firmware refusing the model at boot.
 #[cfg(not(feature = "fixed-point"))]
-const _: () = match Header::parse(&BLOB.0) {
-    Ok(header) if matches!(header.activations, hrm_runtime::Activations::Fixed) => {
-        panic!("HRM_BLOB has fixed-point activations: build with the `fixed-point` feature (the default)")
-    }
-    _ => {}
-};
+const _: () = assert!(
+    !matches!(HEADER.activations, hrm_runtime::Activations::Fixed),
+    "HRM_BLOB has fixed-point activations: build with the `fixed-point` feature (the default)"
+);
 
 /// Bytes of working memory the model needs: all of the firmware's RAM but its stack.
 pub const ARENA_BYTES: usize = CONFIG.arena_bytes();
