@@ -686,6 +686,8 @@ fn linear_rows4(
             *dst = narrow(v);
         }
     }
+    // The limit as the 32-bit form takes it (every product's: ACT_MAX or i32::MAX).
+    let limit32 = u32::try_from(limit).ok().filter(|&l| l <= i32::MAX as u32);
     let y_len = y.len();
     let last = (r0 + 3) * ys + out;
     if last > y_len {
@@ -701,6 +703,8 @@ fn linear_rows4(
         for (q, &scale) in req.iter_mut().zip(block_scales) {
             *q = Requant::new(scale, fy_minus_fx).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
         }
+        // The 32-bit form for the block's outputs, decided once for its four rows.
+        let high_limit = limit32.filter(|_| req.iter().all(|q| q.is_high()));
         // A block of fewer than four rows repeats its last row (computed, then dropped).
         let ptrs: [*const i8; 4] =
             core::array::from_fn(|j| block.get(j.min(n - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
@@ -716,7 +720,7 @@ fn linear_rows4(
         for (i, sums) in sums.iter().enumerate() {
             let at = (r0 + i) * ys + o;
             if let Some(y) = y.get_mut(at..at + n) {
-                store_requantised(y, sums, &req, limit);
+                store_requantised(y, sums, &req, limit, high_limit);
             }
         }
         o += n;
@@ -724,19 +728,24 @@ fn linear_rows4(
     Ok(())
 }
 
-/// `y[j]` = sum `j` requantised with `req[j]`, for the (up to four) outputs of `y`. Not inlined:
-/// sixteen inlined copies a tile were flash the firmware does not have to spare.
+/// `y[j]` = sum `j` requantised with `req[j]`, for the (up to four) outputs of `y`; `high_limit` is
+/// the limit for [`Requant::apply_high`](super::math::Requant::apply_high) when every scale of
+/// `req` takes the high word (every real model's) and the limit fits. Not inlined: sixteen
+/// inlined copies a tile were flash the firmware does not have to spare.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(never)]
-fn store_requantised(y: &mut [i32], sums: &[i32; 4], req: &[super::math::Requant; 4], limit: i64) {
-    // Four outputs whose scales all take the high word (every real model's): the 32-bit form.
-    if let (Ok(y4), Ok(narrow)) = (<&mut [i32; 4]>::try_from(&mut *y), u32::try_from(limit)) {
-        if narrow <= i32::MAX as u32 && req.iter().all(|q| q.is_high()) {
-            for ((y, &sum), q) in y4.iter_mut().zip(sums).zip(req) {
-                *y = q.apply_high(sum, narrow);
-            }
-            return;
+fn store_requantised(
+    y: &mut [i32],
+    sums: &[i32; 4],
+    req: &[super::math::Requant; 4],
+    limit: i64,
+    high_limit: Option<u32>,
+) {
+    if let (Ok(y4), Some(l)) = (<&mut [i32; 4]>::try_from(&mut *y), high_limit) {
+        for ((y, &sum), q) in y4.iter_mut().zip(sums).zip(req) {
+            *y = q.apply_high(sum, l);
         }
+        return;
     }
     for ((y, &sum), q) in y.iter_mut().zip(sums).zip(req) {
         *y = q.apply(sum, limit) as i32;
