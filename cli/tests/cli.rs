@@ -415,7 +415,7 @@ fn bad_path(dir: &Path) -> PathBuf {
 /// without VNNI), `avxvnni` (AVX2 with AVX-VNNI where the CPU has it) and the CPU's own level, on golden cases with attention and with `mlp_t`, and
 /// the same answers from the built-in model.
 #[test]
-fn int8_outputs_are_byte_identical_on_every_kernel_level() {
+fn int8_and_int4_outputs_are_byte_identical_on_every_kernel_level() {
     let tmp = tempfile::tempdir().unwrap();
     let levels = ["baseline", "avx2", "avx512", "avxvnni", "native"];
     let run = |level: &str, args: &[&str]| {
@@ -435,33 +435,40 @@ fn int8_outputs_are_byte_identical_on_every_kernel_level() {
         if name == "hrm-arc-small" {
             continue; // 900 positions: slow in a debug test; the kernels' unit test covers the shapes.
         }
-        let blob = tmp.path().join(format!("{name}-int8.blob"));
-        convert(&case, &blob, "int8");
-        let inputs = case.join("expected.safetensors");
-        let mut first: Option<Vec<u8>> = None;
-        for level in levels {
-            let out = tmp.path().join(format!("{name}-{level}.safetensors"));
-            run(level, &["infer", p(&blob), "--inputs", p(&inputs), "--out", p(&out), "--threads", "1"]);
-            let bytes = std::fs::read(&out).unwrap();
-            match &first {
-                None => first = Some(bytes),
-                Some(f) => assert!(*f == bytes, "{name}: HRM_KERNELS={level} differs from HRM_KERNELS=baseline"),
+        // int4 weights take the same integer kernels (runtime/src/kernels/int4.rs).
+        for weights in ["int8", "int4"] {
+            let blob = tmp.path().join(format!("{name}-{weights}.blob"));
+            convert(&case, &blob, weights);
+            let inputs = case.join("expected.safetensors");
+            let mut first: Option<Vec<u8>> = None;
+            for level in levels {
+                let out = tmp.path().join(format!("{name}-{weights}-{level}.safetensors"));
+                run(level, &["infer", p(&blob), "--inputs", p(&inputs), "--out", p(&out), "--threads", "1"]);
+                let bytes = std::fs::read(&out).unwrap();
+                match &first {
+                    None => first = Some(bytes),
+                    Some(f) => {
+                        assert!(*f == bytes, "{name} {weights}: HRM_KERNELS={level} differs from HRM_KERNELS=baseline")
+                    }
+                }
             }
         }
         cases += 1;
     }
     assert!(cases >= 2, "only {cases} golden cases compared");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/sudoku");
-    let blob = tmp.path().join("sudoku-int8.blob");
-    convert(&model, &blob, "int8");
     let puzzles = generate_sudoku(tmp.path(), "25..=40", 20, 77);
-    let answers: Vec<String> = levels
-        .iter()
-        .map(|l| stdout(&run(l, &["solve", "sudoku", "--file", p(&puzzles), "--model", p(&blob)])))
-        .collect();
-    assert_eq!(answers[0].lines().count(), 20);
-    for (level, a) in levels.iter().zip(&answers) {
-        assert_eq!(*a, answers[0], "HRM_KERNELS={level}: answers differ from the baseline's");
+    for weights in ["int8", "int4"] {
+        let blob = tmp.path().join(format!("sudoku-{weights}.blob"));
+        convert(&model, &blob, weights);
+        let answers: Vec<String> = levels
+            .iter()
+            .map(|l| stdout(&run(l, &["solve", "sudoku", "--file", p(&puzzles), "--model", p(&blob), "--digest"])))
+            .collect();
+        assert_eq!(answers[0].lines().count(), 20);
+        for (level, a) in levels.iter().zip(&answers) {
+            assert_eq!(*a, answers[0], "{weights}: HRM_KERNELS={level}: answers differ from the baseline's");
+        }
     }
 }
 

@@ -42,15 +42,6 @@ pub struct Matrix<'a> {
     pub weights: Weights<'a>,
 }
 
-/// Floats of the stack panel a quantised matrix is widened into, a piece at a time (the
-/// `f32` kernels then run on it): small on microcontrollers, a few cache lines elsewhere.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-const PANEL: usize = 1024;
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const PANEL: usize = 256;
-/// Weight rows per panel (the widest register tile of the `f32` kernels).
-const PANEL_ROWS: usize = 4;
-
 impl<'a> Matrix<'a> {
     /// `y = W·x` with `W[rows, cols]`.
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
@@ -109,33 +100,11 @@ impl<'a> Matrix<'a> {
             Weights::F16(w) => kernels::matmul(x, w, y, d),
             Weights::Bf16(w) => kernels::matmul(x, w, y, d),
             Weights::I8 { scales, values } => kernels::matmul_i8(x, values, scales, y, d),
-            Weights::Q4 { .. } => self.matmul_widened(x, y, d),
+            Weights::Q4 { scales, nibbles } => {
+                kernels::matmul_q4(x, kernels::int4::Q4Rows { scales, nibbles, blocks: self.q4_blocks() }, y, d)
+            }
             Weights::I32(_) => Err(Error::InvalidHeader("an integer table is not a weight matrix")),
         }
-    }
-
-    /// The product for quantised weights: a panel of at most [`PANEL_ROWS`] rows and a slice
-    /// of their columns is widened to `f32` on the stack, then multiplied by the `f32` kernels
-    /// with every activation row; the weights are never widened whole.
-    fn matmul_widened(&self, x: &[f32], y: &mut [f32], d: kernels::Dims) -> Result<(), Error> {
-        kernels::check_matmul(x.len(), self.rows.saturating_mul(self.cols), y.len(), d)?;
-        // Columns per panel: a whole number of int4 blocks.
-        let kc = (PANEL / PANEL_ROWS / Q4_BLOCK * Q4_BLOCK).max(Q4_BLOCK);
-        let mut panel = [0.0f32; PANEL];
-        for o in (0..d.out).step_by(PANEL_ROWS) {
-            let n = PANEL_ROWS.min(d.out - o);
-            for k0 in (0..d.k).step_by(kc) {
-                let kn = kc.min(d.k - k0);
-                for (i, row) in panel.chunks_exact_mut(kn).take(n).enumerate() {
-                    self.widen_row(o + i, k0, row)?;
-                }
-                let part = kernels::Dims { out: n, k: kn, ws: kn, accumulate: k0 > 0, ..d };
-                let xp = x.get(k0..).unwrap_or(&[]);
-                let yp = y.get_mut(o..).unwrap_or(&mut []);
-                kernels::matmul(xp, panel.get(..n * kn).unwrap_or(&[]), yp, part)?;
-            }
-        }
-        Ok(())
     }
 
     /// Writes `out.len()` values of row `row` from column `col` on, widened to `f32`.

@@ -500,8 +500,8 @@ impl Net<'_, '_> {
         obs.observe(site_in, k);
         obs.observe(site_in, vt);
 
-        // With int8 weights every result is meant to be the same bits on every kernel level and
-        // core (the int8 arithmetic is exact): the two activation products then take the one
+        // With int8 or int4 weights every result is meant to be the same bits on every kernel
+        // level and core (their arithmetic is exact integers and fixed roundings): the two activation products then take the one
         // portable loop, whose order of additions is fixed, instead of the ISA's FMA tiles
         // (a few percent of a segment's multiply-adds).
         let heads = kernels::Heads {
@@ -511,7 +511,7 @@ impl Net<'_, '_> {
             heads: c.num_heads as usize,
             query_block: r,
             scale: 1.0 / libm::sqrtf(hd as f32),
-            same_bits: matches!(wqkv.weights, Weights::I8 { .. }),
+            same_bits: matches!(wqkv.weights, Weights::I8 { .. } | Weights::Q4 { .. }),
         };
         kernels::attention_heads(q, k, vt, heads_out, scores, heads)?;
         obs.observe(self.site(level, layer, LayerSite::MixerAct), heads_out);

@@ -27,6 +27,10 @@ fn main() {
         let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
         let w8: Vec<i8> = (0..d.out * d.k).map(|i| ((i * 104_729) % 255) as i8).map(|v| v.max(-127)).collect();
         let scales = vec![0.01f32; d.out];
+        let blocks = d.k.div_ceil(32);
+        let q4_scales = vec![f16::from_f32(0.01); d.out * blocks];
+        let nibbles: Vec<u8> = (0..d.out * blocks * 16).map(|i| ((i * 104_729) % 251) as u8).collect();
+        let q4 = kernels::int4::Q4Rows { scales: &q4_scales, nibbles: &nibbles, blocks };
         let p = hrm_runtime::blob::F32_PANEL_ROWS;
         let mut panels = vec![0.0f32; d.out.div_ceil(p) * p * d.k];
         for (r, row) in w.chunks_exact(d.k).enumerate() {
@@ -43,6 +47,7 @@ fn main() {
             ("f16", Box::new(|y| kernels::matmul(&x, &w16, y, d).unwrap())),
             ("bf16", Box::new(|y| kernels::matmul(&x, &wb, y, d).unwrap())),
             ("int8", Box::new(|y| kernels::matmul_i8(&x, &w8, &scales, y, d).unwrap())),
+            ("int4", Box::new(|y| kernels::matmul_q4(&x, q4, y, d).unwrap())),
         ];
         let mut times = vec![Vec::with_capacity(rounds); runs.len()];
         let mut peak = Vec::with_capacity(rounds);

@@ -5,6 +5,9 @@
 //! - int8 weights (on the M4F, M7 and M33 the DSP extension's tiles) with the reference loop
 //!   `int8::matmul_long_rows` (each activation quantised where it is used, `i64` sums): the
 //!   same integers are the runtime's promise on every core (`hrm_runtime::kernels::int8`);
+//! - int4 weights (on the M4F, M7 and M33 the DSP extension's int4 tile for several rows) with
+//!   `int4::matmul_reference` (every value decoded where it is used): the int4 arithmetic is
+//!   the same integers and the same roundings on every core (`hrm_runtime::kernels::int4`);
 //! - f32 and f16 weights (the FPU's loops of two weight rows) with `kernels::dot` per output,
 //!   the portable lanes' order they promise to keep.
 //!
@@ -13,7 +16,7 @@
 
 use embedded_io::Write;
 use half::f16;
-use hrm_runtime::kernels::{dot, int8, matmul, matmul_i8, Dims, Element};
+use hrm_runtime::kernels::{dot, int4, int8, matmul, matmul_i8, matmul_q4, Dims, Element};
 
 const ROWS: [usize; 8] = [1, 2, 3, 4, 5, 7, 8, 9];
 const OUTS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -95,6 +98,9 @@ pub fn run<W: Write>(out: &mut W, scratch: &mut [u8]) -> bool {
             }
         }
     }
+    if !int4_products(out, x, w16, w, y, y_ref, &mut random) {
+        return false;
+    }
     for (a, b) in w32.iter_mut().zip(w16.iter_mut()) {
         *a = random.f32(0.5);
         *b = f16::from_f32(random.f32(0.5));
@@ -104,7 +110,7 @@ pub fn run<W: Write>(out: &mut W, scratch: &mut [u8]) -> bool {
     if floats {
         let _ = writeln!(
             out,
-            "kernel-check: {products} int8, {products} f32 and {products} f16 products, every output's bits equal to the reference's"
+            "kernel-check: {products} int8, {products} int4, {products} f32 and {products} f16 products, every output's bits equal to the reference's"
         );
     }
     floats
@@ -139,6 +145,56 @@ fn float_products<W: Write, E: Element>(
                         let _ = writeln!(
                             out,
                             "kernel-check: FAIL {name} rows {rows} outputs {n} k {k}: output {i} is {got:e}, the reference's {want:e}"
+                        );
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The int4 product (`kernels::matmul_q4`) over every shape, `nibbles` random and `scales` of
+/// several magnitudes, each output's bits against `int4::matmul_reference`. Writes the first
+/// difference.
+fn int4_products<W: Write>(
+    out: &mut W,
+    x: &mut [f32],
+    scales: &mut [f16],
+    nibbles: &mut [i8],
+    y: &mut [f32],
+    y_ref: &mut [f32],
+    random: &mut Random,
+) -> bool {
+    for &k in &KS {
+        for &rows in &ROWS {
+            for &n in &OUTS {
+                let d = Dims::dense(rows, n, k);
+                let blocks = k.div_ceil(32);
+                for v in x[..rows * k].iter_mut() {
+                    *v = random.f32(2.0);
+                }
+                for v in nibbles[..n * blocks * 16].iter_mut() {
+                    *v = random.next() as i8;
+                }
+                for s in scales[..n * blocks].iter_mut() {
+                    *s = f16::from_f32((1 + random.next() % 1000) as f32 / 4096.0);
+                }
+                // SAFETY: `i8` and `u8` have the same layout.
+                let bytes = unsafe { &*(&nibbles[..n * blocks * 16] as *const [i8] as *const [u8]) };
+                let w = int4::Q4Rows { scales: &scales[..n * blocks], nibbles: bytes, blocks };
+                let x = &x[..rows * k];
+                if let Err(e) = matmul_q4(x, w, &mut y[..rows * n], d) {
+                    let _ = writeln!(out, "kernel-check: FAIL int4 rows {rows} outputs {n} k {k}: {e}");
+                    return false;
+                }
+                int4::matmul_reference(x, w, &mut y_ref[..rows * n], d);
+                for (i, (a, b)) in y[..rows * n].iter().zip(&y_ref[..rows * n]).enumerate() {
+                    if a.to_bits() != b.to_bits() {
+                        let _ = writeln!(
+                            out,
+                            "kernel-check: FAIL int4 rows {rows} outputs {n} k {k}: output {i} is {a:e}, the reference's {b:e}"
                         );
                         return false;
                     }

@@ -37,9 +37,9 @@ pub const MAX_EXACT_K: usize = 131_072;
 /// model's products over 256 values took two chunks, and an int8 puzzle on the M4F 3.1 % more
 /// instructions (its measured stack is 1,152 bytes larger: 10,368 bytes).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-const PACK_BYTES: usize = 96 * 1024;
+pub(crate) const PACK_BYTES: usize = 96 * 1024;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const PACK_BYTES: usize = 2048;
+pub(crate) const PACK_BYTES: usize = 2048;
 
 /// Values of `k` packed per step of the tiles: rows are zero-padded to a multiple of it.
 pub const K_STEP: usize = 64;
@@ -358,7 +358,7 @@ unsafe fn dequantise_chunked(y: &mut [f32], d: Dims, r0: usize, x_scales: &[f32]
 /// # Safety
 /// `dst` has room for `kp · bytes` bytes, aligned for `bytes`; `row.len() ≤ kp`.
 #[inline(always)]
-unsafe fn pack_row(row: &[f32], inv: f32, dst: *mut u8, kp: usize, bytes: usize) {
+pub(crate) unsafe fn pack_row(row: &[f32], inv: f32, dst: *mut u8, kp: usize, bytes: usize) {
     if bytes == 2 {
         let out = core::slice::from_raw_parts_mut(dst.cast::<i16>(), kp);
         let (head, rest) = out.split_at_mut(row.len());
@@ -431,6 +431,20 @@ pub trait Int8Lanes {
     /// `acc + Σ_{g < G} a_g · b_g` per lane, exact.
     unsafe fn madd(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
     unsafe fn store(p: *mut i32, v: Self::V);
+    /// `out[l] ← out[l] + f32(sums[l]) · scales[l]` for the `L` lanes, each product and sum
+    /// rounded (no fused multiply-add): step 3 of the int4 arithmetic (`super::int4`). The
+    /// default goes through memory.
+    ///
+    /// # Safety
+    /// `out` and `scales` have `L` values.
+    #[inline(always)]
+    unsafe fn add_scaled(out: *mut f32, sums: Self::V, scales: *const f32) {
+        let mut s = [0i32; 16];
+        Self::store(s.as_mut_ptr(), sums);
+        for (l, &s) in s.iter().enumerate().take(Self::L) {
+            *out.add(l) = super::int4::add_block(*out.add(l), s, *scales.add(l));
+        }
+    }
     /// Whether [`Int8Lanes::prefetch`] does anything (the next weight panel is then fetched
     /// while the tiles run, as for f32: `gemm::Prefetch`).
     const PREFETCH: bool = false;
@@ -509,15 +523,15 @@ pub unsafe fn pack_panel_rest<T: Int8Lanes + ?Sized>(
 
 /// Bytes of the packed weight panel of [`matmul_panels`]: 16 outputs × 512 values of `k` as
 /// `i16`, or 32 × 512 bytes, in L1 beside the activations it meets.
-const PANEL_BYTES: usize = 16 * 1024;
+pub(crate) const PANEL_BYTES: usize = 16 * 1024;
 
 /// A packed weight panel (cache-line aligned).
 #[repr(C, align(64))]
-struct Panel([u8; PANEL_BYTES]);
+pub(crate) struct Panel(pub(crate) [u8; PANEL_BYTES]);
 
 /// The widest tile's outputs (`NR`) and rows (`MR`): they size the tile's result buffer.
-const MAX_NR: usize = 64;
-const MAX_MR: usize = 16;
+pub(crate) const MAX_NR: usize = 64;
+pub(crate) const MAX_MR: usize = 16;
 
 /// `Y = X · Wᵀ` in the int8 arithmetic with outer-product `MR × NV·L` tiles of `T` over weight
 /// panels packed on the fly (`Int8Lanes`): the same integers, so the same bits, as

@@ -19,6 +19,7 @@ pub(crate) mod arm_dsp;
 mod arm_fpu;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod gemm;
+pub mod int4;
 pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -425,6 +426,70 @@ fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -
     #[allow(unreachable_code)]
     {
         unsafe { int8::matmul_portable(x, w, scales, y, d) };
+        Ok(())
+    }
+}
+
+/// `Y = X · Wᵀ` for int4 weights (`DType::Q4`) in the int4 arithmetic ([`int4`]): the same
+/// bits on every kernel level and core. With the `threads` feature, split as [`matmul`] is.
+pub fn matmul_q4(x: &[f32], w: int4::Q4Rows<'_>, y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul_q4(x, w, y, d)?;
+    #[cfg(feature = "threads")]
+    if let Some(done) = threads::split(x, y, d, &|x, y, d, o| matmul_q4_here(x, w.from_row(o), y, d)) {
+        return done;
+    }
+    matmul_q4_here(x, w, y, d)
+}
+
+/// The operands of an int4 product: `check_matmul` for `x` and `y`, and `d.out` rows of
+/// `d.k.div_ceil(32)` blocks in `w`.
+fn check_matmul_q4(x: &[f32], w: int4::Q4Rows<'_>, y: &[f32], d: Dims) -> Result<(), Error> {
+    check_matmul(x.len(), d.out.saturating_mul(d.ws), y.len(), Dims { ws: d.k, ..d })?;
+    if w.blocks != d.k.div_ceil(crate::blob::Q4_BLOCK) || !w.holds(d.out) {
+        return Err(Error::OutputLength { expected: d.out.saturating_mul(w.blocks), got: w.scales.len() });
+    }
+    if d.accumulate {
+        return Err(Error::InvalidHeader("int4 products do not accumulate"));
+    }
+    Ok(())
+}
+
+/// [`matmul_q4`] on this thread.
+fn matmul_q4_here(x: &[f32], w: int4::Q4Rows<'_>, y: &mut [f32], d: Dims) -> Result<(), Error> {
+    check_matmul_q4(x, w, y, d)?;
+    if d.rows == 0 || d.out == 0 {
+        return Ok(());
+    }
+    if d.k == 0 {
+        for r in 0..d.rows {
+            if let Some(row) = y.get_mut(r * d.ys..r * d.ys + d.out) {
+                row.fill(0.0);
+            }
+        }
+        return Ok(());
+    }
+    // SAFETY (each arm): the CPU has the kernel's features (checked at compile or run time),
+    // `check_matmul_q4` verified every row and block touched, and k > 0.
+    #[cfg(target_arch = "x86_64")]
+    if cpu::x86_level() != cpu::X86Level::Baseline {
+        unsafe { q8::matmul_q4_avx2(x, w, y, d) };
+        return Ok(());
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if arm64::has_dotprod() {
+        unsafe { neon::matmul_q4_dot(x, w, y, d) };
+        return Ok(());
+    }
+    // Every product, a single row padded to four (the 4-row tile is the only copy of the
+    // driver in flash: a work block of 1 is chosen for RAM, not speed).
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        unsafe { int4::matmul_blocks::<arm_dsp::Dsp4Q4>(x, w, y, d) };
+        return Ok(());
+    }
+    #[allow(unreachable_code)]
+    {
+        unsafe { int4::matmul_portable(x, w, y, d) };
         Ok(())
     }
 }

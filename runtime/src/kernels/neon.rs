@@ -192,6 +192,16 @@ pub unsafe fn matmul_i8_dot(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], 
     super::int8::matmul_panels::<NeonDot, 6, 4>(x, w, scales, y, d)
 }
 
+/// `Y = X · Wᵀ` in the int4 arithmetic (`super::int4`) with the `SDOT` tiles, 6 rows × 16
+/// outputs.
+///
+/// # Safety
+/// The core has NEON and the dot product; the conditions of `int4::matmul_panels`.
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn matmul_q4_dot(x: &[f32], w: super::int4::Q4Rows<'_>, y: &mut [f32], d: Shape) {
+    super::int4::matmul_panels::<NeonDot, 6, 4>(x, w, y, d)
+}
+
 /// [`matmul`] on 16-row panels stored by the converter (`gemm::matmul_panels`).
 pub unsafe fn matmul_panels(x: *const f32, w: *const f32, y: *mut f32, s: Shape) {
     gemm::matmul_panels::<Neon, 6, 4>(x, w, y, s)

@@ -169,6 +169,11 @@ impl super::int8::Int8Lanes for Avx2Panels {
     unsafe fn store(p: *mut i32, v: __m256i) {
         _mm256_storeu_si256(p.cast(), v)
     }
+    #[inline(always)]
+    unsafe fn add_scaled(out: *mut f32, sums: __m256i, scales: *const f32) {
+        let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_loadu_ps(scales));
+        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), scaled));
+    }
     /// Blocks of 8 rows × 16 values: each row's 16 bytes widened to `i16` (8 pairs, one `ymm`
     /// of pair lanes), then the 8 × 8 lanes transposed so that each vector is one pair of 8 rows.
     #[inline(always)]
@@ -200,6 +205,17 @@ impl super::int8::Int8Lanes for Avx2Panels {
 #[target_feature(enable = "avx2")]
 pub unsafe fn matmul_avx2(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
     super::int8::matmul_panels::<Avx2Panels, 6, 2>(x, w, scales, y, d)
+}
+
+/// `Y = X · Wᵀ` in the int4 arithmetic (`super::int4`) with the AVX2 int8 tiles, 6 rows × 16
+/// outputs. CPUs with VNNI take it too: their `vpdpbusd` needs offset activations, and so the
+/// sums of every block of weights.
+///
+/// # Safety
+/// The CPU has AVX2; the conditions of `int4::matmul_panels`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn matmul_q4_avx2(x: &[f32], w: super::int4::Q4Rows<'_>, y: &mut [f32], d: super::Dims) {
+    super::int4::matmul_panels::<Avx2Panels, 6, 2>(x, w, y, d)
 }
 
 /// AVX-512 VNNI outer-product tiles (`int8::matmul_panels`): each `i32` lane holds 4 bytes of
