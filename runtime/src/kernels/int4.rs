@@ -132,6 +132,52 @@ pub trait Q4Tile {
     /// # Safety
     /// `q` is a block written by [`Self::pack`] for every row `< MR`; `w` has 16 readable bytes.
     unsafe fn block(q: *const u8, w: *const u8) -> [i32; 4];
+
+    /// Step 3 over `blocks ≥ 1` consecutive blocks of one weight row: `a[i] ←
+    /// add_block(a[i], S_b[i], d_b)` for `b` in order, the packed blocks at `q` (`BLOCK_BYTES`
+    /// apart), their weights at `w` (16 bytes apart) and steps at `scales`. The default calls
+    /// [`Self::block`] for each.
+    ///
+    /// # Safety
+    /// As [`Self::block`] for each block; `scales` has `blocks` values.
+    #[inline(always)]
+    unsafe fn row(q: *const u8, w: *const u8, scales: *const f16, blocks: usize, a: &mut [f32; 4]) {
+        for b in 0..blocks {
+            let s = Self::block(q.add(b * Self::BLOCK_BYTES), w.add(b * Q4_BLOCK_BYTES));
+            // The kernels' widening (a Cortex-M FPU's `VCVTB`, not the `half` crate's in software).
+            let scale = Element::to_f32(*scales.add(b));
+            for (a, &s) in a.iter_mut().zip(&s).take(Self::MR) {
+                *a = add_block(*a, s, scale);
+            }
+        }
+    }
+
+    /// All `out` outputs of a full tile (`MR` rows) over whole rows of `blocks ≥ 1` blocks:
+    /// `y[i·ys + j] = sx[i] · a_ij`, `a_ij` step 3 from 0 over weight row `j` (rows `blocks`
+    /// blocks apart at `w` and `scales`). The default calls [`Self::row`] for each.
+    ///
+    /// # Safety
+    /// As [`Self::row`] for each weight row; `y` has rows `i < MR` of `out` values `ys` apart.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn outputs(
+        q: *const u8,
+        w: *const u8,
+        scales: *const f16,
+        blocks: usize,
+        out: usize,
+        sx: &[f32; 4],
+        y: *mut f32,
+        ys: usize,
+    ) {
+        for j in 0..out {
+            let mut a = [0.0f32; 4];
+            Self::row(q, w.add(j * blocks * Q4_BLOCK_BYTES), scales.add(j * blocks), blocks, &mut a);
+            for (i, (&a, &sx)) in a.iter().zip(sx).enumerate().take(Self::MR) {
+                *y.add(i * ys + j) = sx * a;
+            }
+        }
+    }
 }
 
 /// The portable tile: `MR` rows of `i8`, the block decoded once for all of them.
@@ -207,6 +253,21 @@ pub unsafe fn matmul_blocks<T: Q4Tile>(x: &[f32], w: Q4Rows<'_>, y: &mut [f32], 
                 }
             }
             let last = b0 + bn == nb;
+            if m == T::MR && bn == nb {
+                // A full tile and the whole row in one chunk: every output in the tile's loop.
+                T::outputs(
+                    pack,
+                    w.nibbles.as_ptr(),
+                    w.scales.as_ptr(),
+                    nb,
+                    d.out,
+                    &sx,
+                    y.as_mut_ptr().add(r * d.ys),
+                    d.ys,
+                );
+                b0 += bn;
+                continue;
+            }
             for o in 0..d.out {
                 let mut a = [0.0f32; 4];
                 if b0 > 0 {
@@ -215,16 +276,8 @@ pub unsafe fn matmul_blocks<T: Q4Tile>(x: &[f32], w: Q4Rows<'_>, y: &mut [f32], 
                     }
                 }
                 let first = o * nb + b0;
-                let mut wp = w.nibbles.as_ptr().add(first * Q4_BLOCK_BYTES);
-                for b in 0..bn {
-                    let s = T::block(pack.add(b * T::BLOCK_BYTES), wp);
-                    // The kernels' widening (a Cortex-M FPU's `VCVTB`, not the `half` crate's in software).
-                    let scale = Element::to_f32(*w.scales.as_ptr().add(first + b));
-                    for (a, &s) in a.iter_mut().zip(&s).take(T::MR) {
-                        *a = add_block(*a, s, scale);
-                    }
-                    wp = wp.add(Q4_BLOCK_BYTES);
-                }
+                let wp = w.nibbles.as_ptr().add(first * Q4_BLOCK_BYTES);
+                T::row(pack, wp, w.scales.as_ptr().add(first), bn, &mut a);
                 for (i, (&a, &sx)) in a.iter().zip(&sx).enumerate().take(m) {
                     let p = y.as_mut_ptr().add((r + i) * d.ys + o);
                     *p = if last { sx * a } else { a };
