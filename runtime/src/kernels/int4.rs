@@ -551,6 +551,8 @@ mod tests {
             ("dispatch", |x, w, y, d| super::super::matmul_q4(x, w, y, d).unwrap()),
         ];
         #[cfg(target_arch = "x86_64")]
+        kernels.push(("sse2", |x, w, y, d| unsafe { super::super::q8::matmul_q4_sse2(x, w, y, d) }));
+        #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             kernels.push(("avx2", |x, w, y, d| unsafe { super::super::q8::matmul_q4_avx2(x, w, y, d) }));
         }

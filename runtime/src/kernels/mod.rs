@@ -403,8 +403,10 @@ fn matmul_i8_here(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: Dims) -
         }
         if cpu::x86_level() != cpu::X86Level::Baseline {
             unsafe { q8::matmul_avx2(x, w, scales, y, d) };
-            return Ok(());
+        } else {
+            unsafe { q8::matmul_sse2(x, w, scales, y, d) };
         }
+        return Ok(());
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if arm64::has_dotprod() {
@@ -471,8 +473,12 @@ fn matmul_q4_here(x: &[f32], w: int4::Q4Rows<'_>, y: &mut [f32], d: Dims) -> Res
     // SAFETY (each arm): the CPU has the kernel's features (checked at compile or run time),
     // `check_matmul_q4` verified every row and block touched, and k > 0.
     #[cfg(target_arch = "x86_64")]
-    if cpu::x86_level() != cpu::X86Level::Baseline {
-        unsafe { q8::matmul_q4_avx2(x, w, y, d) };
+    {
+        if cpu::x86_level() != cpu::X86Level::Baseline {
+            unsafe { q8::matmul_q4_avx2(x, w, y, d) };
+        } else {
+            unsafe { q8::matmul_q4_sse2(x, w, y, d) };
+        }
         return Ok(());
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
@@ -1340,6 +1346,7 @@ mod tests {
         ];
         #[cfg(target_arch = "x86_64")]
         {
+            kernels.push(("sse2", |x, w, s, y, d| unsafe { q8::matmul_sse2(x, w, s, y, d) }));
             if std::is_x86_feature_detected!("avx2") {
                 kernels.push(("avx2", |x, w, s, y, d| unsafe { q8::matmul_avx2(x, w, s, y, d) }));
             }

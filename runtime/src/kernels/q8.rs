@@ -1,6 +1,7 @@
-//! x86-64 micro-kernels of the int8 arithmetic (`super::int8`): the exact sums `Σ q·w` of a
-//! tile, with AVX-512 VNNI or with AVX2. Quantisation, the loops around the tiles and the
-//! scales are `int8`'s, the same for every ISA, so both give the portable kernel's bits.
+//! x86-64 micro-kernels of the int8 arithmetic (`super::int8`, and the int4 one of
+//! `super::int4`, which shares them): the exact sums `Σ q·w` of a tile, with AVX-512 VNNI, AVX2
+//! or the baseline's SSE2. Quantisation, the loops around the tiles and the scales are
+//! `int8`'s, the same for every ISA, so all give the portable kernel's bits.
 //!
 //! - **VNNI** (`vpdpbusd`, 64 multiply-adds an instruction): it multiplies unsigned by signed
 //!   bytes, so the packed activations are offset by 128 (`u = q + 128`, [`Vnni::prepare`]) and
@@ -14,6 +15,8 @@
 //!   each pair sum is at most `2 · 127 · 128`, so nothing saturates (`vpmaddubsw` would, for
 //!   u8 × s8 pairs). The dot-product 4 × 3 tile it replaced ran at 0.9× the f32 product on a
 //!   Zen 4 forced to AVX2; this one at 1.3× (BENCHMARKS.md).
+//! - **SSE2** (`pmaddwd`, the baseline level): the AVX2 tiles at half the width. The portable
+//!   tile it replaced at that level ran at 0.7× the f32 product on a Zen 3; this one at 1.6–1.9×.
 //!
 //! SAFETY (whole module): callers (`int8::matmul`) pass packed rows of `kp` values and weight
 //! rows with at least `k` readable values; weights are never read at or past `k` (masked loads
@@ -205,6 +208,62 @@ impl super::int8::Int8Lanes for Avx2Panels {
 #[target_feature(enable = "avx2")]
 pub unsafe fn matmul_avx2(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
     super::int8::matmul_panels::<Avx2Panels, 6, 2>(x, w, scales, y, d)
+}
+
+/// The x86-64 baseline's outer-product tiles (SSE2, which every x86-64 CPU has): AVX2's
+/// [`Avx2Panels`] at half the width, `pmaddwd` on `i16` pairs. The weight panels are packed
+/// by the scalar loop (`int8::pack_panel_rest`).
+pub struct Sse2Panels;
+
+impl super::int8::Int8Lanes for Sse2Panels {
+    type V = __m128i;
+    const L: usize = 4;
+    const G: usize = 2;
+    const ABYTES: usize = 2;
+    #[inline(always)]
+    unsafe fn zero() -> __m128i {
+        _mm_setzero_si128()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m128i {
+        _mm_loadu_si128(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const u8) -> __m128i {
+        _mm_set1_epi32(p.cast::<i32>().read_unaligned())
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m128i, a: __m128i, b: __m128i) -> __m128i {
+        _mm_add_epi32(acc, _mm_madd_epi16(a, b))
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: __m128i) {
+        _mm_storeu_si128(p.cast(), v)
+    }
+    #[inline(always)]
+    unsafe fn add_scaled(out: *mut f32, sums: __m128i, scales: *const f32) {
+        let scaled = _mm_mul_ps(_mm_cvtepi32_ps(sums), _mm_loadu_ps(scales));
+        _mm_storeu_ps(out, _mm_add_ps(_mm_loadu_ps(out), scaled));
+    }
+}
+
+/// `Y = X · Wᵀ` in the int8 arithmetic with the SSE2 tiles, 6 rows × 8 outputs (12
+/// accumulators, 2 panel vectors and a broadcast of the 16 `xmm` registers): the baseline
+/// level's int8 product (the portable tile before).
+///
+/// # Safety
+/// The conditions of `int8::matmul_panels` (SSE2 is part of x86-64).
+pub unsafe fn matmul_sse2(x: &[f32], w: &[i8], scales: &[f32], y: &mut [f32], d: super::Dims) {
+    super::int8::matmul_panels::<Sse2Panels, 6, 2>(x, w, scales, y, d)
+}
+
+/// `Y = X · Wᵀ` in the int4 arithmetic (`super::int4`) with the SSE2 tiles: the baseline
+/// level's int4 product.
+///
+/// # Safety
+/// The conditions of `int4::matmul_panels` (SSE2 is part of x86-64).
+pub unsafe fn matmul_q4_sse2(x: &[f32], w: super::int4::Q4Rows<'_>, y: &mut [f32], d: super::Dims) {
+    super::int4::matmul_panels::<Sse2Panels, 6, 2>(x, w, y, d)
 }
 
 /// `Y = X · Wᵀ` in the int4 arithmetic (`super::int4`) with the AVX2 int8 tiles, 6 rows × 16
