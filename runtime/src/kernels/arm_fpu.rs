@@ -159,10 +159,23 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
         return false;
     }
     let chunks = d.k / 8;
+    // f16 rows widened once per pair of outputs for all the activation rows, then the f32
+    // loop: each weight converted once instead of once per row (exact, so the same bits).
+    let widen = E::KIND == ElementKind::F16 && d.rows >= 2 && chunks > 0 && chunks * 8 <= WIDE;
+    let mut wide = core::mem::MaybeUninit::<[f32; 2 * WIDE]>::uninit();
+    let wide: *mut f32 = wide.as_mut_ptr().cast();
     let mut o = 0;
     while o + 2 <= d.out {
         let (wa, wb) = (w.get(o * d.ws..o * d.ws + d.k), w.get((o + 1) * d.ws..(o + 1) * d.ws + d.k));
         let (Some(wa), Some(wb)) = (wa, wb) else { return false };
+        if widen {
+            // SAFETY: `chunks · 8 ≤ k` halves of each row are read, as many f32 written into
+            // `wide` (room for `2 · WIDE`).
+            unsafe {
+                widen_halves(wa.as_ptr().cast(), chunks, wide);
+                widen_halves(wb.as_ptr().cast(), chunks, wide.add(WIDE));
+            }
+        }
         for r in 0..d.rows {
             let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
             let mut acc = core::mem::MaybeUninit::<[f32; 2]>::uninit();
@@ -171,13 +184,23 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
                 // slices hold `k`; `acc`'s two values are written; the named registers are
                 // clobbered. f16 rows off a 4-byte boundary take the `LDR` loop.
                 unsafe {
-                    pair_lanes::<E>(
-                        xr.as_ptr(),
-                        wa.as_ptr().cast(),
-                        wb.as_ptr().cast(),
-                        chunks,
-                        acc.as_mut_ptr().cast(),
-                    );
+                    if widen {
+                        pair_lanes::<f32>(
+                            xr.as_ptr(),
+                            wide.cast_const().cast(),
+                            wide.add(WIDE).cast_const().cast(),
+                            chunks,
+                            acc.as_mut_ptr().cast(),
+                        );
+                    } else {
+                        pair_lanes::<E>(
+                            xr.as_ptr(),
+                            wa.as_ptr().cast(),
+                            wb.as_ptr().cast(),
+                            chunks,
+                            acc.as_mut_ptr().cast(),
+                        );
+                    }
                     acc.assume_init()
                 }
             } else {
@@ -213,6 +236,73 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
         }
     }
     true
+}
+
+/// The longest f16 row [`matmul`] widens (two rows on the stack: 2 KiB): the built-in
+/// model's rows have 64, 85 and 256 values.
+const WIDE: usize = 256;
+
+/// `8 · chunks` halves at `w` (any address) widened to f32 at `out`: per eight, the four words
+/// (`VLDM` where word-aligned, else `LDR`), eight `VCVTB`/`VCVTT` and one `VSTM`.
+///
+/// # Safety
+/// `w` has `8 · chunks` readable halves, `out` room for as many f32 (4-byte aligned);
+/// `chunks > 0`.
+#[inline(never)]
+unsafe fn widen_halves(w: *const u8, chunks: usize, out: *mut f32) {
+    if (w as usize).is_multiple_of(4) {
+        core::arch::asm!(
+            "2:",
+            "vldmia {w}!, {{s12-s15}}",
+            "vcvtb.f32.f16 s8, s12",
+            "vcvtt.f32.f16 s9, s12",
+            "vcvtb.f32.f16 s10, s13",
+            "vcvtt.f32.f16 s11, s13",
+            "vcvtb.f32.f16 s12, s14",
+            "vcvtt.f32.f16 s13, s14",
+            "vcvtb.f32.f16 s14, s15",
+            "vcvtt.f32.f16 s15, s15",
+            "vstmia {o}!, {{s8-s15}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            w = inout(reg) w => _,
+            o = inout(reg) out => _,
+            n = inout(reg) chunks => _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            options(nostack),
+        );
+    } else {
+        core::arch::asm!(
+            "2:",
+            "ldr {t0}, [{w}]",
+            "ldr {t1}, [{w}, #4]",
+            "vmov s12, s13, {t0}, {t1}",
+            "ldr {t0}, [{w}, #8]",
+            "ldr {t1}, [{w}, #12]",
+            "vmov s14, s15, {t0}, {t1}",
+            "adds {w}, #16",
+            "vcvtb.f32.f16 s8, s12",
+            "vcvtt.f32.f16 s9, s12",
+            "vcvtb.f32.f16 s10, s13",
+            "vcvtt.f32.f16 s11, s13",
+            "vcvtb.f32.f16 s12, s14",
+            "vcvtt.f32.f16 s13, s14",
+            "vcvtb.f32.f16 s14, s15",
+            "vcvtt.f32.f16 s15, s15",
+            "vstmia {o}!, {{s8-s15}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            w = inout(reg) w => _,
+            o = inout(reg) out => _,
+            n = inout(reg) chunks => _,
+            t0 = out(reg) _,
+            t1 = out(reg) _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            options(nostack),
+        );
+    }
 }
 
 /// The end of [`pair_lanes`]' loops: each row's eight lanes (s16–s23, s24–s31) added up in
