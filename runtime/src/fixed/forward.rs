@@ -669,8 +669,13 @@ fn linear_rows4(
     }
     // Word-aligned for the tile's `LDM`s.
     #[repr(C, align(8))]
-    struct Packed([i16; 4 * KP_MAX]);
-    let mut packed = Packed([0; 4 * KP_MAX]);
+    struct Packed<T>([T; 4 * KP_MAX]);
+    // Thumb-2 without DSP (the M3): `i32` values, the four rows interleaved value by value
+    // (`kernels::arm_thumb2`); else `i16`.
+    #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
+    let mut packed = Packed([0i32; 4 * KP_MAX]);
+    #[cfg(not(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp"))))]
+    let mut packed = Packed([0i16; 4 * KP_MAX]);
     let narrow = |v: &i32| (*v).clamp(-ACT_MAX as i32, ACT_MAX as i32) as i16;
     for i in 0..4 {
         let row = x.get((r0 + i) * xs..(r0 + i) * xs + k).unwrap_or(&[]);
@@ -680,8 +685,13 @@ fn linear_rows4(
             let at = |j: usize| v.get(j).map_or(0, narrow);
             dst.copy_from_slice(&[at(0), at(2), at(1), at(3)]);
         }
+        // Value t of row i at 4·t + i.
+        #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
+        for (dst, v) in packed.0.iter_mut().skip(i).step_by(4).zip(row) {
+            *dst = i32::from(narrow(v));
+        }
         // Row i at i·kp.
-        #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+        #[cfg(not(all(target_arch = "arm", target_feature = "thumb2")))]
         for (dst, v) in packed.0.iter_mut().skip(i * kp).zip(row) {
             *dst = narrow(v);
         }
@@ -712,7 +722,11 @@ fn linear_rows4(
         // word-aligned), every pointer k values of `block`; DSP is a feature of the target.
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         let sums = unsafe { crate::kernels::arm_dsp::Dsp4x4::tile(&[0; 4], packed.0.as_ptr().cast(), kp, &ptrs, k) };
-        #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+        // SAFETY: four interleaved rows of kp ≥ k `i32` values (word-aligned), every pointer k
+        // values of `block`; the target has Thumb-2.
+        #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
+        let sums = unsafe { crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr(), &ptrs, k) };
+        #[cfg(not(all(target_arch = "arm", target_feature = "thumb2")))]
         let sums: [[i32; 4]; 4] = {
             let _ = ptrs;
             core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), block, k))
@@ -774,7 +788,7 @@ fn sums4(x: &[i16], block: &[i8], k: usize) -> [i32; 4] {
 /// [`sums4`] called rather than inlined: [`linear_rows4`]'s four rows would otherwise hold four
 /// copies of its loop (inlined: on the M3 3.3 KB more flash and 0.4 % more instructions a
 /// segment; RISC-V ran 3 % fewer).
-#[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp"))))]
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "thumb2"))))]
 #[inline(never)]
 fn sums4_called(x: &[i16], block: &[i8], k: usize) -> [i32; 4] {
     sums4(x, block, k)
