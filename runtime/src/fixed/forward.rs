@@ -17,6 +17,7 @@
 
 use super::math::{
     decompose_f32, exp_neg_q30, fixed_from_f32_bits, mul_pow2_round, rsqrt, shift_round, shift_round_i64, sigmoid_q15,
+    NarrowSigmoid, NARROW_SIGMOID_FRAC,
 };
 use super::{FixedOutcome, LayerSite, Sites, State, MAX_FRAC, MIN_FRAC};
 use crate::blob::{LayerPart, Level, TensorId, TensorLayout};
@@ -376,6 +377,7 @@ impl<'m> Forward<'m> {
         let inter = inter as usize;
         let block = self.config.block as usize;
         let act = Range::Activation;
+        let silu = SiluMul::new(fgu, fact);
         if block >= rows {
             let b = self.config.inter_block(inter as u32);
             let (a, rest) = split(scratch, rows * inter)?;
@@ -387,10 +389,7 @@ impl<'m> Forward<'m> {
                 linear(&gate_up.rows(inter + start, n)?, x, width, up_out, 2 * b, rows, fx, fgu, act)?;
                 for (row, a) in gu.chunks_exact(2 * b).zip(a.chunks_exact_mut(inter)).take(rows) {
                     let (g, u) = row.split_at(b);
-                    let a = a.get_mut(start..start + n).unwrap_or(&mut []);
-                    for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
-                        *a = silu_mul(g, u, fgu, fact);
-                    }
+                    silu.rows_into(a.get_mut(start..start + n).unwrap_or(&mut []), g, u);
                 }
             }
             linear(down, a, inter, out, out_width, rows, fact, fout, act)
@@ -402,9 +401,7 @@ impl<'m> Forward<'m> {
                 linear(gate_up, xs, width, gu, 2 * inter, n, fx, fgu, act)?;
                 for row in gu.chunks_exact_mut(2 * inter).take(n) {
                     let (g, u) = row.split_at_mut(inter);
-                    for (g, &u) in g.iter_mut().zip(u.iter()) {
-                        *g = silu_mul(*g, u, fgu, fact);
-                    }
+                    silu.rows_in_place(g, u);
                 }
                 let o = out.get_mut(start * out_width..).unwrap_or(&mut []);
                 linear(down, gu, 2 * inter, o, out_width, n, fact, fout, act)?;
@@ -881,6 +878,91 @@ fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
     sat16(shift_round(i128::from(i64::from(g) * sig) * i128::from(u), 15 + 2 * fgu - fact))
 }
 
+/// [`silu_mul`] at one pair of formats, for whole rows: what depends only on them worked out
+/// once, and for the usual case (`0 ≤ fgu ≤ 18`, `i16` values, a shift in `1..=63`: every SiLU
+/// of a calibrated model) the same integers in 32-bit arithmetic but one 32 × 32 → 64
+/// multiply and one 64-bit shift. The general path took about 150 instructions an element on
+/// the Cortex-M4F, most of them the checks and branches of formats known before the row.
+#[derive(Clone, Copy)]
+struct SiluMul {
+    fgu: i32,
+    fact: i32,
+    /// The sigmoid at `fgu` and `15 + 2·fgu − fact`, when the fast path applies.
+    narrow: Option<(NarrowSigmoid, u32)>,
+}
+
+impl SiluMul {
+    fn new(fgu: i32, fact: i32) -> Self {
+        let shift = 15 + 2 * i64::from(fgu) - i64::from(fact);
+        let narrow = if (0..=NARROW_SIGMOID_FRAC as i32).contains(&fgu) && (1..=63).contains(&shift) {
+            Some((NarrowSigmoid::new(fgu as u32), shift as u32))
+        } else {
+            None
+        };
+        Self { fgu, fact, narrow }
+    }
+
+    /// `out[i] = silu_mul(g[i], u[i], fgu, fact)`.
+    #[inline(never)]
+    fn rows_into(&self, out: &mut [i32], g: &[i32], u: &[i32]) {
+        match self.narrow {
+            Some((sigmoid, shift)) => {
+                for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+                    *o = self.narrow_or_general(sigmoid, shift, g, u);
+                }
+            }
+            None => {
+                for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+                    *o = silu_mul_cold(g, u, self.fgu, self.fact);
+                }
+            }
+        }
+    }
+
+    /// `g[i] = silu_mul(g[i], u[i], fgu, fact)`.
+    #[inline(never)]
+    fn rows_in_place(&self, g: &mut [i32], u: &[i32]) {
+        match self.narrow {
+            Some((sigmoid, shift)) => {
+                for (g, &u) in g.iter_mut().zip(u) {
+                    *g = self.narrow_or_general(sigmoid, shift, *g, u);
+                }
+            }
+            None => {
+                for (g, &u) in g.iter_mut().zip(u) {
+                    *g = silu_mul_cold(*g, u, self.fgu, self.fact);
+                }
+            }
+        }
+    }
+
+    /// `silu_mul(g, u, fgu, fact)` where `narrow` is `Some((sigmoid, shift))`. With `fgu ≥ 0`
+    /// the sigmoid's input is `g` itself at `fgu` fraction bits (`sigmoid_q15`'s narrow path:
+    /// `fgu ≤ 18`, `g` fits `i32`); for `i16` values `g·σ·u` is `(g·u)·σ` (`|g·u| < 2^30`,
+    /// `0 ≤ σ ≤ 2^15`: below 2^45, so `shift_round_i64` is `shift_round_small`), rounded half
+    /// away from zero on its magnitude, and `sat16` clamps the magnitude to 32767 either side.
+    #[inline(always)]
+    fn narrow_or_general(&self, sigmoid: NarrowSigmoid, shift: u32, g: i32, u: i32) -> i32 {
+        if let (Ok(g16), Ok(u16)) = (i16::try_from(g), i16::try_from(u)) {
+            let gu = i32::from(g16) * i32::from(u16);
+            let sig = sigmoid.eval(g) as u32;
+            let magnitude = u64::from(gu.unsigned_abs()) * u64::from(sig);
+            let rounded = ((magnitude >> (shift - 1)) + 1) >> 1;
+            let v = rounded.min(ACT_MAX as u64) as i32;
+            return if gu < 0 { -v } else { v };
+        }
+        silu_mul_cold(g, u, self.fgu, self.fact)
+    }
+}
+
+/// [`silu_mul`] out of line, for values outside `i16` (none in a calibrated model): inlined,
+/// its 64- and 128-bit paths took the registers of [`SiluMul`]'s loops, which then spilled.
+#[cold]
+#[inline(never)]
+fn silu_mul_cold(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
+    silu_mul(g, u, fgu, fact)
+}
+
 /// `x ← rms_norm(x + p)`: `x` with `fz` fraction bits, `p` with `fp`; `eps` as `f32` bits.
 fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
     let n = x.len() as u64;
@@ -906,5 +988,38 @@ fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
         } else {
             sat16(shift_round(i128::from(*x) * i128::from(inv), shift - fz))
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(silu: &SiluMul, g: i32, u: i32) -> i32 {
+        let mut out = [0];
+        silu.rows_into(&mut out, &[g], &[u]);
+        let mut in_place = [g];
+        silu.rows_in_place(&mut in_place, &[u]);
+        assert_eq!(out, in_place);
+        out[0]
+    }
+
+    #[test]
+    fn silu_rows_equal_the_general_silu_mul() {
+        // Every format pair a calibrated model can have and then some (negative and wide
+        // `fgu`, shifts outside 1..=63), g over the whole i16 range and beyond, u at its edges
+        // and a spread of values in between.
+        let us =
+            [-40_000, -32_768, -32_767, -20_001, -4_097, -255, -7, -1, 0, 1, 3, 100, 4_099, 32_767, 32_768, 70_000];
+        for fgu in -3..=22 {
+            for fact in (-2..=50).step_by(4) {
+                let silu = SiluMul::new(fgu, fact);
+                for g in (-40_000..=40_000).step_by(17).chain([i32::MIN, -32_768, -32_767, 32_767, 32_768, i32::MAX]) {
+                    for &u in &us {
+                        assert_eq!(apply(&silu, g, u), silu_mul(g, u, fgu, fact), "g {g} u {u} fgu {fgu} fact {fact}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -328,7 +328,7 @@ impl Requant {
 /// [`shift_round`] of a `v` with `|v| < 2^62` by `shift` in `1..=63`: the same rounding (half
 /// away from zero) in 64-bit arithmetic.
 #[inline]
-fn shift_round_small(v: i64, shift: u32) -> i64 {
+pub(crate) fn shift_round_small(v: i64, shift: u32) -> i64 {
     let halves = v.unsigned_abs() >> (shift - 1);
     let rounded = ((halves + 1) >> 1) as i64;
     if v < 0 {
@@ -384,7 +384,7 @@ fn sigmoid_q15_wide(x: i64, frac: u32) -> i32 {
 }
 
 /// The largest `frac` of [`sigmoid_q15_narrow`]: its sums fit 32 bits up to here.
-const NARROW_SIGMOID_FRAC: u32 = 18;
+pub(crate) const NARROW_SIGMOID_FRAC: u32 = 18;
 
 /// `SIGMOID_Q15` with one entry more at each end, extrapolated as `interp_segment` does when
 /// a segment's outer neighbour is missing (`p0 = 3·(p1 − p2) + p3` before the first segment,
@@ -435,34 +435,88 @@ const _: () = {
 /// `|T| < 2^(12+2b)`, in `i64`.
 #[inline(always)]
 fn sigmoid_q15_narrow(x: i32, frac: u32) -> i32 {
-    let frac = frac.min(NARROW_SIGMOID_FRAC);
-    // ±16 in the input's units: at most 2^22, so x + lim cannot overflow inside the range.
-    let lim = 1i32 << (frac + 4);
-    if x >= lim {
-        return 32768;
-    }
-    if x <= -lim {
-        return 0;
-    }
-    // (x + lim)·16 < 2^(frac + 9) ≤ 2^27.
-    let pos = ((x + lim) as u32) << 4;
-    let i = (pos >> frac) as usize;
-    let r = (pos & ((1u32 << frac) - 1)) as i32;
-    // i ≤ 511: the four entries around segment i, one bounds check (never failing).
-    let Some(&[p0, p1, p2, p3]) = SIGMOID_Q15_PADDED.get(i..i + 4) else {
-        return 0;
-    };
-    let (p0, p1, p2, p3) = (i32::from(p0), i32::from(p1), i32::from(p2), i32::from(p3));
-    let d = p2 - p1;
-    // max/min rather than clamp: clamp checks its bounds' order, which the compiler cannot
-    // prove here.
-    let k4 = (p1 + p2 - p0 - p3).max(-4 * d.abs()).min(4 * d.abs());
-    let one = 1i32 << frac;
-    let u = 4 * d * one + k4 * (one - r);
-    let t = i64::from(r) * i64::from(u);
-    let y = i64::from(p1) + ((t + (1i64 << (2 * frac + 1))) >> (2 * frac + 2));
-    y.clamp(0, 32768) as i32
+    NarrowSigmoid::new(frac).eval(x)
 }
+
+/// [`sigmoid_q15_narrow`] at one `frac`, what depends only on it worked out once: the SwiGLU
+/// takes the sigmoid of whole rows in one format ([`NarrowSigmoid::eval`] is the function, the
+/// same integers).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NarrowSigmoid {
+    frac: u32,
+    /// ±16 in the input's units: at most 2^22, so x + lim cannot overflow inside the range.
+    lim: i32,
+    one: i32,
+    /// `2b + 2`, the final shift (`b = frac`).
+    shift: u32,
+}
+
+impl NarrowSigmoid {
+    pub(crate) const fn new(frac: u32) -> Self {
+        let frac = if frac < NARROW_SIGMOID_FRAC { frac } else { NARROW_SIGMOID_FRAC };
+        Self { frac, lim: 1 << (frac + 4), one: 1 << frac, shift: 2 * frac + 2 }
+    }
+
+    #[inline(always)]
+    pub(crate) fn eval(&self, x: i32) -> i32 {
+        if x >= self.lim {
+            return 32768;
+        }
+        if x <= -self.lim {
+            return 0;
+        }
+        // (x + lim)·16 < 2^(frac + 9) ≤ 2^27.
+        let pos = ((x + self.lim) as u32) << 4;
+        let i = (pos >> self.frac) as usize;
+        let r = (pos & (self.one as u32 - 1)) as i32;
+        // i ≤ 511: segment i's start and curvature term, and its end (the next segment's
+        // start); the checks never fail.
+        let (Some(&start), Some(&end)) = (SIGMOID_SEGMENTS.get(i), SIGMOID_SEGMENTS.get(i + 1)) else {
+            return 0;
+        };
+        let (p1, p2, k4) = (start as u16 as i32, end as u16 as i32, (start >> 16) as i16 as i32);
+        let d = p2 - p1;
+        let u = 4 * d * self.one + k4 * (self.one - r);
+        let t = i64::from(r) * i64::from(u);
+        // t / 2^(2b+2) = ρ·(d + k4·(1 − ρ)/4) with ρ = r / 2^b in [0, 1) and |k4| ≤ 4|d|: at
+        // most 2|d| ≤ 1024 in magnitude, so the quotients below fit i32 and their low words
+        // are all of them (no 64-bit clamp). ⌊(t + 2^(s−1)) / 2^s⌋ = ⌊(⌊t / 2^(s−1)⌋ + 1) / 2⌋:
+        // no 64-bit addition.
+        let q = (((t >> (self.shift - 1)) as i32) + 1) >> 1;
+        (p1 + q).clamp(0, 32768)
+    }
+}
+
+/// Segment `i` of [`sigmoid_q15_narrow`] in one word: its start `SIGMOID_Q15[i]` in the low
+/// half, its `4k` in the high half (`p1 + p2 − p0 − p3` over entries `i ..= i + 3` of
+/// `SIGMOID_Q15_PADDED`, limited to `±4|p2 − p1|`; 0 for the last entry, which only ends
+/// segment 511). Worked out by the compiler: it depends on the segment only (2 KiB of flash
+/// for two loads and a clamp less a sigmoid).
+#[allow(clippy::indexing_slicing)]
+const SIGMOID_SEGMENTS: [u32; 513] = {
+    let t = &SIGMOID_Q15_PADDED;
+    let mut out = [0u32; 513];
+    let mut i = 0;
+    while i < 513 {
+        let p1 = t[i + 1] as i32;
+        let mut k4 = 0;
+        if i < 512 {
+            let (p0, p2, p3) = (t[i] as i32, t[i + 2] as i32, t[i + 3] as i32);
+            let d = if p2 > p1 { p2 - p1 } else { p1 - p2 };
+            k4 = p1 + p2 - p0 - p3;
+            if k4 < -4 * d {
+                k4 = -4 * d;
+            }
+            if k4 > 4 * d {
+                k4 = 4 * d;
+            }
+        }
+        assert!(p1 >= 0 && p1 <= u16::MAX as i32 && k4 >= i16::MIN as i32 && k4 <= i16::MAX as i32);
+        out[i] = p1 as u32 | ((k4 as i16 as u16 as u32) << 16);
+        i += 1;
+    }
+    out
+};
 
 /// `e^(-x / 2^frac) × 2^30` rounded to an integer in [0, 2^30], for every `x` and `frac`.
 ///
