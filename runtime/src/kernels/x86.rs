@@ -5,7 +5,8 @@
 //! Tiles: SSE2 (the baseline) 6 rows × 8 outputs, AVX2 6 rows × 16 outputs (12 accumulators of its 16 registers, 2 panel vectors, one
 //! broadcast), AVX-512 12 rows × 32 outputs (24 of 32). Weight elements are widened to f32 while
 //! a panel is packed (F16C's `vcvtph2ps` for f16, a 16-bit shift for bf16), eight at a time,
-//! then transposed eight by eight in registers.
+//! then transposed eight by eight in registers; at the SSE2 baseline four at a time (f16 with
+//! integer operations), transposed four by four.
 //!
 //! SAFETY (whole module): callers pass pointers derived from slices whose lengths
 //! `super::check_matmul` has verified for the given shape and strides; every load and store
@@ -20,14 +21,20 @@ use super::{Dims as Shape, Element};
 
 /// Loads of weight elements as f32 vectors.
 pub trait X86Element: Copy + Default {
-    /// 8 elements from `p`.
+    /// 8 elements from `p` (AVX2 and F16C).
     unsafe fn load8(p: *const Self) -> __m256;
+    /// 4 elements from `p` with SSE2 alone.
+    unsafe fn load4(p: *const Self) -> __m128;
 }
 
 impl X86Element for f32 {
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> __m256 {
         _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load4(p: *const f32) -> __m128 {
+        _mm_loadu_ps(p)
     }
 }
 
@@ -36,6 +43,10 @@ impl X86Element for f16 {
     unsafe fn load8(p: *const f16) -> __m256 {
         _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
     }
+    #[inline(always)]
+    unsafe fn load4(p: *const f16) -> __m128 {
+        halves_to_f32_sse2(_mm_loadl_epi64(p.cast()))
+    }
 }
 
 impl X86Element for bf16 {
@@ -43,6 +54,33 @@ impl X86Element for bf16 {
     unsafe fn load8(p: *const bf16) -> __m256 {
         _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())), 16))
     }
+    #[inline(always)]
+    unsafe fn load4(p: *const bf16) -> __m128 {
+        // Each value as the high half of a 32-bit lane: the 16-bit shift of `load8`.
+        _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64(p.cast())))
+    }
+}
+
+/// The four halves in the low 64 bits of `h` as f32, with SSE2's integer operations (the
+/// baseline has no F16C): the bits of `half::f16::to_f32` for every input (a unit test runs
+/// all 65,536). Exponent and mantissa move into place as an f32 whose exponent is the half's,
+/// and one multiply by 2^112 rebiases it, subnormal halves included (exact: a power of two);
+/// infinities and NaNs get the all-ones exponent, NaNs also the quiet bit, as `half` sets it.
+/// (F. Giesen's conversion; with the MXCSR's denormals-are-zero set, which nothing here does,
+/// subnormal halves would become zeros.)
+#[inline(always)]
+unsafe fn halves_to_f32_sse2(h: __m128i) -> __m128 {
+    let h = _mm_unpacklo_epi16(h, _mm_setzero_si128());
+    let magnitude = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+    let sign = _mm_slli_epi32::<16>(_mm_xor_si128(h, magnitude));
+    let scaled = _mm_mul_ps(
+        _mm_castsi128_ps(_mm_slli_epi32::<13>(magnitude)),
+        _mm_castsi128_ps(_mm_set1_epi32((127 + 112) << 23)),
+    );
+    // Infinity and NaN (magnitude ≥ 0x7c00): the exponent all ones; NaN (> 0x7c00): the quiet bit.
+    let special = _mm_and_si128(_mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x7bff)), _mm_set1_epi32(0x7f80_0000));
+    let quiet = _mm_and_si128(_mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x7c00)), _mm_set1_epi32(0x0040_0000));
+    _mm_or_ps(scaled, _mm_castsi128_ps(_mm_or_si128(_mm_or_si128(special, quiet), sign)))
 }
 
 /// Columns of an 8 × 8 block: `out[q][i] = r[i][q]`.
@@ -93,6 +131,31 @@ unsafe fn pack8<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usi
         j0 += 8;
     }
     gemm::pack_rest(w, ws, n, rows8, steps8, kc, nr, panel);
+}
+
+/// The SSE2 panel packing: groups of 4 rows × 4 steps widened ([`X86Element::load4`]) and
+/// transposed in registers, the rest by `gemm::pack_rest`.
+#[inline(always)]
+unsafe fn pack4<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
+    let (rows4, steps4) = (n / 4 * 4, kc / 4 * 4);
+    let mut j0 = 0;
+    while j0 < rows4 {
+        let mut t0 = 0;
+        while t0 < steps4 {
+            let [r0, r1, r2, r3]: [__m128; 4] = core::array::from_fn(|i| E::load4(w.add((j0 + i) * ws + t0)));
+            // t0 = r0[0] r1[0] r0[1] r1[1], t1 = r0[2] r1[2] r0[3] r1[3]; t2, t3 of rows 2, 3.
+            let (t0v, t1v) = (_mm_unpacklo_ps(r0, r1), _mm_unpackhi_ps(r0, r1));
+            let (t2v, t3v) = (_mm_unpacklo_ps(r2, r3), _mm_unpackhi_ps(r2, r3));
+            let columns =
+                [_mm_movelh_ps(t0v, t2v), _mm_movehl_ps(t2v, t0v), _mm_movelh_ps(t1v, t3v), _mm_movehl_ps(t3v, t1v)];
+            for (q, c) in columns.into_iter().enumerate() {
+                _mm_storeu_ps(panel.add((t0 + q) * nr + j0), c);
+            }
+            t0 += 4;
+        }
+        j0 += 4;
+    }
+    gemm::pack_rest(w, ws, n, rows4, steps4, kc, nr, panel);
 }
 
 /// AVX2 + FMA + F16C.
@@ -180,9 +243,10 @@ impl Lanes for Avx512 {
     }
 }
 
-/// SSE2, the x86-64 baseline: no FMA (a multiply, then an add) and no F16C, so the panel is
-/// packed by the scalar loop (each f16 or bf16 weight still widened once per product, not once
-/// per activation row as the portable product does).
+/// SSE2, the x86-64 baseline: no FMA (a multiply, then an add) and no F16C, so f16 is widened
+/// with integer operations ([`halves_to_f32_sse2`]) while a panel is packed, four by four
+/// ([`pack4`]; before, the scalar loop packed every panel, and a baseline f16 product ran at
+/// 0.76× the f32 one).
 pub struct Sse2;
 
 impl Lanes for Sse2 {
@@ -219,7 +283,7 @@ impl Lanes for Sse2 {
     }
     #[inline(always)]
     unsafe fn pack<E: Element>(w: *const E, ws: usize, n: usize, kc: usize, nr: usize, panel: *mut f32) {
-        gemm::pack_rest(w, ws, n, 0, 0, kc, nr, panel)
+        pack4(w, ws, n, kc, nr, panel)
     }
 }
 
@@ -296,5 +360,48 @@ pub unsafe fn same_order_avx2(x: *const f32, w: *const f32, y: *mut f32, s: Shap
             }
         }
         o += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse2_half_conversion_gives_the_bits_of_half_for_every_value() {
+        for first in (0..=u16::MAX).step_by(4) {
+            let bits: [u16; 4] = core::array::from_fn(|i| first + i as u16);
+            let mut got = [0.0f32; 4];
+            unsafe { _mm_storeu_ps(got.as_mut_ptr(), halves_to_f32_sse2(_mm_loadl_epi64(bits.as_ptr().cast()))) };
+            for (g, b) in got.iter().zip(bits) {
+                assert_eq!(g.to_bits(), f16::from_bits(b).to_f32().to_bits(), "half {b:#06x}");
+            }
+        }
+    }
+
+    /// The SSE2 product of f16 and bf16 weights is that of the same weights widened to f32
+    /// beforehand (the packing widens exactly and transposes), on shapes with partial groups of
+    /// rows and steps.
+    #[test]
+    fn sse2_panels_widen_exactly() {
+        for (rows, out, k) in [(1, 1, 1), (3, 5, 7), (7, 9, 13), (13, 17, 33), (6, 33, 520)] {
+            let x: std::vec::Vec<f32> = (0..rows * k).map(|i| ((i * 37 % 23) as f32 - 11.0) / 8.0).collect();
+            let w: std::vec::Vec<f32> = (0..out * k).map(|i| ((i * 11 % 17) as f32 - 8.3) / 4.1).collect();
+            let s = Shape { rows, out, k, xs: k, ws: k, ys: out, accumulate: false };
+            let product = |w: &[f32]| {
+                let mut y = std::vec![0.0f32; rows * out];
+                unsafe { matmul_sse2(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), s) };
+                y
+            };
+            let w16: std::vec::Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            let mut y = std::vec![0.0f32; rows * out];
+            unsafe { matmul_sse2(x.as_ptr(), w16.as_ptr(), y.as_mut_ptr(), s) };
+            let want = product(&w16.iter().map(|v| v.to_f32()).collect::<std::vec::Vec<_>>());
+            assert!(y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "f16 {rows}x{k}->{out}");
+            let wb: std::vec::Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+            unsafe { matmul_sse2(x.as_ptr(), wb.as_ptr(), y.as_mut_ptr(), s) };
+            let want = product(&wb.iter().map(|v| v.to_f32()).collect::<std::vec::Vec<_>>());
+            assert!(y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "bf16 {rows}x{k}->{out}");
+        }
     }
 }
