@@ -1024,7 +1024,7 @@ mod tests {
     #[test]
     fn power_of_two_division_equals_u128_division() {
         let mut rng = Lcg(77);
-        let mut check = |n: u64| {
+        let check = |n: u64| {
             if n == 0 {
                 return;
             }
