@@ -161,7 +161,10 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
     let chunks = d.k / 8;
     // f16 rows widened once per pair of outputs for all the activation rows, then the f32
     // loop: each weight converted once instead of once per row (exact, so the same bits).
-    let widen = E::KIND == ElementKind::F16 && d.rows >= 2 && chunks > 0 && chunks * 8 <= WIDE;
+    let widen = E::KIND == ElementKind::F16 && d.rows >= 2 && chunks > 0 && d.k <= WIDE;
+    // f32 rows, or f16 rows widened: the loop with the tail inside ([`pair_totals_f32`]).
+    let totals = chunks > 0 && (E::KIND == ElementKind::F32 || widen);
+    let tail = d.k - chunks * 8;
     let mut wide = core::mem::MaybeUninit::<[f32; 2 * WIDE]>::uninit();
     let wide: *mut f32 = wide.as_mut_ptr().cast();
     let mut o = 0;
@@ -170,37 +173,64 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
         let (Some(wa), Some(wb)) = (wa, wb) else { return false };
         if widen {
             // SAFETY: `chunks · 8 ≤ k` halves of each row are read, as many f32 written into
-            // `wide` (room for `2 · WIDE`).
+            // `wide` (room for `2 · WIDE`), then the tails' `k − 8 · chunks` (`k ≤ WIDE`).
             unsafe {
                 widen_halves(wa.as_ptr().cast(), chunks, wide);
                 widen_halves(wb.as_ptr().cast(), chunks, wide.add(WIDE));
+                for t in chunks * 8..d.k {
+                    if let (Some(a), Some(b)) = (wa.get(t), wb.get(t)) {
+                        *wide.add(t) = a.to_f32();
+                        *wide.add(WIDE + t) = b.to_f32();
+                    }
+                }
             }
+        }
+        if totals {
+            let (pa, pb): (*const f32, *const f32) = if widen {
+                // SAFETY: `wide` holds `2 · WIDE` values.
+                (wide.cast_const(), unsafe { wide.add(WIDE) }.cast_const())
+            } else {
+                (wa.as_ptr().cast(), wb.as_ptr().cast())
+            };
+            for r in 0..d.rows {
+                let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
+                let mut acc = core::mem::MaybeUninit::<[f32; 2]>::uninit();
+                // SAFETY: `k = 8 · chunks + tail` values of `xr`, `pa` and `pb` are read (the
+                // rows hold `k`, the widened ones too), `acc`'s two written; `chunks > 0`.
+                let [va, vb] = unsafe {
+                    pair_totals_f32(xr.as_ptr(), pa, pb, chunks, tail, acc.as_mut_ptr().cast());
+                    acc.assume_init()
+                };
+                if let Some(out) = y.get_mut(r * d.ys + o..r * d.ys + o + 2) {
+                    if d.accumulate {
+                        out[0] += va;
+                        out[1] += vb;
+                    } else {
+                        out[0] = va;
+                        out[1] = vb;
+                    }
+                }
+            }
+            o += 2;
+            continue;
         }
         for r in 0..d.rows {
             let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
             let mut acc = core::mem::MaybeUninit::<[f32; 2]>::uninit();
-            let [ta, tb] = if chunks > 0 {
+            // Here the rows are f16 (f32 ones with a chunk took `pair_totals_f32` above), or
+            // there is no chunk.
+            let [ta, tb] = if chunks > 0 && E::KIND == ElementKind::F16 {
                 // SAFETY: `chunks · 8 ≤ k` values of `xr`, `wa` and `wb` are read, all three
                 // slices hold `k`; `acc`'s two values are written; the named registers are
                 // clobbered. f16 rows off a 4-byte boundary take the `LDR` loop.
                 unsafe {
-                    if widen {
-                        pair_lanes::<f32>(
-                            xr.as_ptr(),
-                            wide.cast_const().cast(),
-                            wide.add(WIDE).cast_const().cast(),
-                            chunks,
-                            acc.as_mut_ptr().cast(),
-                        );
-                    } else {
-                        pair_lanes::<E>(
-                            xr.as_ptr(),
-                            wa.as_ptr().cast(),
-                            wb.as_ptr().cast(),
-                            chunks,
-                            acc.as_mut_ptr().cast(),
-                        );
-                    }
+                    pair_lanes_f16(
+                        xr.as_ptr(),
+                        wa.as_ptr().cast(),
+                        wb.as_ptr().cast(),
+                        chunks,
+                        acc.as_mut_ptr().cast(),
+                    );
                     acc.assume_init()
                 }
             } else {
@@ -305,7 +335,7 @@ unsafe fn widen_halves(w: *const u8, chunks: usize, out: *mut f32) {
     }
 }
 
-/// The end of [`pair_lanes`]' loops: each row's eight lanes (s16–s23, s24–s31) added up in
+/// The end of [`pair_lanes_f16`]' loops: each row's eight lanes (s16–s23, s24–s31) added up in
 /// [`super::lanes_total`]'s tree, `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, and the
 /// two totals stored at `acc`. (Storing the 16 lanes for Rust to load and add up took 8 % more
 /// instructions in an f32 puzzle on the M4F.)
@@ -332,59 +362,21 @@ macro_rules! pair_trees {
     };
 }
 
-/// The lanes of two weight rows against one activation row, from zero, `chunks` steps of eight
-/// values, added up: `acc[0]` for `wa`, `acc[1]` for `wb` (the lanes' tree, without the tail).
-/// (The sums start from a static zero block: a zeroed local array cost a `memset` call per
-/// output pair, 11 % of a segment.)
-///
-/// # Safety
-/// `x` has `8 · chunks` readable f32, `wa` and `wb` as many elements of `E` (f32 or f16; f32
-/// rows are 4-byte aligned); `acc` has room for 2 f32; `chunks > 0`.
+/// The sums of the loops below start from this static zero block: a zeroed local array cost a
+/// `memset` call per output pair, 11 % of a segment.
 static ZEROS: [f32; 16] = [0.0; 16];
 
+/// The lanes of two f16 weight rows against one activation row, from zero, `chunks` steps of
+/// eight values, added up: `acc[0]` for `wa`, `acc[1]` for `wb` (the lanes' tree, without the
+/// tail). For f16 rows not widened beforehand (one activation row, or rows longer than
+/// [`WIDE`]); f32 rows and widened ones take [`pair_totals_f32`].
+///
+/// # Safety
+/// `x` has `8 · chunks` readable f32, `wa` and `wb` as many halves; `acc` has room for 2 f32;
+/// `chunks > 0`.
 #[inline(always)]
-unsafe fn pair_lanes<E: Element>(x: *const f32, wa: *const u8, wb: *const u8, chunks: usize, acc: *mut f32) {
-    if E::KIND == ElementKind::F32 {
-        core::arch::asm!(
-            "vldmia {z}, {{s16-s31}}",
-            "2:",
-            "vldmia {x}!, {{s0-s7}}",
-            "vldmia {wa}!, {{s8-s15}}",
-            "vmla.f32 s16, s0, s8",
-            "vmla.f32 s17, s1, s9",
-            "vmla.f32 s18, s2, s10",
-            "vmla.f32 s19, s3, s11",
-            "vmla.f32 s20, s4, s12",
-            "vmla.f32 s21, s5, s13",
-            "vmla.f32 s22, s6, s14",
-            "vmla.f32 s23, s7, s15",
-            "vldmia {wb}!, {{s8-s15}}",
-            "vmla.f32 s24, s0, s8",
-            "vmla.f32 s25, s1, s9",
-            "vmla.f32 s26, s2, s10",
-            "vmla.f32 s27, s3, s11",
-            "vmla.f32 s28, s4, s12",
-            "vmla.f32 s29, s5, s13",
-            "vmla.f32 s30, s6, s14",
-            "vmla.f32 s31, s7, s15",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            pair_trees!(),
-            x = inout(reg) x => _,
-            wa = inout(reg) wa => _,
-            wb = inout(reg) wb => _,
-            n = inout(reg) chunks => _,
-            a = in(reg) acc,
-            z = in(reg) ZEROS.as_ptr(),
-            out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _, out("s5") _,
-            out("s6") _, out("s7") _, out("s8") _, out("s9") _, out("s10") _, out("s11") _,
-            out("s12") _, out("s13") _, out("s14") _, out("s15") _, out("s16") _, out("s17") _,
-            out("s18") _, out("s19") _, out("s20") _, out("s21") _, out("s22") _, out("s23") _,
-            out("s24") _, out("s25") _, out("s26") _, out("s27") _, out("s28") _, out("s29") _,
-            out("s30") _, out("s31") _,
-            options(nostack),
-        );
-    } else if (wa as usize | wb as usize).is_multiple_of(4) {
+unsafe fn pair_lanes_f16(x: *const f32, wa: *const u8, wb: *const u8, chunks: usize, acc: *mut f32) {
+    if (wa as usize | wb as usize).is_multiple_of(4) {
         // Eight halves are four words in s12–s15, widened in place into s8–s15: each
         // conversion overwrites a word the earlier ones have already read.
         core::arch::asm!(
@@ -516,6 +508,91 @@ unsafe fn pair_lanes<E: Element>(x: *const f32, wa: *const u8, wb: *const u8, ch
             options(nostack),
         );
     }
+}
+
+/// [`pair_lanes_f16`]'s loop for f32 rows with the tail inside: the loop of eight, the two trees, then
+/// the last `tail` values (`k mod 8`, at most 7) of each row added in order from zero with
+/// `VMLA` (a product rounded, then added: `super::tail_sum`'s `0.0 + w·x + …`), and each
+/// total is its tree plus its tail (`super::lanes_total`): `acc[0]`, `acc[1]` are the bits of
+/// `super::dot` for `wa` and `wb`. The Rust tail and its slices cost about 90 instructions a
+/// pair of outputs on the token mix's rows of 85 values.
+///
+/// # Safety
+/// `x`, `wa` and `wb` have `8 · chunks + tail` readable f32 (4-byte aligned); `acc` has room
+/// for 2 f32; `chunks > 0`, `tail < 8`.
+#[inline(always)]
+unsafe fn pair_totals_f32(x: *const f32, wa: *const f32, wb: *const f32, chunks: usize, tail: usize, acc: *mut f32) {
+    core::arch::asm!(
+        "vldmia {z}, {{s16-s31}}",
+        "2:",
+        "vldmia {x}!, {{s0-s7}}",
+        "vldmia {wa}!, {{s8-s15}}",
+        "vmla.f32 s16, s0, s8",
+        "vmla.f32 s17, s1, s9",
+        "vmla.f32 s18, s2, s10",
+        "vmla.f32 s19, s3, s11",
+        "vmla.f32 s20, s4, s12",
+        "vmla.f32 s21, s5, s13",
+        "vmla.f32 s22, s6, s14",
+        "vmla.f32 s23, s7, s15",
+        "vldmia {wb}!, {{s8-s15}}",
+        "vmla.f32 s24, s0, s8",
+        "vmla.f32 s25, s1, s9",
+        "vmla.f32 s26, s2, s10",
+        "vmla.f32 s27, s3, s11",
+        "vmla.f32 s28, s4, s12",
+        "vmla.f32 s29, s5, s13",
+        "vmla.f32 s30, s6, s14",
+        "vmla.f32 s31, s7, s15",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        // The trees into s16 and s24 (pair_trees! without its stores).
+        "vadd.f32 s16, s16, s20",
+        "vadd.f32 s17, s17, s21",
+        "vadd.f32 s16, s16, s17",
+        "vadd.f32 s18, s18, s22",
+        "vadd.f32 s19, s19, s23",
+        "vadd.f32 s18, s18, s19",
+        "vadd.f32 s16, s16, s18",
+        "vadd.f32 s24, s24, s28",
+        "vadd.f32 s25, s25, s29",
+        "vadd.f32 s24, s24, s25",
+        "vadd.f32 s26, s26, s30",
+        "vadd.f32 s27, s27, s31",
+        "vadd.f32 s26, s26, s27",
+        "vadd.f32 s24, s24, s26",
+        // The tails, from +0.
+        "vldmia {z}, {{s0-s1}}",
+        "cmp {t}, #0",
+        "beq 4f",
+        "3:",
+        "vldmia {x}!, {{s2}}",
+        "vldmia {wa}!, {{s3}}",
+        "vldmia {wb}!, {{s4}}",
+        "vmla.f32 s0, s3, s2",
+        "vmla.f32 s1, s4, s2",
+        "subs {t}, {t}, #1",
+        "bne 3b",
+        "4:",
+        "vadd.f32 s16, s16, s0",
+        "vadd.f32 s24, s24, s1",
+        "vstr s16, [{a}]",
+        "vstr s24, [{a}, #4]",
+        x = inout(reg) x => _,
+        wa = inout(reg) wa => _,
+        wb = inout(reg) wb => _,
+        n = inout(reg) chunks => _,
+        t = inout(reg) tail => _,
+        a = in(reg) acc,
+        z = in(reg) ZEROS.as_ptr(),
+        out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _, out("s5") _,
+        out("s6") _, out("s7") _, out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+        out("s12") _, out("s13") _, out("s14") _, out("s15") _, out("s16") _, out("s17") _,
+        out("s18") _, out("s19") _, out("s20") _, out("s21") _, out("s22") _, out("s23") _,
+        out("s24") _, out("s25") _, out("s26") _, out("s27") _, out("s28") _, out("s29") _,
+        out("s30") _, out("s31") _,
+        options(nostack),
+    );
 }
 
 /// The `f32` of an IEEE half-precision value's bits: one `VCVTB.F32.F16` (and the moves in
