@@ -1074,6 +1074,16 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
 mod tests {
     use super::*;
 
+    /// A xorshift64 generator from `seed` (nonzero).
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     fn apply(silu: &SiluMul, g: i32, u: i32) -> i32 {
         let mut out = [0];
         silu.rows_into(&mut out, &[g], &[u]);
@@ -1085,13 +1095,7 @@ mod tests {
 
     #[test]
     fn residual_norm_of_i16_values_equals_the_general_path() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let eps = [1e-5f32, 1e-6, 0.0, 3.0];
         for case in 0..4000 {
             let n = [1usize, 2, 7, 64, 85, 300][case % 6];
@@ -1112,13 +1116,7 @@ mod tests {
 
     #[test]
     fn silu_rows_in_place_equal_silu_mul_value_by_value() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for case in 0..3000 {
             let (fgu, fact) = ((next() % 24) as i32 - 2, (next() % 40) as i32 - 4);
             let silu = SiluMul::new(fgu, fact);

@@ -335,11 +335,11 @@ unsafe fn widen_halves(w: *const u8, chunks: usize, out: *mut f32) {
     }
 }
 
-/// The end of [`pair_lanes_f16`]' loops: each row's eight lanes (s16–s23, s24–s31) added up in
-/// [`super::lanes_total`]'s tree, `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, and the
-/// two totals stored at `acc`. (Storing the 16 lanes for Rust to load and add up took 8 % more
-/// instructions in an f32 puzzle on the M4F.)
-macro_rules! pair_trees {
+/// The end of the pair loops: each row's eight lanes (s16–s23, s24–s31) added up in
+/// [`super::lanes_total`]'s tree, `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, into
+/// s16 and s24. (Storing the 16 lanes for Rust to load and add up took 8 % more instructions in
+/// an f32 puzzle on the M4F.)
+macro_rules! pair_tree_sums {
     () => {
         concat!(
             "vadd.f32 s16, s16, s20\n",
@@ -356,8 +356,42 @@ macro_rules! pair_trees {
             "vadd.f32 s27, s27, s31\n",
             "vadd.f32 s26, s26, s27\n",
             "vadd.f32 s24, s24, s26\n",
-            "vstr s16, [{a}]\n",
-            "vstr s24, [{a}, #4]\n",
+        )
+    };
+}
+
+/// [`pair_tree_sums`], then the two totals stored at `acc`.
+macro_rules! pair_trees {
+    () => {
+        concat!(pair_tree_sums!(), "vstr s16, [{a}]\n", "vstr s24, [{a}, #4]\n")
+    };
+}
+
+/// One step of eight values of the f32 pair loop: the activations into s0–s7 once, each
+/// weight row's eight into s8–s15 in turn, `VMLA` into its lanes (s16–s23 for `wa`, s24–s31
+/// for `wb`).
+macro_rules! f32_pair_chunk {
+    () => {
+        concat!(
+            "vldmia {x}!, {{s0-s7}}\n",
+            "vldmia {wa}!, {{s8-s15}}\n",
+            "vmla.f32 s16, s0, s8\n",
+            "vmla.f32 s17, s1, s9\n",
+            "vmla.f32 s18, s2, s10\n",
+            "vmla.f32 s19, s3, s11\n",
+            "vmla.f32 s20, s4, s12\n",
+            "vmla.f32 s21, s5, s13\n",
+            "vmla.f32 s22, s6, s14\n",
+            "vmla.f32 s23, s7, s15\n",
+            "vldmia {wb}!, {{s8-s15}}\n",
+            "vmla.f32 s24, s0, s8\n",
+            "vmla.f32 s25, s1, s9\n",
+            "vmla.f32 s26, s2, s10\n",
+            "vmla.f32 s27, s3, s11\n",
+            "vmla.f32 s28, s4, s12\n",
+            "vmla.f32 s29, s5, s13\n",
+            "vmla.f32 s30, s6, s14\n",
+            "vmla.f32 s31, s7, s15\n",
         )
     };
 }
@@ -528,85 +562,18 @@ unsafe fn pair_totals_f32(x: *const f32, wa: *const f32, wb: *const f32, chunks:
         // multiply-adds); the chunks still in order.
         "lsrs {n}, {n}, #1",
         "bcc 5f",
-        "vldmia {x}!, {{s0-s7}}",
-        "vldmia {wa}!, {{s8-s15}}",
-        "vmla.f32 s16, s0, s8",
-        "vmla.f32 s17, s1, s9",
-        "vmla.f32 s18, s2, s10",
-        "vmla.f32 s19, s3, s11",
-        "vmla.f32 s20, s4, s12",
-        "vmla.f32 s21, s5, s13",
-        "vmla.f32 s22, s6, s14",
-        "vmla.f32 s23, s7, s15",
-        "vldmia {wb}!, {{s8-s15}}",
-        "vmla.f32 s24, s0, s8",
-        "vmla.f32 s25, s1, s9",
-        "vmla.f32 s26, s2, s10",
-        "vmla.f32 s27, s3, s11",
-        "vmla.f32 s28, s4, s12",
-        "vmla.f32 s29, s5, s13",
-        "vmla.f32 s30, s6, s14",
-        "vmla.f32 s31, s7, s15",
+        f32_pair_chunk!(),
         "5:",
         "cmp {n}, #0",
         "beq 6f",
         "2:",
-        "vldmia {x}!, {{s0-s7}}",
-        "vldmia {wa}!, {{s8-s15}}",
-        "vmla.f32 s16, s0, s8",
-        "vmla.f32 s17, s1, s9",
-        "vmla.f32 s18, s2, s10",
-        "vmla.f32 s19, s3, s11",
-        "vmla.f32 s20, s4, s12",
-        "vmla.f32 s21, s5, s13",
-        "vmla.f32 s22, s6, s14",
-        "vmla.f32 s23, s7, s15",
-        "vldmia {wb}!, {{s8-s15}}",
-        "vmla.f32 s24, s0, s8",
-        "vmla.f32 s25, s1, s9",
-        "vmla.f32 s26, s2, s10",
-        "vmla.f32 s27, s3, s11",
-        "vmla.f32 s28, s4, s12",
-        "vmla.f32 s29, s5, s13",
-        "vmla.f32 s30, s6, s14",
-        "vmla.f32 s31, s7, s15",
-        "vldmia {x}!, {{s0-s7}}",
-        "vldmia {wa}!, {{s8-s15}}",
-        "vmla.f32 s16, s0, s8",
-        "vmla.f32 s17, s1, s9",
-        "vmla.f32 s18, s2, s10",
-        "vmla.f32 s19, s3, s11",
-        "vmla.f32 s20, s4, s12",
-        "vmla.f32 s21, s5, s13",
-        "vmla.f32 s22, s6, s14",
-        "vmla.f32 s23, s7, s15",
-        "vldmia {wb}!, {{s8-s15}}",
-        "vmla.f32 s24, s0, s8",
-        "vmla.f32 s25, s1, s9",
-        "vmla.f32 s26, s2, s10",
-        "vmla.f32 s27, s3, s11",
-        "vmla.f32 s28, s4, s12",
-        "vmla.f32 s29, s5, s13",
-        "vmla.f32 s30, s6, s14",
-        "vmla.f32 s31, s7, s15",
+        f32_pair_chunk!(),
+        f32_pair_chunk!(),
         "subs {n}, {n}, #1",
         "bne 2b",
         "6:",
-        // The trees into s16 and s24 (pair_trees! without its stores).
-        "vadd.f32 s16, s16, s20",
-        "vadd.f32 s17, s17, s21",
-        "vadd.f32 s16, s16, s17",
-        "vadd.f32 s18, s18, s22",
-        "vadd.f32 s19, s19, s23",
-        "vadd.f32 s18, s18, s19",
-        "vadd.f32 s16, s16, s18",
-        "vadd.f32 s24, s24, s28",
-        "vadd.f32 s25, s25, s29",
-        "vadd.f32 s24, s24, s25",
-        "vadd.f32 s26, s26, s30",
-        "vadd.f32 s27, s27, s31",
-        "vadd.f32 s26, s26, s27",
-        "vadd.f32 s24, s24, s26",
+        // The trees into s16 and s24.
+        pair_tree_sums!(),
         // The tails, from +0.
         "vldmia {z}, {{s0-s1}}",
         "cmp {t}, #0",
