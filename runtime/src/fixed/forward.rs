@@ -1125,7 +1125,7 @@ mod tests {
             let wide = case % 7 == 0;
             let mut value = || {
                 let v = (next() % 65_535) as i32 - 32_767;
-                if wide && next() % 50 == 0 {
+                if wide && next().is_multiple_of(50) {
                     v * 3
                 } else {
                     v
