@@ -884,23 +884,26 @@ fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
 }
 
 /// [`silu_mul`] at one pair of formats, for whole rows: what depends only on them worked out
-/// once, and for the usual case (`0 ≤ fgu ≤ 18`, `i16` values, a shift in `1..=63`: every SiLU
-/// of a calibrated model) the same integers in 32-bit arithmetic but one 32 × 32 → 64
-/// multiply and one 64-bit shift. The general path took about 150 instructions an element on
+/// once, and for the usual case (`0 ≤ fgu ≤ 18`, `i16` values, a shift in `17..=63`: every
+/// SiLU of a calibrated model, the built-in one's are near 25) the same integers in 32-bit
+/// arithmetic but one 32 × 32 → 64 multiply, whose high word is the rounding's. The general path took about 150 instructions an element on
 /// the Cortex-M4F, most of them the checks and branches of formats known before the row.
 #[derive(Clone, Copy)]
 struct SiluMul {
     fgu: i32,
     fact: i32,
-    /// The sigmoid at `fgu` and `15 + 2·fgu − fact`, when the fast path applies.
-    narrow: Option<(NarrowSigmoid, u32)>,
+    /// The sigmoid at `fgu` and the rounding of `(g·u)·σ` by `2^(15 + 2·fgu − fact)`, when
+    /// the fast path applies.
+    narrow: Option<(NarrowSigmoid, ProductRounding)>,
 }
 
 impl SiluMul {
     fn new(fgu: i32, fact: i32) -> Self {
         let shift = 15 + 2 * i64::from(fgu) - i64::from(fact);
-        let narrow = if (0..=NARROW_SIGMOID_FRAC as i32).contains(&fgu) && (1..=63).contains(&shift) {
-            Some((NarrowSigmoid::new(fgu as u32), shift as u32))
+        let narrow = if (0..=NARROW_SIGMOID_FRAC as i32).contains(&fgu) && (17..=63).contains(&shift) {
+            let shift = shift as u32;
+            let rounding = ProductRounding { pre: 33u32.saturating_sub(shift), high: shift.saturating_sub(33) };
+            Some((NarrowSigmoid::new(fgu as u32), rounding))
         } else {
             None
         };
@@ -911,9 +914,9 @@ impl SiluMul {
     #[inline(never)]
     fn rows_into(&self, out: &mut [i32], g: &[i32], u: &[i32]) {
         match self.narrow {
-            Some((sigmoid, shift)) => {
+            Some((sigmoid, rounding)) => {
                 for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-                    *o = self.narrow_or_general(sigmoid, shift, g, u);
+                    *o = self.narrow_or_general(sigmoid, rounding, g, u);
                 }
             }
             None => {
@@ -930,9 +933,9 @@ impl SiluMul {
     #[inline(never)]
     fn rows_in_place(&self, g: &mut [i32], u: &[i32]) {
         match self.narrow {
-            Some((sigmoid, shift)) => {
+            Some((sigmoid, rounding)) => {
                 for (g, &u) in g.iter_mut().zip(u) {
-                    *g = self.narrow_or_general(sigmoid, shift, *g, u);
+                    *g = self.narrow_or_general(sigmoid, rounding, *g, u);
                 }
             }
             None => {
@@ -943,32 +946,44 @@ impl SiluMul {
         }
     }
 
-    /// `silu_mul(g, u, fgu, fact)` where `narrow` is `Some((sigmoid, shift))`. With `fgu ≥ 0`
+    /// `silu_mul(g, u, fgu, fact)` where `narrow` is `Some((sigmoid, rounding))`. With `fgu ≥ 0`
     /// the sigmoid's input is `g` itself at `fgu` fraction bits (`sigmoid_q15`'s narrow path:
     /// `fgu ≤ 18`, `g` fits `i32`); for `i16` values `g·σ·u` is `(g·u)·σ` (`|g·u| < 2^30`,
     /// `0 ≤ σ ≤ 2^15`: below 2^45, so `shift_round_i64` is `shift_round_small`), rounded half
     /// away from zero on its magnitude, and `sat16` clamps the magnitude to 32767 either side.
     #[inline(always)]
-    fn narrow_or_general(&self, sigmoid: NarrowSigmoid, shift: u32, g: i32, u: i32) -> i32 {
+    fn narrow_or_general(&self, sigmoid: NarrowSigmoid, rounding: ProductRounding, g: i32, u: i32) -> i32 {
         if let (Ok(g16), Ok(u16)) = (i16::try_from(g), i16::try_from(u)) {
             let gu = i32::from(g16) * i32::from(u16);
-            return round_product(gu, sigmoid.eval(g) as u32, shift);
+            return rounding.apply(gu, sigmoid.eval(g) as u32);
         }
         silu_mul_cold(g, u, self.fgu, self.fact)
     }
 }
 
-/// `sat16(shift_round_small(gu · sig, shift))` for `|gu| ≤ 2^30`, `sig ≤ 2^15`: rounded half
-/// away from zero on the magnitude, clamped to 32767 either side.
-#[inline(always)]
-fn round_product(gu: i32, sig: u32, shift: u32) -> i32 {
-    let magnitude = u64::from(gu.unsigned_abs()) * u64::from(sig);
-    let rounded = ((magnitude >> (shift - 1)) + 1) >> 1;
-    let v = rounded.min(ACT_MAX as u64) as i32;
-    if gu < 0 {
-        -v
-    } else {
-        v
+/// `sat16(shift_round_small(gu · sig, shift))` for `|gu| ≤ 2^30`, `sig ≤ 2^15` and a `shift`
+/// in `17..=63`, as [`Requant::apply_high`](super::math::Requant::apply_high) does it:
+/// `⌊|v| / 2^(shift−1)⌋` is the high word of `|gu| · (sig · 2^pre)` shifted right by `high`
+/// (`pre = max(0, 33 − shift) ≤ 16`, so `sig · 2^pre < 2^32` and the product `< 2^61`;
+/// `high = max(0, shift − 33)`), then rounded half away from zero on the magnitude and clamped
+/// to 32767 either side. No 64-bit shift.
+#[derive(Clone, Copy)]
+struct ProductRounding {
+    pre: u32,
+    high: u32,
+}
+
+impl ProductRounding {
+    #[inline(always)]
+    fn apply(self, gu: i32, sig: u32) -> i32 {
+        let magnitude = u64::from(gu.unsigned_abs()) * u64::from(sig << self.pre);
+        let halves = ((magnitude >> 32) as u32) >> self.high;
+        let v = ((halves >> 1) + (halves & 1)).min(ACT_MAX as u32) as i32;
+        if gu < 0 {
+            -v
+        } else {
+            v
+        }
     }
 }
 
