@@ -161,6 +161,14 @@ impl super::int8::Int8Lanes for NeonDot {
     unsafe fn store(p: *mut i32, v: int32x4_t) {
         vst1q_s32(p, v)
     }
+    /// Step 3 of the int4 arithmetic on four lanes, as `int4::add_block`: the sums converted,
+    /// multiplied by the steps and added, each rounded (`vcvtq`, `vmulq`, `vaddq`: no fused
+    /// multiply-add), in registers rather than through memory.
+    #[inline(always)]
+    unsafe fn add_scaled(out: *mut f32, sums: int32x4_t, scales: *const f32) {
+        let scaled = vmulq_f32(vcvtq_f32_s32(sums), vld1q_f32(scales));
+        vst1q_f32(out, vaddq_f32(vld1q_f32(out), scaled));
+    }
     /// Blocks of 4 rows × 16 bytes: 4 lanes of 4 bytes a row, transposed 4 × 4 (as 32-bit
     /// words) so that each vector holds one 4-byte group of 4 rows; the rest by the scalar loop.
     #[inline(always)]
