@@ -901,8 +901,9 @@ fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
 /// [`silu_mul`] at one pair of formats, for whole rows: what depends only on them worked out
 /// once, and for the usual case (`0 ≤ fgu ≤ 18`, `i16` values, a shift in `17..=63`: every
 /// SiLU of a calibrated model, the built-in one's are near 25) the same integers in 32-bit
-/// arithmetic but one 32 × 32 → 64 multiply, whose high word is the rounding's. The general path took about 150 instructions an element on
-/// the Cortex-M4F, most of them the checks and branches of formats known before the row.
+/// arithmetic but one 32 × 32 → 64 multiply, whose high word is the rounding's. The general
+/// path took about 150 instructions an element on the Cortex-M4F, most of them the checks and
+/// branches of formats known before the row.
 #[derive(Clone, Copy)]
 struct SiluMul {
     fgu: i32,
@@ -1012,8 +1013,7 @@ fn silu_mul_cold(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
 
 /// `x ← rms_norm(x + p)`: `x` with `fz` fraction bits, `p` with `fp`; `eps` as `f32` bits.
 fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
-    let n = x.len() as u64;
-    if n == 0 {
+    if x.is_empty() {
         return;
     }
     let in_i16 = |v: &i32| v.unsigned_abs() <= ACT_MAX as u32;

@@ -352,7 +352,7 @@ impl Requant {
 /// [`shift_round`] of a `v` with `|v| < 2^62` by `shift` in `1..=63`: the same rounding (half
 /// away from zero) in 64-bit arithmetic.
 #[inline]
-pub(crate) fn shift_round_small(v: i64, shift: u32) -> i64 {
+fn shift_round_small(v: i64, shift: u32) -> i64 {
     let halves = v.unsigned_abs() >> (shift - 1);
     let rounded = ((halves + 1) >> 1) as i64;
     if v < 0 {
@@ -1028,7 +1028,7 @@ mod tests {
             if n == 0 {
                 return;
             }
-            // rsqrt's exponents for this n, and every e whose quotient fits 64 bits.
+            // rsqrt's exponent for this n, and every seventh e whose quotient fits 64 bits.
             let l = 64 - (n - 1).leading_zeros();
             let mut es = std::vec![((l + 63) / 2) * 2];
             es.extend((0..128).filter(|&e| (1u128 << e) / u128::from(n) <= u128::from(u64::MAX)).step_by(7));

@@ -201,15 +201,7 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
                     pair_totals_f32(xr.as_ptr(), pa, pb, chunks, tail, acc.as_mut_ptr().cast());
                     acc.assume_init()
                 };
-                if let Some(out) = y.get_mut(r * d.ys + o..r * d.ys + o + 2) {
-                    if d.accumulate {
-                        out[0] += va;
-                        out[1] += vb;
-                    } else {
-                        out[0] = va;
-                        out[1] = vb;
-                    }
-                }
+                store_pair(y, r * d.ys + o, [va, vb], d.accumulate);
             }
             o += 2;
             continue;
@@ -243,15 +235,7 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
             // `super::lanes_total`'s last step: the tree, then the tail.
             let va = ta + tail(wa);
             let vb = tb + tail(wb);
-            if let Some(out) = y.get_mut(r * d.ys + o..r * d.ys + o + 2) {
-                if d.accumulate {
-                    out[0] += va;
-                    out[1] += vb;
-                } else {
-                    out[0] = va;
-                    out[1] = vb;
-                }
-            }
+            store_pair(y, r * d.ys + o, [va, vb], d.accumulate);
         }
         o += 2;
     }
@@ -266,6 +250,20 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
         }
     }
     true
+}
+
+/// Outputs `at` and `at + 1` of [`matmul`]: stored, or added with `accumulate`.
+#[inline(always)]
+fn store_pair(y: &mut [f32], at: usize, v: [f32; 2], accumulate: bool) {
+    if let Some(out) = y.get_mut(at..at + 2) {
+        if accumulate {
+            out[0] += v[0];
+            out[1] += v[1];
+        } else {
+            out[0] = v[0];
+            out[1] = v[1];
+        }
+    }
 }
 
 /// The longest f16 row [`matmul`] widens (two rows on the stack: 2 KiB): the built-in
@@ -544,8 +542,8 @@ unsafe fn pair_lanes_f16(x: *const f32, wa: *const u8, wb: *const u8, chunks: us
     }
 }
 
-/// [`pair_lanes_f16`]'s loop for f32 rows with the tail inside: the loop of eight, the two trees, then
-/// the last `tail` values (`k mod 8`, at most 7) of each row added in order from zero with
+/// The pair loop for f32 rows (and f16 rows widened beforehand), tail inside: the steps of
+/// eight, the two trees, then the last `tail` values (`k mod 8`, at most 7) of each row added in order from zero with
 /// `VMLA` (a product rounded, then added: `super::tail_sum`'s `0.0 + w·x + …`), and each
 /// total is its tree plus its tail (`super::lanes_total`): `acc[0]`, `acc[1]` are the bits of
 /// `super::dot` for `wa` and `wb`. The Rust tail and its slices cost about 90 instructions a
