@@ -26,8 +26,11 @@ pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod prefetch;
+// Plain Rust: its unit test runs on the host too.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8;
+#[cfg(any(target_arch = "riscv32", test))]
+pub(crate) mod riscv;
 #[cfg(feature = "threads")]
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
