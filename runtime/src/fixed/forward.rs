@@ -572,12 +572,6 @@ fn linear_packed(
     limit: i64,
 ) -> Result<(), Error> {
     let kp = k.div_ceil(64) * 64;
-    // Word-aligned: the DSP tile reads the row with `LDRD`, which faults on an address that is
-    // not a multiple of 4 (an `[i16]` is only 2-aligned).
-    #[repr(C, align(8))]
-    struct Packed([i16; DOT_CHUNK.div_ceil(64) * 64]);
-    let mut packed = Packed([0; DOT_CHUNK.div_ceil(64) * 64]);
-    let pack = &mut packed.0;
     // Every row's scale, and k values of every weight row, exist (checked once, so that the
     // loops below index without failing).
     let (Some(scales), Some(values)) = (scales.get(..out), values.get(..out * k)) else {
@@ -592,6 +586,13 @@ fn linear_packed(
             r += 4;
             continue;
         }
+        // Word-aligned: the DSP tile reads the row with `LDRD`, which faults on an address that
+        // is not a multiple of 4 (an `[i16]` is only 2-aligned). Made here, for the last rows
+        // only: zeroing it in every call cost 0.4 M instructions a fixed-point segment (M4F).
+        #[repr(C, align(8))]
+        struct Packed([i16; DOT_CHUNK.div_ceil(64) * 64]);
+        let mut packed = Packed([0; DOT_CHUNK.div_ceil(64) * 64]);
+        let pack = &mut packed.0;
         let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
         let dst = pack.get_mut(..kp).unwrap_or(&mut []);
         let (head, rest) = dst.split_at_mut(row.len().min(kp));
@@ -655,7 +656,6 @@ fn linear_rows4(
     fy_minus_fx: i32,
     limit: i64,
 ) -> Result<(), Error> {
-    use super::math::Requant;
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     use crate::kernels::int8::Int8Tile;
     const KP_MAX: usize = DOT_CHUNK.div_ceil(64) * 64;
@@ -727,12 +727,6 @@ fn linear_rows4(
         let (Some(block), Some(block_scales)) = (values.get(o * k..(o + n) * k), scales.get(o..o + n)) else {
             break;
         };
-        let mut req = [Requant::ZERO; 4];
-        for (q, &scale) in req.iter_mut().zip(block_scales) {
-            *q = Requant::new(scale, fy_minus_fx).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
-        }
-        // The 32-bit form for the block's outputs, decided once for its four rows.
-        let high_limit = limit32.filter(|_| req.iter().all(|q| q.is_high()));
         // A block of fewer than four rows repeats its last row (computed, then dropped).
         let ptrs: [*const i8; 4] =
             core::array::from_fn(|j| block.get(j.min(n - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
@@ -755,18 +749,19 @@ fn linear_rows4(
             let _ = ptrs;
             core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), block, k))
         };
-        store_requantised(y, r0 * ys + o, ys, n, &sums, &req, limit, high_limit);
+        store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx, limit, limit32)?;
         o += n;
     }
     Ok(())
 }
 
-/// The tile's 4 × 4 sums requantised into `y`: row `i`'s (up to four, `n`) outputs at
-/// `at + i · ys`, sum `j` of a row with `req[j]`; `high_limit` is the limit for
-/// [`Requant::apply_high`](super::math::Requant::apply_high) when every scale of `req` takes the
-/// high word (every real model's) and the limit fits. One call a tile, not inlined: inlined
+/// The tile's 4 × 4 sums requantised into `y`: row `i`'s outputs (as many as `scales` has, at
+/// most four) at `at + i · ys`, column `j` with `scales[j]`'s [`Requant`], built here once for
+/// the four rows; [`Requant::apply_high`] where the scale takes the high word (every real
+/// model's) and the limit fits 32 bits (`limit32`). One call a tile, not inlined: inlined
 /// copies were flash the firmware does not have to spare, and a call per row of the tile cost
-/// about 10 instructions an output more.
+/// about 10 instructions an output more. (The caller built the four `Requant`s before, passed
+/// in memory: about 35 instructions each on the M4F.)
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
@@ -774,25 +769,28 @@ fn store_requantised(
     y: &mut [i32],
     at: usize,
     ys: usize,
-    n: usize,
     sums: &[[i32; 4]; 4],
-    req: &[super::math::Requant; 4],
+    scales: &[f32],
+    fy_minus_fx: i32,
     limit: i64,
-    high_limit: Option<u32>,
-) {
-    for (i, sums) in sums.iter().enumerate() {
-        let start = at + i * ys;
-        let Some(y) = y.get_mut(start..start + n) else { continue };
-        if let (Ok(y4), Some(l)) = (<&mut [i32; 4]>::try_from(&mut *y), high_limit) {
-            for ((y, &sum), q) in y4.iter_mut().zip(sums).zip(req) {
-                *y = q.apply_high(sum, l);
-            }
-            continue;
-        }
-        for ((y, &sum), q) in y.iter_mut().zip(sums).zip(req) {
-            *y = q.apply(sum, limit) as i32;
+    limit32: Option<u32>,
+) -> Result<(), Error> {
+    use super::math::Requant;
+    let n = scales.len().min(4);
+    let last = at + 3 * ys + n;
+    let y_len = y.len();
+    let y = y.get_mut(at..last).ok_or(Error::OutputLength { expected: last, got: y_len })?;
+    for (j, &scale) in scales.iter().enumerate().take(n) {
+        let q = Requant::new(scale, fy_minus_fx).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
+        for (i, sums) in sums.iter().enumerate() {
+            let Some(y) = y.get_mut(i * ys + j) else { continue };
+            *y = match limit32 {
+                Some(l) if q.is_high() => q.apply_high(sums[j], l),
+                _ => q.apply(sums[j], limit) as i32,
+            };
         }
     }
+    Ok(())
 }
 
 /// `Σ x·w_j` of a packed row against the (up to) four weight rows of `block` (`k` values
