@@ -214,6 +214,12 @@ impl Int8Tile for Dsp4x4 {
         tile4x4(q.cast::<u32>(), w, k, out.as_mut_ptr().cast::<i32>());
         out.assume_init()
     }
+
+    #[cfg(target_feature = "fpregs")]
+    #[inline(always)]
+    unsafe fn dequantise_tile(sums: &[[i32; 4]; 4], sx: *const f32, sw: &[f32; 4], y: *mut f32, ys: usize) {
+        super::arm_fpu::dequantise_4x4(sums.as_ptr().cast(), sx, sw.as_ptr(), y, ys);
+    }
 }
 
 /// [`Dsp4x4`]'s tile into `out` (16 values, row by row). Not inlined: one copy for the int8

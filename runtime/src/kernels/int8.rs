@@ -95,6 +95,22 @@ pub trait Int8Tile {
     /// `q` points to `MR` packed rows of `kp` values each; `w[j]` to weight rows of at least `k`
     /// readable values (never read at or past `k`); the CPU has the ISA's features.
     unsafe fn tile(panel: &[i32; 4], q: *const u8, kp: usize, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4];
+
+    /// Step 3 for a whole tile: `y[i · ys + j] = dequantise(sums[i][j], sx[i], sw[j])` for
+    /// `i < MR`, `j < 4`. The default is that loop; a core whose compiled loop costs more than
+    /// its instructions (the Cortex-M FPU) writes it out.
+    ///
+    /// # Safety
+    /// `sx` has `MR` readable values; `y` has `MR` rows of 4 writable values, `ys` apart.
+    #[inline(always)]
+    unsafe fn dequantise_tile(sums: &[[i32; 4]; 4], sx: *const f32, sw: &[f32; 4], y: *mut f32, ys: usize) {
+        for (i, s) in sums.iter().enumerate().take(Self::MR) {
+            let (p, sx) = (y.add(i * ys), *sx.add(i));
+            for (j, (&s, &sw)) in s.iter().zip(sw).enumerate() {
+                *p.add(j) = dequantise(s, sx, sw);
+            }
+        }
+    }
 }
 
 /// `max |x|` with NaN ignored, and the quantisation's `(s_x, 127 / m)` (both 0 for a zero row).
@@ -102,32 +118,48 @@ pub trait Int8Tile {
 /// patterns is the order of the values, and NaN's patterns (above infinity's) are skipped; an
 /// integer `max` is a few instructions on every core, where a float `max` that ignores NaN is
 /// a compare, a flag transfer and a select on a Cortex-M.
-#[inline]
+///
+/// The maximum is first taken over every pattern, NaN's included: only when it is above
+/// infinity's (a NaN is present) does a second pass skip them. One pass of a plain integer
+/// maximum is what almost every row takes (on the M4F the skip inside the loop cost 3 of its
+/// 10 instructions a value). Not inlined on Arm: the two passes' loops, inlined into every
+/// product's instantiation, were 6.6 KB of a Cortex-M firmware's flash.
+#[cfg_attr(target_arch = "arm", inline(never))]
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn row_scale(x: &[f32]) -> (f32, f32) {
     const INF: u32 = 0x7f80_0000;
-    let magnitude = |v: &f32| {
-        let a = v.to_bits() & 0x7fff_ffff;
-        if a > INF {
-            0
-        } else {
-            a
-        }
-    };
-    let mut acc = [0u32; 8];
-    let chunks = x.chunks_exact(8);
-    let mut m = chunks.remainder().iter().map(magnitude).fold(0, u32::max);
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a = (*a).max(magnitude(v));
-        }
+    let mut m = max_magnitude_bits(x, |v| v.to_bits() & 0x7fff_ffff);
+    if m > INF {
+        m = max_magnitude_bits(x, |v| {
+            let a = v.to_bits() & 0x7fff_ffff;
+            if a > INF {
+                0
+            } else {
+                a
+            }
+        });
     }
-    m = acc.iter().fold(m, |m, &a| m.max(a));
     let m = f32::from_bits(m);
     if m > 0.0 {
         (m / 127.0, 127.0 / m)
     } else {
         (0.0, 0.0)
     }
+}
+
+/// The largest `magnitude(v)` over `x` (0 for an empty row), in eight lanes so that it
+/// vectorises.
+#[inline(always)]
+fn max_magnitude_bits(x: &[f32], magnitude: impl Fn(&f32) -> u32) -> u32 {
+    let mut acc = [0u32; 8];
+    let chunks = x.chunks_exact(8);
+    let m = chunks.remainder().iter().map(&magnitude).fold(0, u32::max);
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = (*a).max(magnitude(v));
+        }
+    }
+    acc.iter().fold(m, |m, &a| m.max(a))
 }
 
 /// `round_ties_even(v · inv)` clamped to ±127; 0 for NaN. `(t + 1.5·2^23) − 1.5·2^23` rounds
@@ -276,6 +308,13 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
                 let mut r = 0;
                 while r < n {
                     let sums = T::tile(&panel, pack.add(r * kcp * bytes), kcp, &wr, kn);
+                    if !chunked && nr == 4 && r + T::MR <= n {
+                        // A whole tile (rows r..r + MR < n ≤ x_scales.len()).
+                        let p = y.as_mut_ptr().add((r0 + r) * d.ys + o);
+                        T::dequantise_tile(&sums, x_scales.as_ptr().add(r), &sw, p, d.ys);
+                        r += T::MR;
+                        continue;
+                    }
                     for (i, s) in sums.iter().enumerate().take(T::MR.min(n - r)) {
                         let p = y.as_mut_ptr().add((r0 + r + i) * d.ys + o);
                         if !chunked {
