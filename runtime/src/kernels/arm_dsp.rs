@@ -217,8 +217,9 @@ impl Int8Tile for Dsp4x4 {
 
     #[cfg(target_feature = "fpregs")]
     #[inline(always)]
-    unsafe fn dequantise_tile(sums: &[[i32; 4]; 4], sx: *const f32, sw: &[f32; 4], y: *mut f32, ys: usize) {
+    unsafe fn dequantise_tile(sums: &[[i32; 4]; 4], sx: *const f32, sw: &[f32; 4], y: *mut f32, ys: usize) -> bool {
         super::arm_fpu::dequantise_4x4(sums.as_ptr().cast(), sx, sw.as_ptr(), y, ys);
+        true
     }
 }
 
