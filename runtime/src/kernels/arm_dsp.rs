@@ -133,6 +133,26 @@ unsafe fn step<const MR: usize, const NR: usize>(acc: &mut [[i32; NR]; MR], q: *
     }
 }
 
+/// The four rows' words (r0, two `LDM`s of four) into r8–r12 and eight `SMLAD` with the
+/// even (r7) and odd (lr) halves of a weight word into r3, r4, r5, r11: the tail of
+/// [`column4!`] and each half word of [`q4_word!`].
+macro_rules! rows4_smlad {
+    () => {
+        concat!(
+            "ldm r0!, {{r8, r9, r10, r12}}\n",
+            "smlad r3, r8, r7, r3\n",
+            "smlad r3, r9, lr, r3\n",
+            "smlad r4, r10, r7, r4\n",
+            "smlad r4, r12, lr, r4\n",
+            "ldm r0!, {{r8, r9, r10, r12}}\n",
+            "smlad r5, r8, r7, r5\n",
+            "smlad r5, r9, lr, r5\n",
+            "smlad r11, r10, r7, r11\n",
+            "smlad r11, r12, lr, r11\n",
+        )
+    };
+}
+
 /// One step of [`column4!`]'s loop, four values of `k`: the weight word (r1, post-increment)
 /// extended into r7 (even) and lr (odd), the four rows' words (r0, two `LDM`s of four) into
 /// r8–r12, eight `SMLAD` into r3, r4, r5, r11. Written once, used four times a loop.
@@ -210,16 +230,7 @@ macro_rules! column4 {
             "f\n",
             "sxtb16 r7, r6\n",
             "sxtb16 lr, r6, ror #8\n",
-            "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r3, r8, r7, r3\n",
-            "smlad r3, r9, lr, r3\n",
-            "smlad r4, r10, r7, r4\n",
-            "smlad r4, r12, lr, r4\n",
-            "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r5, r8, r7, r5\n",
-            "smlad r5, r9, lr, r5\n",
-            "smlad r11, r10, r7, r11\n",
-            "smlad r11, r12, lr, r11\n",
+            rows4_smlad!(),
             $end,
             ":\n",
             "ldr r8, [sp, #4]\n",
@@ -479,18 +490,7 @@ macro_rules! q4_word {
         )
     };
     (half) => {
-        concat!(
-            "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r3, r8, r7, r3\n",
-            "smlad r3, r9, lr, r3\n",
-            "smlad r4, r10, r7, r4\n",
-            "smlad r4, r12, lr, r4\n",
-            "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r5, r8, r7, r5\n",
-            "smlad r5, r9, lr, r5\n",
-            "smlad r11, r10, r7, r11\n",
-            "smlad r11, r12, lr, r11\n",
-        )
+        rows4_smlad!()
     };
 }
 
