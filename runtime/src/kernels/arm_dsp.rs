@@ -155,7 +155,9 @@ macro_rules! rows4_smlad {
 
 /// One step of [`column4!`]'s loop, four values of `k`: the weight word (r1, post-increment)
 /// extended into r7 (even) and lr (odd), the four rows' words (r0, two `LDM`s of four) into
-/// r8–r12, eight `SMLAD` into r3, r4, r5, r11. Written once, used four times a loop.
+/// r8–r12, eight `SMLAD` into r3, r4, r5, r11. Written once, used four times a loop. Not
+/// `SXTB16`s then [`rows4_smlad!`]: the first `LDM` sits between the weight's load and its
+/// extension, so that the extension does not wait for the load on the core.
 macro_rules! rows4_step {
     () => {
         concat!(
