@@ -783,10 +783,10 @@ fn store_requantised(
     for (j, &scale) in scales.iter().enumerate().take(n) {
         let q = Requant::new(scale, fy_minus_fx).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
         for (i, sums) in sums.iter().enumerate() {
-            let Some(y) = y.get_mut(i * ys + j) else { continue };
+            let (Some(y), Some(&sum)) = (y.get_mut(i * ys + j), sums.get(j)) else { continue };
             *y = match limit32 {
-                Some(l) if q.is_high() => q.apply_high(sums[j], l),
-                _ => q.apply(sums[j], limit) as i32,
+                Some(l) if q.is_high() => q.apply_high(sum, l),
+                _ => q.apply(sum, limit) as i32,
             };
         }
     }
