@@ -149,14 +149,28 @@ pub fn isqrt_u64(n: u64) -> u64 {
     root
 }
 
-/// `⌊2^e / n⌋` for `n ≥ 1` where it is below 2^64 (`2^e < n · 2^64`), [`rsqrt`]'s quotient:
-/// restoring long division, one quotient bit a step in 64-bit words (a 33rd bit of the
-/// remainder carried out of the shift). The `u128` division it replaces is a library routine
-/// of about 3,600 instructions on a 32-bit core; this is about 800 (64 steps).
+/// `⌊2^e / n⌋` for `n ≥ 1` where it is below 2^64 (`2^e < n · 2^64`), [`rsqrt`]'s quotient.
+/// For `n < 2^32` (the integer path's RMSNorm means) two divisions of 64-bit words: with
+/// `2^(e−32) = h·n + r`, the quotient is `2^32·h + ⌊2^32·r / n⌋` (`h < 2^32` since the
+/// quotient is below 2^64, `2^32·r < 2^64`). Otherwise restoring long division, one quotient
+/// bit a step in 64-bit words (a 33rd bit of the remainder carried out of the shift). The
+/// `u128` division these replace is a library routine of about 3,600 instructions on a 32-bit
+/// core; the long division is about 1,200 (64 steps) on the M4F.
 fn pow2_div(e: u32, n: u64) -> u64 {
     if e < 64 {
         return (1u64 << e) / n;
     }
+    // n < 2^32 and the quotient below 2^64: 2^e < 2^96, so e − 32 < 64.
+    if n >> 32 == 0 && e < 96 {
+        let top = 1u64 << (e - 32);
+        let (high, rest) = (top / n, top % n);
+        return (high << 32) | ((rest << 32) / n);
+    }
+    pow2_div_long(e, n)
+}
+
+/// [`pow2_div`] for `e ≥ 64` by restoring long division.
+fn pow2_div_long(e: u32, n: u64) -> u64 {
     // 2^(e − 64) < n: the remainder before the first quotient bit.
     let mut rem = 1u64 << (e - 64).min(63);
     let mut q = 0u64;
@@ -1111,6 +1125,38 @@ mod tests {
     }
 
     const FRACS: [u32; 13] = [0, 1, 3, 4, 5, 8, 12, 15, 16, 20, 24, 32, 40];
+
+    #[test]
+    fn pow2_div_is_the_quotient() {
+        let mut rng = Lcg(11);
+        let check = |e: u32, n: u64| {
+            if n == 0 {
+                return;
+            }
+            let want = (1u128 << e) / u128::from(n);
+            if want < 1 << 64 {
+                assert_eq!(u128::from(pow2_div(e, n)), want, "2^{e} / {n}");
+                if e >= 64 {
+                    assert_eq!(u128::from(pow2_div_long(e, n)), want, "long: 2^{e} / {n}");
+                }
+            }
+        };
+        for e in 0..128 {
+            for n in [1, 2, 3, 7, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000, 0x1_0000_0001, u64::MAX] {
+                check(e, n);
+                check(e, n >> 1);
+            }
+            for _ in 0..2_000 {
+                let n = rng.next_u64() >> (rng.next_u32() % 64);
+                check(e, n);
+                // rsqrt's exponent for this n: the quotient in [2^62, 2^64).
+                if n > 0 {
+                    let l = 64 - (n - 1).leading_zeros();
+                    check(2 * ((l + 63) / 2), n);
+                }
+            }
+        }
+    }
 
     #[test]
     fn narrow_sigmoid_and_shift_equal_the_general_paths() {
