@@ -150,7 +150,8 @@ pub fn isqrt_u64(n: u64) -> u64 {
 }
 
 /// `⌊2^e / n⌋` for `n ≥ 1` where it is below 2^64 (`2^e < n · 2^64`), [`rsqrt`]'s quotient.
-/// For `n < 2^32` (the integer path's RMSNorm means) two divisions of 64-bit words: with
+/// For `n < 2^32` (the integer path's `i16` rows: a sum of two `i16` values squares to below
+/// 2^32, so their mean does, but for the epsilon) two divisions of 64-bit words: with
 /// `2^(e−32) = h·n + r`, the quotient is `2^32·h + ⌊2^32·r / n⌋` (`h < 2^32` since the
 /// quotient is below 2^64, `2^32·r < 2^64`). Otherwise restoring long division, one quotient
 /// bit a step in 64-bit words (a 33rd bit of the remainder carried out of the shift). The
