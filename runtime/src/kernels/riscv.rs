@@ -132,6 +132,7 @@ pub fn tile4x4(q: &[i16], w: &[&[i8]; 4], k: usize) -> [[i32; 4]; 4] {
             );
         }
     }
+    // Elsewhere (the host's unit test) the loop below takes every value.
     #[cfg(not(target_arch = "riscv32"))]
     let groups = {
         let _ = groups;
@@ -166,7 +167,9 @@ mod tests {
     use std::vec::Vec;
 
     /// The tile's sums against the plain definition, for every `k` up to 70 (whole passes and
-    /// every tail) and extreme values.
+    /// every tail) and extreme values. On the host this checks the Rust loop only (the slices'
+    /// bounds and the tail); the assembly runs on RISC-V alone, where the gate's cross-core
+    /// digests check it (`scripts/firmware.sh gate`).
     #[test]
     fn tile_sums_are_the_definition() {
         let mut seed = 0x2545_f491_u32;
