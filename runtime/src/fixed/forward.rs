@@ -728,8 +728,9 @@ fn linear_rows4(
             break;
         };
         // A block of fewer than four rows repeats its last row (computed, then dropped).
-        let ptrs: [*const i8; 4] =
-            core::array::from_fn(|j| block.get(j.min(n - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
+        let rows: [&[i8]; 4] = core::array::from_fn(|j| block.get(j.min(n - 1) * k..).unwrap_or(block));
+        #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+        let ptrs = rows.map(<[i8]>::as_ptr);
         // SAFETY: four interleaved rows of kp ≥ k values (zero past k, in the tile's order,
         // word-aligned), every pointer k values of `block`; DSP is a feature of the target.
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
@@ -739,14 +740,10 @@ fn linear_rows4(
         #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
         let sums = unsafe { crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr(), &ptrs, k) };
         #[cfg(target_arch = "riscv32")]
-        let sums = {
-            let _ = ptrs;
-            let row = |j: usize| block.get(j.min(n - 1) * k..).unwrap_or(&[]);
-            crate::kernels::riscv::tile4x4(&packed.0, &[row(0), row(1), row(2), row(3)], k)
-        };
+        let sums = crate::kernels::riscv::tile4x4(&packed.0, &rows, k);
         #[cfg(not(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32")))]
         let sums: [[i32; 4]; 4] = {
-            let _ = ptrs;
+            let _ = rows;
             core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), block, k))
         };
         store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx, limit, limit32)?;
