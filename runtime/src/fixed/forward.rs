@@ -957,6 +957,11 @@ impl SiluMul {
     fn rows_in_place(&self, g: &mut [i32], u: &[i32]) {
         match self.narrow {
             Some((sigmoid, rounding)) => {
+                #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+                if (4..=15).contains(&sigmoid.frac()) && rounding.high == 0 {
+                    self.rows_in_place_thumb2(sigmoid.frac(), rounding.pre, g, u);
+                    return;
+                }
                 for (g, &u) in g.iter_mut().zip(u) {
                     *g = self.narrow_or_general(sigmoid, rounding, *g, u);
                 }
@@ -965,6 +970,37 @@ impl SiluMul {
                 for (g, &u) in g.iter_mut().zip(u) {
                     *g = silu_mul_cold(*g, u, self.fgu, self.fact);
                 }
+            }
+        }
+    }
+
+    /// [`SiluMul::rows_in_place`] on a Thumb-2 core for `4 ≤ frac ≤ 15` and a rounding shift
+    /// of at most 33 (the built-in model's SiLUs have `frac` 8 to 10 and shifts near 25): the
+    /// assembly loop, and `silu_mul` for a pair it stops at (a value outside `i16`).
+    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    fn rows_in_place_thumb2(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
+        let n = g.len().min(u.len());
+        let mut i = 0;
+        while let (Some(gs), Some(us)) = (g.get_mut(i..n), u.get(i..n)) {
+            if gs.is_empty() {
+                break;
+            }
+            // SAFETY: both slices hold n − i values; frac and the shift were checked by the
+            // caller.
+            let done = unsafe {
+                crate::kernels::arm_thumb2::silu_rows(
+                    gs.as_mut_ptr(),
+                    us.as_ptr(),
+                    gs.len(),
+                    &super::math::SIGMOID_SEGMENTS,
+                    frac,
+                    rounding_pre,
+                )
+            };
+            i += done;
+            if let (Some(g), Some(&u)) = (g.get_mut(i), u.get(i)) {
+                *g = silu_mul_cold(*g, u, self.fgu, self.fact);
+                i += 1;
             }
         }
     }
@@ -1174,6 +1210,66 @@ mod tests {
             let mut got = g.clone();
             silu.rows_in_place(&mut got, &u);
             assert_eq!(got, want, "fgu {fgu} fact {fact}");
+        }
+    }
+
+    /// The Thumb-2 loop's arithmetic (`kernels::arm_thumb2::silu_rows`), step by step as its
+    /// instructions compute it: `None` where the loop stops (a value outside `i16`).
+    fn thumb2_silu_steps(g: i32, u: i32, frac: u32, rounding_pre: u32) -> Option<i32> {
+        let (lim, w) = (1i32 << (frac + 4), frac - 4);
+        if (g.wrapping_add(0x8000) | u.wrapping_add(0x8000)) as u32 >= 0x10000 {
+            return None;
+        }
+        let gu = g * u;
+        let pos = g + lim;
+        let sig = if pos <= 0 {
+            0
+        } else if pos >= lim << 1 {
+            32768
+        } else {
+            let r0 = (pos as u32 & ((1 << w) - 1)) as i32;
+            let [w0, w1] = super::super::math::SIGMOID_SEGMENTS[(pos as u32 >> w) as usize];
+            // SMLATB: the top half of w0 (−k4) times the bottom half of r₀, plus c·2^w.
+            let t = ((w1 << w) as i32).wrapping_add(i32::from((w0 >> 16) as i16) * i32::from(r0 as i16));
+            // SMMUL: the high word.
+            let h = ((i64::from(r0 << (39 - 2 * frac)) * i64::from(t)) >> 32) as i32;
+            (w0 & 0xffff) as i32 + ((h + 1) >> 1)
+        };
+        let sign = gu >> 31;
+        let magnitude = ((gu ^ sign) - sign) as u32;
+        let high = ((u64::from(magnitude) * u64::from((sig as u32) << rounding_pre)) >> 32) as u32;
+        // USAT #15 of (high + 1) >> 1.
+        let v = (((high + 1) >> 1) as i32).clamp(0, 32767);
+        Some((v ^ sign) - sign)
+    }
+
+    #[test]
+    fn silu_rows_arithmetic_equals_silu_mul() {
+        // Every format the loop takes (frac 4..=15, shifts 17..=33), g over the whole i16
+        // range (a stride with a random offset) and its edges, u at its edges and in between.
+        let mut next = xorshift(0x51_7cc1_b727_220a);
+        let us = [-32_768, -32_767, -20_001, -255, -1, 0, 1, 3, 4_099, 32_767];
+        for frac in 4..=15u32 {
+            for shift in 17..=33 {
+                let (fgu, fact) = (frac as i32, 15 + 2 * frac as i32 - shift);
+                let pre = (33 - shift) as u32;
+                let gs = (-32_768..=32_767).step_by(7).map(|g: i32| (g + (next() % 7) as i32).min(32_767));
+                let lim = 1 << (frac + 4);
+                let edges = [-32_768, -lim, 1 - lim, lim - 1, lim, 32_767].map(|g: i32| g.clamp(-32_768, 32_767));
+                for g in gs.chain(edges) {
+                    for &u in &us {
+                        let want = silu_mul(g, u, fgu, fact);
+                        assert_eq!(
+                            thumb2_silu_steps(g, u, frac, pre),
+                            Some(want),
+                            "g {g} u {u} frac {frac} shift {shift}"
+                        );
+                    }
+                }
+                for (g, u) in [(32_768, 1), (1, -32_769), (-40_000, 5), (i32::MIN, 0)] {
+                    assert_eq!(thumb2_silu_steps(g, u, frac, pre), None);
+                }
+            }
         }
     }
 

@@ -524,8 +524,21 @@ impl NarrowSigmoid {
         Self { frac, lim: 1 << (frac + 4), one: 1 << frac, pre, post }
     }
 
+    /// Its fraction bits (`b`, at most [`NARROW_SIGMOID_FRAC`]).
+    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    pub(crate) fn frac(&self) -> u32 {
+        self.frac
+    }
+
     #[inline(always)]
     pub(crate) fn eval(&self, x: i32) -> i32 {
+        self.eval_unclamped(x).clamp(0, 32768)
+    }
+
+    /// [`NarrowSigmoid::eval`] without its final clamp, which never binds (a unit test checks
+    /// every `x` within ±2^17 at every `frac`).
+    #[inline(always)]
+    fn eval_unclamped(&self, x: i32) -> i32 {
         if x >= self.lim {
             return 32768;
         }
@@ -536,14 +549,13 @@ impl NarrowSigmoid {
         let pos = ((x + self.lim) as u32) << 4;
         let i = (pos >> self.frac) as usize;
         let r = (pos & (self.one as u32 - 1)) as i32;
-        // i ≤ 511: segment i's start and curvature term, and its end (the next segment's
-        // start); the checks never fail.
-        let (Some(&start), Some(&end)) = (SIGMOID_SEGMENTS.get(i), SIGMOID_SEGMENTS.get(i + 1)) else {
+        // i ≤ 511: segment i's start, −k4 and 4d + k4; the check never fails.
+        let Some(&[start, slope]) = SIGMOID_SEGMENTS.get(i) else {
             return 0;
         };
-        let (p1, p2, k4) = (start as u16 as i32, end as u16 as i32, (start >> 16) as i16 as i32);
-        let d = p2 - p1;
-        let u = 4 * d * self.one + k4 * (self.one - r);
+        let (p1, minus_k4, c) = (start as u16 as i32, (start >> 16) as i16 as i32, slope as i32);
+        // u = 4d·2^b + k4·(2^b − r) = (4d + k4)·2^b − k4·r.
+        let u = (c << self.frac) + minus_k4 * r;
         // t = r·u; t / 2^(2b+2) = ρ·(d + k4·(1 − ρ)/4) with ρ = r / 2^b in [0, 1) and
         // |k4| ≤ 4|d|: at most 2|d| ≤ 1024 in magnitude, so the quotients below fit i32 (no
         // 64-bit clamp). ⌊(t + 2^(s−1)) / 2^s⌋ = ⌊(⌊t / 2^(s−1)⌋ + 1) / 2⌋ with s = 2b + 2: no
@@ -552,36 +564,37 @@ impl NarrowSigmoid {
         // value on a 32-bit core).
         let high = ((i64::from(r << self.pre) * i64::from(u)) >> 32) as i32;
         let q = ((high >> self.post) + 1) >> 1;
-        (p1 + q).clamp(0, 32768)
+        // `eval`'s clamp is a no-op: d ≥ 0 (the table rises) makes q a rounding of a value in
+        // [0, d], so p1 + q lies in [p1, p2].
+        p1 + q
     }
 }
 
-/// Segment `i` of [`sigmoid_q15_narrow`] in one word: its start `SIGMOID_Q15[i]` in the low
-/// half, its `4k` in the high half (`p1 + p2 − p0 − p3` over entries `i ..= i + 3` of
-/// `SIGMOID_Q15_PADDED`, limited to `±4|p2 − p1|`; 0 for the last entry, which only ends
-/// segment 511). Worked out by the compiler: it depends on the segment only (2 KiB of flash
-/// for two loads and a clamp less a sigmoid).
+/// Segment `i` of [`sigmoid_q15_narrow`] in two words: its start `p1 = SIGMOID_Q15[i]` in the
+/// low half of the first and `−k4` in its high half (`k4 = p1 + p2 − p0 − p3` over entries
+/// `i ..= i + 3` of `SIGMOID_Q15_PADDED`, limited to `±4|p2 − p1|`), and `4·(p2 − p1) + k4` in
+/// the second: what the interpolation needs, in the forms it uses them (one `LDRD` and no
+/// subtraction on a Cortex-M: `kernels::arm_thumb2::silu_rows`). Worked out by the compiler:
+/// it depends on the segment only (4 KiB of flash).
 #[allow(clippy::indexing_slicing)]
-const SIGMOID_SEGMENTS: [u32; 513] = {
+pub(crate) static SIGMOID_SEGMENTS: [[u32; 2]; 512] = {
     let t = &SIGMOID_Q15_PADDED;
-    let mut out = [0u32; 513];
+    let mut out = [[0u32; 2]; 512];
     let mut i = 0;
-    while i < 513 {
-        let p1 = t[i + 1] as i32;
-        let mut k4 = 0;
-        if i < 512 {
-            let (p0, p2, p3) = (t[i] as i32, t[i + 2] as i32, t[i + 3] as i32);
-            let d = if p2 > p1 { p2 - p1 } else { p1 - p2 };
-            k4 = p1 + p2 - p0 - p3;
-            if k4 < -4 * d {
-                k4 = -4 * d;
-            }
-            if k4 > 4 * d {
-                k4 = 4 * d;
-            }
+    while i < 512 {
+        let (p0, p1, p2, p3) = (t[i] as i32, t[i + 1] as i32, t[i + 2] as i32, t[i + 3] as i32);
+        // The table rises: d ≥ 0 (what makes the final clamp a no-op).
+        let d = p2 - p1;
+        assert!(d >= 0);
+        let mut k4 = p1 + p2 - p0 - p3;
+        if k4 < -4 * d {
+            k4 = -4 * d;
         }
-        assert!(p1 >= 0 && p1 <= u16::MAX as i32 && k4 >= i16::MIN as i32 && k4 <= i16::MAX as i32);
-        out[i] = p1 as u32 | ((k4 as i16 as u16 as u32) << 16);
+        if k4 > 4 * d {
+            k4 = 4 * d;
+        }
+        assert!(p1 >= 0 && p1 <= u16::MAX as i32 && k4 >= -(i16::MAX as i32) && k4 <= i16::MAX as i32);
+        out[i] = [p1 as u32 | (((-k4) as i16 as u16 as u32) << 16), (4 * d + k4) as u32];
         i += 1;
     }
     out
@@ -1140,8 +1153,11 @@ mod tests {
         // Every x within ±2^17 (all i16 activations at any format, and the saturated ends) at
         // every width of the narrow path, then random 32-bit x.
         for frac in 0..=NARROW_SIGMOID_FRAC {
+            let narrow = NarrowSigmoid::new(frac);
             for x in -(1i32 << 17)..=(1 << 17) {
                 assert_eq!(sigmoid_q15_narrow(x, frac), sigmoid_q15_wide(i64::from(x), frac), "x {x} frac {frac}");
+                // The clamp is a no-op (the Cortex-M SiLU loop has none).
+                assert_eq!(narrow.eval_unclamped(x), narrow.eval(x), "x {x} frac {frac}");
             }
             let mut rng = Lcg(u64::from(frac) + 99);
             for _ in 0..100_000 {

@@ -1,13 +1,17 @@
-//! Cortex-M cores with Thumb-2 but without the DSP extension (M3, `thumbv7m`; M33 built
-//! without DSP): the integer path's products of four activation rows, CMSIS-NN's scalar inner
-//! loop turned around. The activations are packed as `i32`, the four rows interleaved value by
-//! value, so that one `LDM` brings the four rows' value `t` for the four `MLA`s with weight
-//! `t`; each weight word is loaded once and its bytes sign-extended one at a time (`SXTB` with
-//! a rotation) just before their four `MLA`s. Per four values of `k` and four rows, one `LDR`,
-//! four extensions, four `LDM`s and sixteen `MLA`s: 1.56 instructions per multiply-accumulate,
-//! against about 3 for the compiler's loop of one row against four weight rows (one `i16` load
-//! and four `i8` loads a value). The sums are exact `i32` (`|x| ≤ 32767`, `|w| ≤ 128`, at most
-//! 256 values a row), so the integers, and the digests of every core, are unchanged.
+//! Cortex-M cores with Thumb-2 (M3, M4, M7, M33): the integer path's loops in assembly.
+//!
+//! Without the DSP extension (M3, `thumbv7m`; M33 built without DSP), the products of four
+//! activation rows, CMSIS-NN's scalar inner loop turned around. The activations are packed as
+//! `i32`, the four rows interleaved value by value, so that one `LDM` brings the four rows'
+//! value `t` for the four `MLA`s with weight `t`; each weight word is loaded once and its bytes
+//! sign-extended one at a time (`SXTB` with a rotation) just before their four `MLA`s. Per four
+//! values of `k` and four rows, one `LDR`, four extensions, four `LDM`s and sixteen `MLA`s: 1.56
+//! instructions per multiply-accumulate, against about 3 for the compiler's loop of one row
+//! against four weight rows (one `i16` load and four `i8` loads a value). The sums are exact
+//! `i32` (`|x| ≤ 32767`, `|w| ≤ 128`, at most 256 values a row), so the integers, and the
+//! digests of every core, are unchanged.
+//!
+//! On every Thumb-2 core, the SwiGLU's `silu(g)·u` ([`silu_rows`]).
 
 use core::arch::asm;
 
@@ -16,6 +20,7 @@ use core::arch::asm;
 ///
 /// # Safety
 /// `q` is word-aligned with `4 · k` readable values; each `w[j]` has `k` readable values.
+#[cfg(not(target_feature = "dsp"))]
 #[inline(never)]
 pub unsafe fn tile4x4(q: *const i32, w: &[*const i8; 4], k: usize) -> [[i32; 4]; 4] {
     let mut out = [[0i32; 4]; 4];
@@ -81,4 +86,123 @@ pub unsafe fn tile4x4(q: *const i32, w: &[*const i8; 4], k: usize) -> [[i32; 4];
         }
     }
     out
+}
+
+/// `g[i] ← silu_mul(g[i], u[i], fgu, fact)` (`fixed::forward`'s narrow path: the sigmoid of
+/// `g` at `frac = fgu` fraction bits, [`NarrowSigmoid::eval`](crate::fixed), times `g·u`,
+/// rounded half away from zero by `2^shift` with `shift = 15 + 2·fgu − fact`, clamped to
+/// ±32767) for `i < n`, stopping before the first pair of which a value is outside `i16`.
+/// Returns the number of values done.
+///
+/// One pass of about 34 instructions a value (the compiler's loop took 62: it spilled its
+/// constants). What the Rust code computes in forms the instructions take directly:
+/// - the sigmoid's position `(g + 2^(b+4))·16` split at `b` bits as `g + 2^(b+4)` split at
+///   `w = b − 4` (index `i`, remainder `r₀ = r / 16`), and its table entry in one `LDRD`
+///   (`p1` and `−k4` in one word, `c = 4d + k4` in the other: `SIGMOID_SEGMENTS`);
+/// - `u = c·2^b − k4·r = 16·(c·2^w + (−k4)·r₀)`, and the high word of `(r·2^(31−2b))·u` as that
+///   of `(r₀·2^(39−2b))·(c·2^w + (−k4)·r₀)`: the same product (`SMLATB` multiplies `−k4` from
+///   the word's top half; `SMMUL` keeps the high word; on the M3 `MLA` and `SMULL`);
+/// - the sigmoid's final clamp left out (it never binds: unit test `narrow_sigmoid_and_shift_equal_the_general_paths`);
+/// - `(h + 1) >> 1` for `(h >> 1) + (h & 1)` (`h < 2^29`), clamped to 32767 by `USAT`, the
+///   sign put back with `EOR`/`SUB` on `g·u`'s sign.
+///
+/// The unit test `silu_rows_arithmetic_equals_silu_mul` in `fixed::forward` replays these steps
+/// in Rust against `silu_mul`; the assembly itself is checked by the gate's digests of the
+/// M3, M4F, M7 and M33 (`scripts/firmware.sh gate`).
+///
+/// # Safety
+/// `g` and `u` hold `n` values each; `4 ≤ frac ≤ 15`; `rounding_pre = 33 − shift` with `shift`
+/// in `17..=33`.
+#[cfg(feature = "fixed-point")]
+#[inline(never)]
+pub unsafe fn silu_rows(
+    g: *mut i32,
+    u: *const i32,
+    n: usize,
+    segments: &[[u32; 2]; 512],
+    frac: u32,
+    rounding_pre: u32,
+) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let w = frac - 4;
+    let mut gp = g;
+    // r6 and r7 cannot be operands (LLVM's base and frame pointers): saved on the stack and
+    // used as temporaries.
+    macro_rules! silu_loop {
+        ($($products:literal),*) => {
+            asm!(
+                "push {{r6, r7}}",
+                "2:",
+                "ldr r11, [r0]",
+                "ldr r12, [r1], #4",
+                // Both values in i16: (g + 2^15) | (u + 2^15) < 2^16.
+                "add lr, r11, #0x8000",
+                "add r6, r12, #0x8000",
+                "orr lr, lr, r6",
+                "cmp lr, #0x10000",
+                "bhs 5f",
+                "mul r12, r11, r12",
+                // pos = g + 2^(b+4); saturated below 1 and from 2^(b+5) on.
+                "adds r11, r11, r5",
+                "ble 4f",
+                "cmp r11, r5, lsl #1",
+                "bge 3f",
+                "and lr, r11, r8",
+                "lsr r11, r11, r9",
+                "add r11, r3, r11, lsl #3",
+                "ldrd r11, r6, [r11]",
+                "lsl r6, r6, r9",
+                $($products,)*
+                "add r6, r6, #1",
+                "uxth r11, r11",
+                "add r11, r11, r6, asr #1",
+                "6:",
+                // |g·u| · (σ · 2^pre): its high word, rounded, clamped, signed.
+                "eor lr, r12, r12, asr #31",
+                "sub lr, lr, r12, asr #31",
+                "lsl r11, r11, r4",
+                "umull r11, r6, lr, r11",
+                "add r6, r6, #1",
+                "usat r6, #15, r6, asr #1",
+                "eor r6, r6, r12, asr #31",
+                "sub r6, r6, r12, asr #31",
+                "str r6, [r0], #4",
+                "cmp r1, r2",
+                "bne 2b",
+                "b 7f",
+                "3:",
+                "mov r11, #32768",
+                "b 6b",
+                "4:",
+                "mov r11, #0",
+                "b 6b",
+                // A value outside i16: u's pointer back on it, g's never left it.
+                "5:",
+                "sub r1, r1, #4",
+                "7:",
+                "pop {{r6, r7}}",
+                inout("r0") gp,
+                inout("r1") u => _,
+                in("r2") u.add(n),
+                in("r3") segments.as_ptr(),
+                in("r4") rounding_pre,
+                in("r5") 1i32 << (frac + 4),
+                in("r8") (1u32 << w) - 1,
+                in("r9") w,
+                in("r10") 39 - 2 * frac,
+                out("r11") _,
+                out("r12") _,
+                out("lr") _,
+            )
+        };
+    }
+    // t' = c·2^w + (−k4)·r₀, then h = high word of (r₀·2^(39−2b)) · t'.
+    #[cfg(target_feature = "dsp")]
+    silu_loop!("smlatb r6, r11, lr, r6", "lsl lr, lr, r10", "smmul r6, lr, r6");
+    #[cfg(not(target_feature = "dsp"))]
+    silu_loop!("asr r7, r11, #16", "mla r6, r7, lr, r6", "lsl lr, lr, r10", "smull r7, r6, lr, r6");
+    // SAFETY: gp advanced by whole values from g, at most n.
+    gp.offset_from(g) as usize
 }
