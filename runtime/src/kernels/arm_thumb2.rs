@@ -11,7 +11,8 @@
 //! `i32` (`|x| ≤ 32767`, `|w| ≤ 128`, at most 256 values a row), so the integers, and the
 //! digests of every core, are unchanged.
 //!
-//! On every Thumb-2 core, the SwiGLU's `silu(g)·u` ([`silu_rows`]).
+//! On every Thumb-2 core, the SwiGLU's `silu(g)·u` ([`silu_rows`]) and the requantisation of
+//! a 4 × 4 tile's sums into `i16` activations ([`requantise_4x4`]).
 
 use core::arch::asm;
 
@@ -205,4 +206,100 @@ pub unsafe fn silu_rows(
     silu_loop!("asr r7, r11, #16", "mla r6, r7, lr, r6", "lsl lr, lr, r10", "smull r7, r6, lr, r6");
     // SAFETY: gp advanced by whole values from g, at most n.
     gp.offset_from(g) as usize
+}
+
+/// `y[i·ys + j] = Requant::new(scales[j], d).apply_high(sums[i][j], 32767)` for the 4 × 4
+/// tile (`fixed::forward::store_requantised`'s work where all four scales take the fast path
+/// of `Requant::new`: a normal `f32` whose shift `150 − biased exponent − d` is in `25..=63`).
+/// Returns `false`, having stored some columns or none, at the first scale outside it; the
+/// caller then does the whole tile in Rust (the same values again).
+///
+/// Per column about 16 instructions for the scale (its exponent's checks, the multiplier
+/// `m·2^(33 − shift)` or `m` with a high-word shift of `shift − 33`), per output 11: `|sum|`,
+/// `UMULL`, the high word shifted by `high_shift + 1` with `LSRS`, whose carry is the bit the
+/// rounding adds (`(h >> 1) + (h & 1)` in two instructions), `USAT` to 32767, and the sign of
+/// `sum` XOR the scale's put back. The compiler's code took about 31 an output. The same
+/// integers: the gate's digests of the M3, M4F, M7 and M33 check them.
+///
+/// # Safety
+/// `y` is valid for writes at `i·ys + j` for `i, j < 4`; `scales` holds four values;
+/// `|d| < 2^24`.
+#[cfg(feature = "fixed-point")]
+#[inline(never)]
+pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
+    let done: u32;
+    // r6 and r7 cannot be operands (LLVM's base and frame pointers): saved on the stack and
+    // used as temporaries.
+    macro_rules! output {
+        ($row:literal, $store:literal) => {
+            concat!(
+                "ldr lr, [r4, #",
+                $row,
+                "]\n",
+                "eor r6, lr, lr, asr #31\n",
+                "sub r6, r6, lr, asr #31\n",
+                "umull r6, r7, r6, r11\n",
+                "lsrs r7, r7, r12\n",
+                "adc r7, r7, #0\n",
+                "usat r7, #15, r7\n",
+                "eor lr, lr, r10\n",
+                "eor r7, r7, lr, asr #31\n",
+                "sub r7, r7, lr, asr #31\n",
+                "str r7, ",
+                $store,
+                "\n",
+            )
+        };
+    }
+    asm!(
+        "push {{r6, r7}}",
+        "2:",
+        // The scale's bits; its biased exponent, normal (1..=254)?
+        "ldr r10, [r5], #4",
+        "ubfx r12, r10, #23, #8",
+        "sub r11, r12, #1",
+        "cmp r11, #254",
+        "bhs 3f",
+        // shift = 150 − d − biased, in 25..=63?
+        "sub r12, r8, r12",
+        "sub r11, r12, #25",
+        "cmp r11, #38",
+        "bhi 3f",
+        // The mantissa with its leading 1; shift ≤ 33: multiplier m·2^(33 − shift), high
+        // shift 0; else m, shift − 33. r12 = the high shift + 1.
+        "ubfx r11, r10, #0, #23",
+        "orr r11, r11, #0x800000",
+        "rsbs lr, r12, #33",
+        "itte ge",
+        "lslge r11, r11, lr",
+        "movge r12, #1",
+        "sublt r12, r12, #32",
+        output!("0", "[r0]"),
+        output!("16", "[r0, r1, lsl #2]"),
+        output!("32", "[r0, r2, lsl #2]"),
+        output!("48", "[r0, r3, lsl #2]"),
+        "add r0, r0, #4",
+        "add r4, r4, #4",
+        "cmp r5, r9",
+        "bne 2b",
+        "mov r0, #1",
+        "b 4f",
+        "3:",
+        "mov r0, #0",
+        "4:",
+        "pop {{r6, r7}}",
+        inout("r0") y => done,
+        in("r1") ys,
+        in("r2") 2 * ys,
+        in("r3") 3 * ys,
+        inout("r4") sums.as_ptr() => _,
+        inout("r5") scales => _,
+        in("r8") 150 - d,
+        in("r9") scales.add(4),
+        out("r10") _,
+        out("r11") _,
+        out("r12") _,
+        out("lr") _,
+    );
+    done != 0
 }
