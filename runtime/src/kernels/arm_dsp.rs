@@ -330,7 +330,7 @@ impl Int8Tile for Dsp4x4 {
 /// # Safety
 /// As [`Int8Tile::tile`]; `out` has 16 writable values.
 #[inline(never)]
-unsafe fn tile4x4(q: *const u32, w: &[*const i8; 4], k: usize, out: *mut i32) {
+pub(crate) unsafe fn tile4x4(q: *const u32, w: &[*const i8; 4], k: usize, out: *mut i32) {
     // Rows shorter than a word (a degenerate matrix): each weight row copied into a word
     // padded with zeros, which meet the activations' zero padding.
     let mut words = [[0i8; 4]; 4];
