@@ -86,6 +86,51 @@ pub unsafe fn reorder(row: *mut i16, kp: usize) {
     }
 }
 
+/// `groups` groups of four `i32` activations from `src` into the 4 × 4 tile's layout (the
+/// fixed-point path's rows): each value clamped to ±32767, group `g` stored as `x0 x2 x1 x3` at
+/// `dst + 16·g` (the four rows' groups interleaved). Per group one `LDM`, four `SSAT` (to
+/// −32768..=32767), two `PKHBT`, two `QSUB16` pairs (`0 − (0 − h)` with saturation: −32768
+/// becomes −32767, every other value stays) and one `STRD`: 3.5 instructions a value, where
+/// the compiler's clamps took about 13.
+///
+/// # Safety
+/// `src` has `4 · groups` readable values; `dst` room for `16 · groups` values from it,
+/// 4-aligned.
+#[cfg(feature = "fixed-point")]
+#[inline(never)]
+pub unsafe fn pack_groups(src: *const i32, groups: usize, dst: *mut i16) {
+    if groups == 0 {
+        return;
+    }
+    // LDM loads in register order: the four values in r2..r5, named explicitly.
+    asm!(
+        "2:",
+        "ldm {src}!, {{r2, r3, r4, r5}}",
+        "ssat r2, #16, r2",
+        "ssat r3, #16, r3",
+        "ssat r4, #16, r4",
+        "ssat r5, #16, r5",
+        "pkhbt r2, r2, r4, lsl #16",
+        "pkhbt r3, r3, r5, lsl #16",
+        "qsub16 r2, {zero}, r2",
+        "qsub16 r2, {zero}, r2",
+        "qsub16 r3, {zero}, r3",
+        "qsub16 r3, {zero}, r3",
+        "strd r2, r3, [{dst}], #32",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        src = inout(reg) src => _,
+        dst = inout(reg) dst => _,
+        n = inout(reg) groups => _,
+        zero = in(reg) 0u32,
+        out("r2") _,
+        out("r3") _,
+        out("r4") _,
+        out("r5") _,
+        options(nostack),
+    );
+}
+
 /// Row `i` of a block of `MR` interleaved rows, the tiles' layout.
 ///
 /// # Safety
