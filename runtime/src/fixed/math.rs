@@ -525,7 +525,7 @@ impl NarrowSigmoid {
     }
 
     /// Its fraction bits (`b`, at most [`NARROW_SIGMOID_FRAC`]).
-    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    #[cfg(all(target_arch = "arm", target_feature = "thumb2", feature = "fixed-point"))]
     pub(crate) fn frac(&self) -> u32 {
         self.frac
     }

@@ -114,7 +114,6 @@ pub unsafe fn tile4x4(q: *const i32, w: &[*const i8; 4], k: usize) -> [[i32; 4];
 /// # Safety
 /// `g` and `u` hold `n` values each; `4 ≤ frac ≤ 15`; `rounding_pre = 33 − shift` with `shift`
 /// in `17..=33`.
-#[cfg(feature = "fixed-point")]
 #[inline(never)]
 pub unsafe fn silu_rows(
     g: *mut i32,
@@ -224,7 +223,6 @@ pub unsafe fn silu_rows(
 /// # Safety
 /// `y` is valid for writes at `i·ys + j` for `i, j < 4`; `scales` holds four values;
 /// `|d| < 2^24`.
-#[cfg(feature = "fixed-point")]
 #[inline(never)]
 pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
     let done: u32;

@@ -180,7 +180,7 @@ pub fn quantise(v: f32, inv: f32) -> i32 {
     }
 }
 
-const ROUNDING: f32 = 12_582_912.0;
+pub(crate) const ROUNDING: f32 = 12_582_912.0;
 
 /// [`quantise`] with Rust's saturating conversion (an infinite or NaN-free large value to
 /// `i32::MIN`/`MAX`, NaN to 0), then an integer clamp.

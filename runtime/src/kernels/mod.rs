@@ -17,7 +17,7 @@ use crate::Error;
 pub(crate) mod arm_dsp;
 #[cfg(all(target_arch = "arm", target_feature = "fpregs"))]
 mod arm_fpu;
-#[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+#[cfg(all(target_arch = "arm", target_feature = "thumb2", feature = "fixed-point"))]
 pub(crate) mod arm_thumb2;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod gemm;
