@@ -862,6 +862,12 @@ pub fn add_sum_assign(a: &mut [f32], b: &[f32], c: &[f32]) {
 /// `f32`.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    exp_in_range(x.clamp(-87.33, 88.3))
+}
+
+/// [`exp`] without its clamp: the same value for `x` in `−87.33..=88.3` (and NaN).
+#[inline(always)]
+fn exp_in_range(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const MAGIC: f32 = 12_582_912.0;
@@ -870,7 +876,6 @@ pub fn exp(x: f32) -> f32 {
     const C4: f32 = 0.041_668_225;
     const C5: f32 = 0.008_374_824;
     const C6: f32 = 0.001_383_683_2;
-    let x = x.clamp(-87.33, 88.3);
     let rounded = x * core::f32::consts::LOG2_E + MAGIC;
     let n = rounded - MAGIC;
     let ni = (rounded.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
@@ -967,6 +972,14 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 /// `g · sigmoid(g)`.
 #[inline]
 pub fn silu(g: f32) -> f32 {
+    // On 32-bit Arm (no vector unit to keep busy; the M4F's FPv4 has no minimum or maximum
+    // instruction) the exponential's clamp is two compares, two flag transfers and two
+    // selects a value; where |g| ≤ 87.33 it changes nothing, so one compare of |g| decides
+    // (the same bits: NaN and larger |g| take the clamp).
+    #[cfg(target_arch = "arm")]
+    if g.abs() <= 87.33 {
+        return g / (1.0 + exp_in_range(-g));
+    }
     g / (1.0 + exp(-g))
 }
 
