@@ -543,6 +543,55 @@ unsafe fn pair_lanes_f16(x: *const f32, wa: *const u8, wb: *const u8, chunks: us
     }
 }
 
+/// The multiply-adds of a pair loop's first `n` tail values, in their order: x's in s2–s8, `wa`'s
+/// in s9–s15 into s0, `wb`'s in s17–s23 into s1.
+macro_rules! tail_mlas {
+    (1) => {
+        "vmla.f32 s0, s9, s2\nvmla.f32 s1, s17, s2\n"
+    };
+    (2) => {
+        concat!(tail_mlas!(1), "vmla.f32 s0, s10, s3\nvmla.f32 s1, s18, s3\n")
+    };
+    (3) => {
+        concat!(tail_mlas!(2), "vmla.f32 s0, s11, s4\nvmla.f32 s1, s19, s4\n")
+    };
+    (4) => {
+        concat!(tail_mlas!(3), "vmla.f32 s0, s12, s5\nvmla.f32 s1, s20, s5\n")
+    };
+    (5) => {
+        concat!(tail_mlas!(4), "vmla.f32 s0, s13, s6\nvmla.f32 s1, s21, s6\n")
+    };
+    (6) => {
+        concat!(tail_mlas!(5), "vmla.f32 s0, s14, s7\nvmla.f32 s1, s22, s7\n")
+    };
+    (7) => {
+        concat!(tail_mlas!(6), "vmla.f32 s0, s15, s8\nvmla.f32 s1, s23, s8\n")
+    };
+}
+
+/// [`pair_totals_f32`]'s tail of `n` values: label `4n`, each row's values in one `VLDM`
+/// (registers `$x`, `$a`, `$b`), the multiply-adds, then on to the end (label 40).
+macro_rules! pair_tail {
+    ($n:tt, $x:literal, $a:literal, $b:literal) => {
+        concat!(
+            "4",
+            stringify!($n),
+            ":\n",
+            "vldmia {x}, {{",
+            $x,
+            "}}\n",
+            "vldmia {wa}, {{",
+            $a,
+            "}}\n",
+            "vldmia {wb}, {{",
+            $b,
+            "}}\n",
+            tail_mlas!($n),
+            "b 40f\n",
+        )
+    };
+}
+
 /// The pair loop for f32 rows (and f16 rows widened beforehand), tail inside: the steps of
 /// eight, the two trees, then the last `tail` values (`k mod 8`, at most 7) of each row added in order from zero with
 /// `VMLA` (a product rounded, then added: `super::tail_sum`'s `0.0 + w·x + …`), and each
@@ -581,96 +630,13 @@ unsafe fn pair_totals_f32(x: *const f32, wa: *const f32, wb: *const f32, chunks:
         "tbb [pc, {t}]",
         "1:",
         ".byte (40f - 1b) / 2, (41f - 1b) / 2, (42f - 1b) / 2, (43f - 1b) / 2, (44f - 1b) / 2, (45f - 1b) / 2, (46f - 1b) / 2, (47f - 1b) / 2",
-        "41:",
-        "vldmia {x}, {{s2}}",
-        "vldmia {wa}, {{s9}}",
-        "vldmia {wb}, {{s17}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "b 40f",
-        "42:",
-        "vldmia {x}, {{s2-s3}}",
-        "vldmia {wa}, {{s9-s10}}",
-        "vldmia {wb}, {{s17-s18}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "vmla.f32 s0, s10, s3",
-        "vmla.f32 s1, s18, s3",
-        "b 40f",
-        "43:",
-        "vldmia {x}, {{s2-s4}}",
-        "vldmia {wa}, {{s9-s11}}",
-        "vldmia {wb}, {{s17-s19}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "vmla.f32 s0, s10, s3",
-        "vmla.f32 s1, s18, s3",
-        "vmla.f32 s0, s11, s4",
-        "vmla.f32 s1, s19, s4",
-        "b 40f",
-        "44:",
-        "vldmia {x}, {{s2-s5}}",
-        "vldmia {wa}, {{s9-s12}}",
-        "vldmia {wb}, {{s17-s20}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "vmla.f32 s0, s10, s3",
-        "vmla.f32 s1, s18, s3",
-        "vmla.f32 s0, s11, s4",
-        "vmla.f32 s1, s19, s4",
-        "vmla.f32 s0, s12, s5",
-        "vmla.f32 s1, s20, s5",
-        "b 40f",
-        "45:",
-        "vldmia {x}, {{s2-s6}}",
-        "vldmia {wa}, {{s9-s13}}",
-        "vldmia {wb}, {{s17-s21}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "vmla.f32 s0, s10, s3",
-        "vmla.f32 s1, s18, s3",
-        "vmla.f32 s0, s11, s4",
-        "vmla.f32 s1, s19, s4",
-        "vmla.f32 s0, s12, s5",
-        "vmla.f32 s1, s20, s5",
-        "vmla.f32 s0, s13, s6",
-        "vmla.f32 s1, s21, s6",
-        "b 40f",
-        "46:",
-        "vldmia {x}, {{s2-s7}}",
-        "vldmia {wa}, {{s9-s14}}",
-        "vldmia {wb}, {{s17-s22}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "vmla.f32 s0, s10, s3",
-        "vmla.f32 s1, s18, s3",
-        "vmla.f32 s0, s11, s4",
-        "vmla.f32 s1, s19, s4",
-        "vmla.f32 s0, s12, s5",
-        "vmla.f32 s1, s20, s5",
-        "vmla.f32 s0, s13, s6",
-        "vmla.f32 s1, s21, s6",
-        "vmla.f32 s0, s14, s7",
-        "vmla.f32 s1, s22, s7",
-        "b 40f",
-        "47:",
-        "vldmia {x}, {{s2-s8}}",
-        "vldmia {wa}, {{s9-s15}}",
-        "vldmia {wb}, {{s17-s23}}",
-        "vmla.f32 s0, s9, s2",
-        "vmla.f32 s1, s17, s2",
-        "vmla.f32 s0, s10, s3",
-        "vmla.f32 s1, s18, s3",
-        "vmla.f32 s0, s11, s4",
-        "vmla.f32 s1, s19, s4",
-        "vmla.f32 s0, s12, s5",
-        "vmla.f32 s1, s20, s5",
-        "vmla.f32 s0, s13, s6",
-        "vmla.f32 s1, s21, s6",
-        "vmla.f32 s0, s14, s7",
-        "vmla.f32 s1, s22, s7",
-        "vmla.f32 s0, s15, s8",
-        "vmla.f32 s1, s23, s8",
+        pair_tail!(1, "s2", "s9", "s17"),
+        pair_tail!(2, "s2-s3", "s9-s10", "s17-s18"),
+        pair_tail!(3, "s2-s4", "s9-s11", "s17-s19"),
+        pair_tail!(4, "s2-s5", "s9-s12", "s17-s20"),
+        pair_tail!(5, "s2-s6", "s9-s13", "s17-s21"),
+        pair_tail!(6, "s2-s7", "s9-s14", "s17-s22"),
+        pair_tail!(7, "s2-s8", "s9-s15", "s17-s23"),
         "40:",
         "vadd.f32 s16, s16, s0",
         "vadd.f32 s24, s24, s1",
