@@ -758,13 +758,8 @@ fn linear_rows4(
                 #[cfg(not(target_feature = "dsp"))]
                 let sums = &crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr(), &ptrs, k);
                 // A scale off the fast path: this block and the rest by the loop below.
-                if !crate::kernels::arm_thumb2::requantise_4x4(
-                    y0.add(o),
-                    ys,
-                    &sums,
-                    scales.as_ptr().add(o),
-                    fy_minus_fx,
-                ) {
+                if !crate::kernels::arm_thumb2::requantise_4x4(y0.add(o), ys, sums, scales.as_ptr().add(o), fy_minus_fx)
+                {
                     break;
                 }
             }
