@@ -1028,8 +1028,9 @@ impl SiluMul {
     }
 
     /// [`SiluMul::rows_in_place`] on a Thumb-2 core for `4 ≤ frac ≤ 15` and a rounding shift
-    /// of at most 33 (the built-in model's SiLUs have `frac` 8 to 10 and shifts near 25): the
-    /// assembly loop, and `silu_mul` for a pair it stops at (a value outside `i16`).
+    /// of at most 33 (the built-in model's activation formats have 7 to 11 fraction bits, its
+    /// SiLU shifts are near 25): the assembly loop, and `silu_mul` for a pair it stops at (a
+    /// value outside `i16`).
     #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
     fn rows_in_place_thumb2(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
         let n = g.len().min(u.len());
