@@ -271,15 +271,35 @@ macro_rules! rows4_smlad {
     () => {
         concat!(
             "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r3, r8, r7, r3\n",
-            "smlad r3, r9, lr, r3\n",
-            "smlad r4, r10, r7, r4\n",
-            "smlad r4, r12, lr, r4\n",
+            rows4_smlad!(r3, r4),
             "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r5, r8, r7, r5\n",
-            "smlad r5, r9, lr, r5\n",
-            "smlad r11, r10, r7, r11\n",
-            "smlad r11, r12, lr, r11\n",
+            rows4_smlad!(r5, r11),
+        )
+    };
+    // Two rows' four `SMLAD`: their words in r8, r9 and r10, r12, the weight's halves in r7
+    // and lr.
+    ($a:tt, $b:tt) => {
+        concat!(
+            "smlad ",
+            stringify!($a),
+            ", r8, r7, ",
+            stringify!($a),
+            "\n",
+            "smlad ",
+            stringify!($a),
+            ", r9, lr, ",
+            stringify!($a),
+            "\n",
+            "smlad ",
+            stringify!($b),
+            ", r10, r7, ",
+            stringify!($b),
+            "\n",
+            "smlad ",
+            stringify!($b),
+            ", r12, lr, ",
+            stringify!($b),
+            "\n",
         )
     };
 }
@@ -296,15 +316,9 @@ macro_rules! rows4_step {
             "ldm r0!, {{r8, r9, r10, r12}}\n",
             "sxtb16 r7, lr\n",
             "sxtb16 lr, lr, ror #8\n",
-            "smlad r3, r8, r7, r3\n",
-            "smlad r3, r9, lr, r3\n",
-            "smlad r4, r10, r7, r4\n",
-            "smlad r4, r12, lr, r4\n",
+            rows4_smlad!(r3, r4),
             "ldm r0!, {{r8, r9, r10, r12}}\n",
-            "smlad r5, r8, r7, r5\n",
-            "smlad r5, r9, lr, r5\n",
-            "smlad r11, r10, r7, r11\n",
-            "smlad r11, r12, lr, r11\n",
+            rows4_smlad!(r5, r11),
         )
     };
 }
