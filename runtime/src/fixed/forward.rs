@@ -1151,45 +1151,64 @@ fn residual_norm_general(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
 /// fraction bits fewer than `x`'s (`fp − fz` in `−7..=31`): every activation of a calibrated
 /// model, whose sites saturate to ±32767 (the built-in model's residual adds have `fp − fz` of
 /// −1 and −2). Then `p` rescaled is `p · 2^(fz − fp)` or `shift_round_small` of it (on 32-bit
-/// magnitudes), `|t| < 32767 · 129 < 2^23`, so `t²` is a 32 × 32 → 64 multiply and no
-/// row's sum of squares can saturate (`n · 2^46`), and the normalised value `t · inv` (`inv
+/// magnitudes), `|t| ≤ 32768 · 129 < 2^23`, so `t²` is a 32 × 32 → 64 multiply and no
+/// row's sum of squares can overflow (`n · 2^46`), and the normalised value `t · inv` (`inv
 /// ≤ 2^32`) is below 2^55, rounded on its magnitude and clamped by `sat16`. The same integers
 /// without the general loops' 64-bit saturating arithmetic, which took about 230
 /// instructions a value on the Cortex-M4F.
 ///
-/// Returns false, having changed nothing, where a value of `x` or `p` is outside ±32767 (the
-/// general path then runs). The check is made in the first pass, which sums the squares
-/// without storing; the second computes each `x + p` again and stores it normalised (two
-/// separate passes of checks before took about 13 instructions a value on the M4F).
+/// Returns false, having changed nothing, where a value of `x` or `p` is outside the `i16`
+/// range (the general path then runs). The first pass sums the squares without storing and
+/// gathers the range check in one word, tested once after the loop (a compare and branch per
+/// value before); the second computes each `x + p` again and stores it normalised.
 fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps: u32) -> bool {
     let n = x.len() as u64;
+    let Some(p) = p.get(..x.len()) else { return false };
+    // Wrapping: a value outside i16 makes `t` (and the squares) meaningless, and the row is
+    // then handed back before either is used.
     let sum = |x: i32, p: i32| {
         let p = if rescale_shift > 0 {
             let rounded = (((p.unsigned_abs() >> (rescale_shift - 1)) + 1) >> 1) as i32;
             if p < 0 {
-                -rounded
+                rounded.wrapping_neg()
             } else {
                 rounded
             }
         } else {
-            p << -rescale_shift
+            p.wrapping_shl(rescale_shift.unsigned_abs())
         };
-        x + p
+        x.wrapping_add(p)
     };
     let mut squares = 0u64;
+    // Each value plus 2^15 is below 2^16 exactly when the value is in i16; so is their OR.
+    let mut outside = 0u32;
     for (&x, &p) in x.iter().zip(p) {
-        // Both within ±32767 exactly when their magnitudes' bits together are.
-        if x.unsigned_abs() | p.unsigned_abs() > ACT_MAX as u32 {
-            return false;
-        }
-        let t = sum(x, p);
-        squares += u64::from(t.unsigned_abs()) * u64::from(t.unsigned_abs());
+        outside |= (x.wrapping_add(0x8000) | p.wrapping_add(0x8000)) as u32;
+        let t = i64::from(sum(x, p));
+        squares = squares.wrapping_add((t * t) as u64);
+    }
+    if outside >= 0x10000 {
+        return false;
     }
     let eps = fixed_from_f32_bits(eps, 2 * fz).unwrap_or(0).max(0) as u64;
     let mean = (squares / n).saturating_add(eps).max(1);
     let (inv, shift) = rsqrt(mean);
     let out_shift = shift - fz;
     match (u32::try_from(inv), u32::try_from(out_shift)) {
+        // `|t| · 2^9 < 2^32`, so `h`, the high word of `(|t| · 2^9) · inv`, is `⌊|t| · inv /
+        // 2^23⌋` and `(|t| · inv) >> (out_shift − 1)` is `h >> (out_shift − 24)`: one
+        // 32 × 32 → 64 multiply and 32-bit shifts (the 64-bit shift by a variable amount took
+        // about a dozen instructions on 32-bit cores).
+        (Ok(inv), Ok(out_shift @ 24..=55)) => {
+            let down = out_shift - 24;
+            for (x, &p) in x.iter_mut().zip(p) {
+                let t = sum(*x, p);
+                let h = ((u64::from(t.unsigned_abs() << 9) * u64::from(inv)) >> 32) as u32;
+                let r = h >> down;
+                let v = ((r >> 1) + (r & 1)).min(ACT_MAX as u32) as i32;
+                *x = if t < 0 { -v } else { v };
+            }
+        }
         (Ok(inv), Ok(out_shift @ 1..=63)) => {
             for (x, &p) in x.iter_mut().zip(p) {
                 let t = sum(*x, p);
@@ -1244,8 +1263,9 @@ mod tests {
             let mut value = || ((next() % (spread + 1)) as i64 - (spread / 2) as i64).clamp(-32_767, 32_767) as i32;
             let mut x: std::vec::Vec<i32> = (0..n).map(|_| value()).collect();
             let mut p: std::vec::Vec<i32> = (0..n).map(|_| value()).collect();
-            // Some rows with one value outside ±32767, anywhere in x or p (the fast path must
-            // leave x untouched and hand the row to the general one).
+            // Some rows with one value outside ±32767, anywhere in x or p: −32768 the fast path
+            // takes like any other; for the rest it must leave x untouched and hand the row to
+            // the general one.
             if case % 5 == 0 {
                 let wide = [32_768, -32_768, 40_000, -1 << 20][(case / 5) % 4];
                 let at = (next() % n as u64) as usize;
