@@ -1179,14 +1179,30 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
         };
         x.wrapping_add(p)
     };
-    let mut squares = 0u64;
     // Each value plus 2^15 is below 2^16 exactly when the value is in i16; so is their OR.
-    let mut outside = 0u32;
-    for (&x, &p) in x.iter().zip(p) {
-        outside |= (x.wrapping_add(0x8000) | p.wrapping_add(0x8000)) as u32;
-        let t = i64::from(sum(x, p));
-        squares = squares.wrapping_add((t * t) as u64);
-    }
+    let first_pass = || {
+        let (mut squares, mut outside) = (0u64, 0u32);
+        for (&x, &p) in x.iter().zip(p) {
+            outside |= (x.wrapping_add(0x8000) | p.wrapping_add(0x8000)) as u32;
+            let t = i64::from(sum(x, p));
+            squares = squares.wrapping_add((t * t) as u64);
+        }
+        (squares, outside)
+    };
+    // Thumb-2: both passes in assembly where `p` is scaled up (the built-in model's adds).
+    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    let in_assembly = rescale_shift <= 0;
+    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    let (squares, outside) = if in_assembly {
+        // SAFETY: x and p hold x.len() ≥ 1 values (`residual_norm` returns on an empty row).
+        unsafe {
+            crate::kernels::arm_thumb2::residual_squares(x.as_ptr(), p.as_ptr(), x.len(), rescale_shift.unsigned_abs())
+        }
+    } else {
+        first_pass()
+    };
+    #[cfg(not(all(target_arch = "arm", target_feature = "thumb2")))]
+    let (squares, outside) = first_pass();
     if outside >= 0x10000 {
         return false;
     }
@@ -1199,6 +1215,20 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
         // 2^23⌋` and `(|t| · inv) >> (out_shift − 1)` is `h >> (out_shift − 24)`: one
         // 32 × 32 → 64 multiply and 32-bit shifts (the 64-bit shift by a variable amount took
         // about a dozen instructions on 32-bit cores).
+        #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+        (Ok(inv), Ok(out_shift @ 24..=55)) if in_assembly => {
+            // SAFETY: as above, and every |t| < 2^23 (x and p are in i16: checked).
+            unsafe {
+                crate::kernels::arm_thumb2::residual_normalise(
+                    x.as_mut_ptr(),
+                    p.as_ptr(),
+                    x.len(),
+                    rescale_shift.unsigned_abs(),
+                    inv,
+                    out_shift - 24,
+                )
+            };
+        }
         (Ok(inv), Ok(out_shift @ 24..=55)) => {
             let down = out_shift - 24;
             for (x, &p) in x.iter_mut().zip(p) {
