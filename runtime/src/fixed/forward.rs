@@ -1003,9 +1003,12 @@ impl SiluMul {
         }
     }
 
-    /// `g[i] = silu_mul(g[i], u[i], fgu, fact)`. (Two passes, `g ← g·u` and `u ← σ(g)` then
-    /// the rounding, so that each loop would keep its constants in registers, took 3 % more
-    /// instructions a segment on the Cortex-M4F than this one loop.)
+    /// `g[i] = silu_mul(g[i], u[i], fgu, fact)` for `g` and `u` in `i16`: the gate and up
+    /// outputs of a product into activations (`linear` with `Range::Activation` clamps every
+    /// output to ±32767, on every path), which is what lets the Thumb-2 loop skip a range check
+    /// per pair. (Two passes, `g ← g·u` and `u ← σ(g)` then the rounding, so that each loop would
+    /// keep its constants in registers, took 3 % more instructions a segment on the Cortex-M4F
+    /// than this one loop.)
     #[inline(never)]
     fn rows_in_place(&self, g: &mut [i32], u: &[i32]) {
         match self.narrow {
@@ -1029,34 +1032,23 @@ impl SiluMul {
 
     /// [`SiluMul::rows_in_place`] on a Thumb-2 core for `4 ≤ frac ≤ 15` and a rounding shift
     /// of at most 33 (the built-in model's activation formats have 7 to 11 fraction bits, its
-    /// SiLU shifts are near 25): the assembly loop, and `silu_mul` for a pair it stops at (a
-    /// value outside `i16`).
+    /// SiLU shifts are near 25): the assembly loop.
     #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
     fn rows_in_place_thumb2(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
         let n = g.len().min(u.len());
-        let mut i = 0;
-        while let (Some(gs), Some(us)) = (g.get_mut(i..n), u.get(i..n)) {
-            if gs.is_empty() {
-                break;
-            }
-            // SAFETY: both slices hold n − i values; frac and the shift were checked by the
-            // caller.
-            let done = unsafe {
-                crate::kernels::arm_thumb2::silu_rows(
-                    gs.as_mut_ptr(),
-                    us.as_ptr(),
-                    gs.len(),
-                    &super::math::SIGMOID_SEGMENTS,
-                    frac,
-                    rounding_pre,
-                )
-            };
-            i += done;
-            if let (Some(g), Some(&u)) = (g.get_mut(i), u.get(i)) {
-                *g = silu_mul_cold(*g, u, self.fgu, self.fact);
-                i += 1;
-            }
-        }
+        debug_assert!(g.iter().chain(u).all(|&v| i16::try_from(v).is_ok()), "SiLU inputs outside i16");
+        // SAFETY: both slices hold n values; frac and the shift were checked by the caller;
+        // every value is an activation (see `rows_in_place`).
+        unsafe {
+            crate::kernels::arm_thumb2::silu_rows(
+                g.as_mut_ptr(),
+                u.as_ptr(),
+                n,
+                &super::math::SIGMOID_SEGMENTS,
+                frac,
+                rounding_pre,
+            )
+        };
     }
 
     /// `silu_mul(g, u, fgu, fact)` where `narrow` is `Some((sigmoid, rounding))`. With `fgu ≥ 0`
