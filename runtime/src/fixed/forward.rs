@@ -735,7 +735,7 @@ fn linear_rows4(
     #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
     if let (Some(32767), true, Some(_), Some(_), Some(y0)) = (
         limit32,
-        fy_minus_fx.unsigned_abs() < 1 << 24,
+        (-129..=86).contains(&fy_minus_fx),
         values.get(..out * k),
         scales.get(..out),
         y.get_mut(r0 * ys..last),
@@ -823,8 +823,8 @@ fn store_requantised(
     let y = y.get_mut(at..last).ok_or(Error::OutputLength { expected: last, got: y_len })?;
     // Four columns into activations: the assembly loop, unless a scale leaves its fast path.
     #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
-    if let ([_, _, _, _], Some(32767), true) = (scales, limit32, fy_minus_fx.unsigned_abs() < 1 << 24) {
-        // SAFETY: y holds 3·ys + 4 values (checked above), scales four; |d| < 2^24.
+    if let ([_, _, _, _], Some(32767), true) = (scales, limit32, (-129..=86).contains(&fy_minus_fx)) {
+        // SAFETY: y holds 3·ys + 4 values (checked above), scales four; d in −129..=86.
         if unsafe { crate::kernels::arm_thumb2::requantise_4x4(y.as_mut_ptr(), ys, sums, scales.as_ptr(), fy_minus_fx) }
         {
             return Ok(());

@@ -1295,6 +1295,26 @@ mod tests {
         assert!(worst_excess <= 2e-5 && worst_rel <= 2e-5);
     }
 
+    /// The per-column steps of `kernels::arm_thumb2::requantise_4x4` (`t = biased − (87 − d)`
+    /// accepted in 0..=38, the multiplier and high shift + 1 from `t`) against
+    /// [`Requant::new`]'s high-word form, for every biased exponent, sign and `d` it accepts.
+    #[test]
+    fn thumb2_requant_column_steps_equal_requant_new() {
+        let mut rng = Lcg(11);
+        for d in -129..=86i32 {
+            for biased in 0..=255u32 {
+                let bits = (rng.next_u32() & 0x8000_0000) | biased << 23 | (rng.next_u32() & 0x7f_ffff);
+                let t = biased.wrapping_sub((87 - d) as u32);
+                let q = Requant::new(f32::from_bits(bits), d).filter(|q| q.is_high() && (1..=254).contains(&biased));
+                assert_eq!(t <= 38, q.is_some(), "biased {biased} d {d}");
+                let Some(q) = q else { continue };
+                let m = (bits & 0x7f_ffff) | 0x80_0000;
+                let (multiplier, shift_plus_1) = if t >= 30 { (m << (t - 30), 1) } else { (m, 31 - t) };
+                assert_eq!((multiplier, shift_plus_1), (q.multiplier, q.high_shift + 1), "biased {biased} d {d}");
+            }
+        }
+    }
+
     #[test]
     fn requant_gives_the_rounding_shift_of_the_product_clamped() {
         let reference = |sum: i32, scale: f32, d: i32, limit: i64| -> Option<i64> {

@@ -204,7 +204,7 @@ pub unsafe fn silu_rows(
 /// Returns `false`, having stored some columns or none, at the first scale outside it; the
 /// caller then does the whole tile in Rust (the same values again).
 ///
-/// Per column about 16 instructions for the scale (its exponent's checks, the multiplier
+/// Per column 12 instructions for the scale (its exponent's check, the multiplier
 /// `m·2^(33 − shift)` or `m` with a high-word shift of `shift − 33`), per output 11: `|sum|`,
 /// `UMULL`, the high word shifted by `high_shift + 1` with `LSRS`, whose carry is the bit the
 /// rounding adds (`(h >> 1) + (h & 1)` in two instructions), `USAT` to 32767, and the sign of
@@ -213,7 +213,7 @@ pub unsafe fn silu_rows(
 ///
 /// # Safety
 /// `y` is valid for writes at `i·ys + j` for `i, j < 4`; `scales` holds four values;
-/// `|d| < 2^24`.
+/// `d` in `−129..=86` (every product's `fy − fx`: formats have −8 to 24 fraction bits).
 #[inline(never)]
 pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
     let done: u32;
@@ -243,26 +243,22 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
     asm!(
         "push {{r6, r7}}",
         "2:",
-        // The scale's bits; its biased exponent, normal (1..=254)?
+        // The scale's bits; t = biased exponent − (87 − d) = 63 − shift, in 0..=38 (shift =
+        // 150 − d − biased in 25..=63; for d in −129..=86 that makes the exponent normal).
         "ldr r10, [r5], #4",
         "ubfx r12, r10, #23, #8",
-        "sub r11, r12, #1",
-        "cmp r11, #254",
-        "bhs 3f",
-        // shift = 150 − d − biased, in 25..=63?
-        "sub r12, r8, r12",
-        "sub r11, r12, #25",
-        "cmp r11, #38",
+        "sub r12, r12, r8",
+        "cmp r12, #38",
         "bhi 3f",
-        // The mantissa with its leading 1; shift ≤ 33: multiplier m·2^(33 − shift), high
-        // shift 0; else m, shift − 33. r12 = the high shift + 1.
+        // The mantissa with its leading 1; shift ≤ 33 (t ≥ 30): multiplier m·2^(33 − shift),
+        // high shift 0; else m, shift − 33. r12 = the high shift + 1.
         "ubfx r11, r10, #0, #23",
         "orr r11, r11, #0x800000",
-        "rsbs lr, r12, #33",
+        "subs lr, r12, #30",
         "itte ge",
         "lslge r11, r11, lr",
         "movge r12, #1",
-        "sublt r12, r12, #32",
+        "rsblt r12, r12, #31",
         output!("0", "[r0]"),
         output!("16", "[r0, r1, lsl #2]"),
         output!("32", "[r0, r2, lsl #2]"),
@@ -283,7 +279,7 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
         in("r3") 3 * ys,
         inout("r4") sums.as_ptr() => _,
         inout("r5") scales => _,
-        in("r8") 150 - d,
+        in("r8") 87 - d,
         in("r9") scales.add(4),
         out("r10") _,
         out("r11") _,
