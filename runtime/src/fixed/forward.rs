@@ -741,6 +741,26 @@ fn linear_rows4(
         y.get_mut(r0 * ys..last),
     ) {
         let y0 = y0.as_mut_ptr();
+        // With DSP: all the whole blocks of four columns in one call, the sums requantised in
+        // registers (a column whose scale is off the fast path, and the rest, by the loops
+        // below).
+        #[cfg(target_feature = "dsp")]
+        if k >= 4 && (-129..=86).contains(&fy_minus_fx) {
+            // SAFETY: as below, for every whole block of four weight rows at once; d checked.
+            let done = unsafe {
+                crate::kernels::arm_dsp::rows4_requantised(
+                    packed.0.as_ptr().cast(),
+                    values.as_ptr(),
+                    k,
+                    out / 4 * 4,
+                    scales.as_ptr(),
+                    fy_minus_fx,
+                    y0,
+                    ys,
+                )
+            };
+            o = done / 4 * 4;
+        }
         #[cfg(target_feature = "dsp")]
         let mut sums = core::mem::MaybeUninit::<[[i32; 4]; 4]>::uninit();
         while o + 4 <= out {

@@ -397,6 +397,179 @@ macro_rules! column4 {
     };
 }
 
+/// One output of [`rows4_requantised`]: the sum in `$sum` by the multiplier (r9), the high
+/// word shifted by the high shift + 1 (r12) with `LSRS`, whose carry is the bit the rounding
+/// adds, `USAT` to 32767, the sign of the sum XOR the scale's (r10) put back, stored at `$at`.
+/// `arm_thumb2::requantise_4x4`'s steps, the sum already in a register.
+macro_rules! requantised_output {
+    ($sum:tt, $at:literal) => {
+        concat!(
+            "eor r6, ",
+            stringify!($sum),
+            ", ",
+            stringify!($sum),
+            ", asr #31\n",
+            "sub r6, r6, ",
+            stringify!($sum),
+            ", asr #31\n",
+            "umull r6, r7, r6, r9\n",
+            "lsrs r7, r7, r12\n",
+            "adc r7, r7, #0\n",
+            "usat r7, #15, r7\n",
+            "eor lr, ",
+            stringify!($sum),
+            ", r10\n",
+            "eor r7, r7, lr, asr #31\n",
+            "sub r7, r7, lr, asr #31\n",
+            "str r7, ",
+            $at,
+            "\n",
+        )
+    };
+}
+
+/// The integer path's products of four packed activation rows (as [`tile4x4`] reads them)
+/// against `columns` weight rows of `k ≥ 4` values (row `o` at `w + o·k`), each column's four
+/// sums requantised in registers into `i16` activations: `y[i·ys + o] =
+/// Requant::new(scales[o], d).apply_high(sum, 32767)`, the same integers as [`tile4x4`]
+/// followed by `arm_thumb2::requantise_4x4`. One call for all the columns of a row block:
+/// per column [`tile4x4`]'s loop and tail, then the scale taken apart (12 instructions) and
+/// four outputs of 10, straight from the sums' registers. Before, a tile call, a
+/// requantisation call and the driver's loop per four columns, and the sums stored and loaded
+/// again: about 27 instructions a column more.
+///
+/// Returns the number of columns done: all, or those before the first whose scale is off the
+/// fast path of `Requant::new` (a normal `f32` whose shift `150 − biased exponent − d` is in
+/// `25..=63`), which the caller then does in Rust (that column's outputs were not stored).
+///
+/// # Safety
+/// As [`tile4x4`] for each of the `columns` weight rows (`k ≥ 4`); `y` is valid for writes at
+/// `i·ys + o` for `i < 4`, `o < columns`; `scales` holds `columns` values; `d` in `−129..=86`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(crate) unsafe fn rows4_requantised(
+    q: *const u32,
+    w: *const i8,
+    k: usize,
+    columns: usize,
+    scales: *const f32,
+    d: i32,
+    y: *mut i32,
+    ys: usize,
+) -> usize {
+    if columns == 0 || k < 4 {
+        return 0;
+    }
+    // As in `tile4x4`: the loop's entry, the tail word's offset and shift; then the step from
+    // one weight row's last whole word to the next row, the next scale and output column
+    // (advanced by the assembly as each column is stored), the rows' stride in bytes, `87 −
+    // d` for the scale's check and the weight rows' end.
+    let whole = k / 4;
+    let mut settings: [u32; 11] = [
+        q as u32,
+        (whole * 4) as u32,
+        (8 * (4 - k % 4)) as u32,
+        (whole % 4) as u32,
+        (k - 4) as u32,
+        (k % 4) as u32,
+        scales as u32,
+        y as u32,
+        (4 * ys) as u32,
+        (87 - d) as u32,
+        w.add(columns * k) as u32,
+    ];
+    // r6 and r7 cannot be operands (LLVM's base and frame pointers): both are saved on the
+    // stack. Under them the settings' address, read back after each column's loop (every
+    // register is in use in it).
+    asm!(
+        "push {{r6, r7}}",
+        "push {{r2, r3}}",
+        "20:",
+        "ldr r0, [r2]",
+        "ldr r8, [r2, #4]",
+        "ldr r10, [r2, #8]",
+        "ldr r9, [r2, #12]",
+        "ldr r12, [r2, #16]",
+        "ldr r6, [r1, r12]",
+        "lsr.w r6, r6, r10",
+        "add r2, r1, r8",
+        "movs r3, #0",
+        "movs r4, #0",
+        "movs r5, #0",
+        "mov.w r11, #0",
+        "tbb [pc, r9]",
+        "1:",
+        ".byte (21f - 1b) / 2, (24f - 1b) / 2, (23f - 1b) / 2, (22f - 1b) / 2",
+        "21:",
+        rows4_step!(),
+        "22:",
+        rows4_step!(),
+        "23:",
+        rows4_step!(),
+        "24:",
+        rows4_step!(),
+        "cmp r1, r2",
+        "blo 21b",
+        "cbz r6, 25f",
+        "sxtb16 r7, r6",
+        "sxtb16 lr, r6, ror #8",
+        rows4_smlad!(),
+        "25:",
+        // The column's scale: t = biased exponent − (87 − d) = 63 − shift, in 0..=38?
+        "ldr r2, [sp]",
+        "ldr r8, [r2, #24]",
+        "ldr r0, [r2, #36]",
+        "ldr r10, [r8], #4",
+        "ubfx r12, r10, #23, #8",
+        "sub r12, r12, r0",
+        "cmp r12, #38",
+        "bhi 29f",
+        "str r8, [r2, #24]",
+        // The next weight row.
+        "ldr r0, [r2, #20]",
+        "add r1, r1, r0",
+        // The multiplier in r9 (shift ≤ 33, t ≥ 30: m·2^(33 − shift), else m) and the high
+        // shift + 1 in r12 (1, else shift − 32 = 31 − t).
+        "ubfx r9, r10, #0, #23",
+        "orr r9, r9, #0x800000",
+        "subs lr, r12, #30",
+        "itte ge",
+        "lslge r9, r9, lr",
+        "movge r12, #1",
+        "rsblt r12, r12, #31",
+        // The output column (then advanced) and the rows' stride.
+        "ldr r0, [r2, #28]",
+        "ldr r8, [r2, #32]",
+        "add r6, r0, #4",
+        "str r6, [r2, #28]",
+        requantised_output!(r3, "[r0]"),
+        requantised_output!(r4, "[r0, r8]"),
+        "add r0, r0, r8, lsl #1",
+        requantised_output!(r5, "[r0]"),
+        requantised_output!(r11, "[r0, r8]"),
+        "ldr r0, [r2, #40]",
+        "cmp r1, r0",
+        "blo 20b",
+        "29:",
+        "add sp, #8",
+        "pop {{r6, r7}}",
+        inout("r1") w => _,
+        inout("r2") settings.as_mut_ptr() => _,
+        out("r0") _,
+        out("r3") _,
+        out("r4") _,
+        out("r5") _,
+        out("r8") _,
+        out("r9") _,
+        out("r10") _,
+        out("r11") _,
+        out("r12") _,
+        out("lr") _,
+    );
+    // The scale pointer moved past every column stored.
+    (settings[6] as usize - scales as usize) / 4
+}
+
 /// One step of [`row1x4`]'s loop, four values of `k`: the row's two words (r0, `LDRD`) into
 /// r12 and lr, then for each weight row (r1–r4, post-increment) its word in r6, extended into
 /// r7 (even) and r6 (odd), two `SMLAD` into r8–r11. Written once, used twice a loop.
