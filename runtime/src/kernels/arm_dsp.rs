@@ -570,6 +570,147 @@ pub(crate) unsafe fn rows4_requantised(
     (settings[6] as usize - scales as usize) / 4
 }
 
+/// The int8 products of four packed activation rows (as [`tile4x4`] reads them) against
+/// `columns` weight rows of `k ≥ 4` values (`ws` apart), each column's four sums dequantised
+/// in registers (step 3, `int8::dequantise`: `(sx[i] · sw[j]) · f32(sum)`, the same operations
+/// in the same order as `arm_fpu::dequantise_4x4`, so the same bits). One call for every whole
+/// block of four weight rows of a row tile: per column [`tile4x4`]'s loop and tail, then two
+/// `VMOV`s of the four sums, four conversions, eight multiplies and four stores. Before, a
+/// tile call, the sums stored, the driver's loop and a dequantisation per four columns.
+/// Returns the number of columns done: `columns`, or 0 for `k < 4` (the driver does them).
+///
+/// # Safety
+/// As [`tile4x4`] for each of the `columns` weight rows; `sx` holds four values and `sw`
+/// `columns`; `y` is valid for writes at `i·ys + j` for `i < 4`, `j < columns`.
+#[cfg(target_feature = "fpregs")]
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(crate) unsafe fn rows4_dequantised(
+    q: *const u32,
+    w: *const i8,
+    ws: usize,
+    k: usize,
+    columns: usize,
+    sx: *const f32,
+    sw: *const f32,
+    y: *mut f32,
+    ys: usize,
+) -> usize {
+    if columns == 0 || k < 4 {
+        return 0;
+    }
+    // As in `tile4x4`: the loop's entry, the tail word's offset and shift; then the step from
+    // one weight row's last whole word to the next row, the next weight scale and output
+    // column (advanced as each column is stored), the rows' stride in bytes and the weight
+    // rows' end.
+    let whole = k / 4;
+    let settings: [u32; 10] = [
+        q as u32,
+        (whole * 4) as u32,
+        (8 * (4 - k % 4)) as u32,
+        (whole % 4) as u32,
+        (k - 4) as u32,
+        (ws - whole * 4) as u32,
+        sw as u32,
+        y as u32,
+        (4 * ys) as u32,
+        w.add(columns * ws) as u32,
+    ];
+    // r6 and r7 cannot be operands (LLVM's base and frame pointers): both are saved on the
+    // stack. Under them the settings' address, read back after each column's loop (every core
+    // register is in use in it). The rows' scales stay in s8–s11.
+    asm!(
+        "push {{r6, r7}}",
+        "push {{r2, r3}}",
+        "vldmia r0, {{s8-s11}}",
+        "20:",
+        "ldr r0, [r2]",
+        "ldr r8, [r2, #4]",
+        "ldr r10, [r2, #8]",
+        "ldr r9, [r2, #12]",
+        "ldr r12, [r2, #16]",
+        "ldr r6, [r1, r12]",
+        "lsr.w r6, r6, r10",
+        "add r2, r1, r8",
+        "movs r3, #0",
+        "movs r4, #0",
+        "movs r5, #0",
+        "mov.w r11, #0",
+        "tbb [pc, r9]",
+        "1:",
+        ".byte (21f - 1b) / 2, (24f - 1b) / 2, (23f - 1b) / 2, (22f - 1b) / 2",
+        "21:",
+        rows4_step!(),
+        "22:",
+        rows4_step!(),
+        "23:",
+        rows4_step!(),
+        "24:",
+        rows4_step!(),
+        "cmp r1, r2",
+        "blo 21b",
+        "cbz r6, 25f",
+        "sxtb16 r7, r6",
+        "sxtb16 lr, r6, ror #8",
+        rows4_smlad!(),
+        "25:",
+        "ldr r2, [sp]",
+        // The next weight row; this column's weight scale into s0.
+        "ldr r0, [r2, #20]",
+        "add r1, r1, r0",
+        "ldr r8, [r2, #24]",
+        "vldmia r8!, {{s0}}",
+        "str r8, [r2, #24]",
+        // The output column (then advanced) and the rows' stride.
+        "ldr r0, [r2, #28]",
+        "ldr r8, [r2, #32]",
+        "add r6, r0, #4",
+        "str r6, [r2, #28]",
+        "vmov s4, s5, r3, r4",
+        "vmov s6, s7, r5, r11",
+        "vcvt.f32.s32 s4, s4",
+        "vcvt.f32.s32 s5, s5",
+        "vcvt.f32.s32 s6, s6",
+        "vcvt.f32.s32 s7, s7",
+        "vmul.f32 s12, s8, s0",
+        "vmul.f32 s13, s9, s0",
+        "vmul.f32 s14, s10, s0",
+        "vmul.f32 s15, s11, s0",
+        "vmul.f32 s4, s12, s4",
+        "vmul.f32 s5, s13, s5",
+        "vmul.f32 s6, s14, s6",
+        "vmul.f32 s7, s15, s7",
+        "vstr s4, [r0]",
+        "add r0, r0, r8",
+        "vstr s5, [r0]",
+        "add r0, r0, r8",
+        "vstr s6, [r0]",
+        "add r0, r0, r8",
+        "vstr s7, [r0]",
+        "ldr r0, [r2, #36]",
+        "cmp r1, r0",
+        "blo 20b",
+        "add sp, #8",
+        "pop {{r6, r7}}",
+        inout("r0") sx => _,
+        inout("r1") w => _,
+        inout("r2") settings.as_ptr() => _,
+        out("r3") _,
+        out("r4") _,
+        out("r5") _,
+        out("r8") _,
+        out("r9") _,
+        out("r10") _,
+        out("r11") _,
+        out("r12") _,
+        out("lr") _,
+        out("s0") _, out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+        out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+        out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+    );
+    columns
+}
+
 /// One step of [`row1x4`]'s loop, four values of `k`: the row's two words (r0, `LDRD`) into
 /// r12 and lr, then for each weight row (r1–r4, post-increment) its word in r6, extended into
 /// r7 (even) and r6 (odd), two `SMLAD` into r8–r11. Written once, used twice a loop.
@@ -634,6 +775,22 @@ impl Int8Tile for Dsp4x4 {
     unsafe fn dequantise_tile(sums: &[[i32; 4]; 4], sx: *const f32, sw: &[f32; 4], y: *mut f32, ys: usize) -> bool {
         super::arm_fpu::dequantise_4x4(sums.as_ptr().cast(), sx, sw.as_ptr(), y, ys);
         true
+    }
+
+    #[cfg(target_feature = "fpregs")]
+    #[inline(always)]
+    unsafe fn row_tile_columns(
+        q: *const u8,
+        w: *const i8,
+        ws: usize,
+        k: usize,
+        columns: usize,
+        sx: *const f32,
+        sw: *const f32,
+        y: *mut f32,
+        ys: usize,
+    ) -> usize {
+        rows4_dequantised(q.cast(), w, ws, k, columns, sx, sw, y, ys)
     }
 }
 

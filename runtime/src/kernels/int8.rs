@@ -108,6 +108,33 @@ pub trait Int8Tile {
         let _ = (sums, sx, sw, y, ys);
         false
     }
+
+    /// Steps 2 and 3 of one tile of `MR` packed rows at `q` against `columns` weight rows (a
+    /// multiple of 4, `ws` values apart from `w`, `k` values each), where the ISA writes that
+    /// whole loop out (the Cortex-M DSP with an FPU: a call per tile, the sums' trip through
+    /// memory and the driver's loop cost about as much as the dequantisation itself). Writes
+    /// `y[i · ys + j]` for `i < MR`, `j` below the count it returns; the default does nothing
+    /// and returns 0 (the driver's loop then does every column).
+    ///
+    /// # Safety
+    /// As [`Self::tile`] for each weight row; `sx` has `MR` values, `sw` `columns`; `y` has `MR`
+    /// rows of `columns` writable values, `ys` apart.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn row_tile_columns(
+        q: *const u8,
+        w: *const i8,
+        ws: usize,
+        k: usize,
+        columns: usize,
+        sx: *const f32,
+        sw: *const f32,
+        y: *mut f32,
+        ys: usize,
+    ) -> usize {
+        let _ = (q, w, ws, k, columns, sx, sw, y, ys);
+        0
+    }
 }
 
 /// `max |x|` with NaN ignored, and the quantisation's `(s_x, 127 / m)` (both 0 for a zero row).
@@ -293,6 +320,29 @@ pub unsafe fn matmul<T: Int8Tile>(x: &[f32], w: &[i8], scales: &[f32], y: &mut [
                 T::pack(row, inv, tile, i % T::MR, kcp);
             }
             let mut o = 0;
+            // Arm: every whole block of four weight rows of each tile of rows in one call,
+            // where the ISA has one (`Int8Tile::row_tile_columns`); the rest below.
+            #[cfg(target_arch = "arm")]
+            if !chunked && n % T::MR == 0 {
+                let columns = d.out / 4 * 4;
+                let mut done = columns;
+                let mut r = 0;
+                while r < n {
+                    done = done.min(T::row_tile_columns(
+                        pack.add(r * kcp * bytes),
+                        w.as_ptr(),
+                        d.ws,
+                        kn,
+                        columns,
+                        x_scales.as_ptr().add(r),
+                        scales.as_ptr(),
+                        y.as_mut_ptr().add((r0 + r) * d.ys),
+                        d.ys,
+                    ));
+                    r += T::MR;
+                }
+                o = done;
+            }
             while o < d.out {
                 let nr = T::NR.min(d.out - o);
                 // Missing weight rows of an edge tile repeat the last one (read, then dropped).
