@@ -478,7 +478,7 @@ check() {
   # The int8, int4, f32 and f16 kernels of the DSP and FPU cores against the reference loops, over
   # shapes the model never has (sudoku-uart/src/kernel_check.rs): one line each before the
   # (empty) session, a few seconds under QEMU.
-  echo "kernel-check: 2160 int8, 2160 int4, 2160 f32 and 2160 f16 products, every output's bits equal to the reference's" >"$work/expected-kernels.txt"
+  echo "kernel-check: 2160 int8, 2160 int4, 2160 f32 and 2160 f16 products (the float ones also added to outputs), every output's bits equal to the reference's" >"$work/expected-kernels.txt"
   : >"$work/input-kernels.txt"
   local example
   for example in sudoku-uart sudoku-uart-m7 sudoku-uart-m33; do

@@ -105,25 +105,28 @@ pub fn run<W: Write>(out: &mut W, scratch: &mut [u8]) -> bool {
         *a = random.f32(0.5);
         *b = f16::from_f32(random.f32(0.5));
     }
-    let floats =
-        float_products(out, "f32", x, w32, y, &mut random) && float_products(out, "f16", x, w16, y, &mut random);
+    let floats = float_products(out, "f32", x, w32, y, y_ref, &mut random)
+        && float_products(out, "f16", x, w16, y, y_ref, &mut random);
     if floats {
         let _ = writeln!(
             out,
-            "kernel-check: {products} int8, {products} int4, {products} f32 and {products} f16 products, every output's bits equal to the reference's"
+            "kernel-check: {products} int8, {products} int4, {products} f32 and {products} f16 products (the float ones also added to outputs), every output's bits equal to the reference's"
         );
     }
     floats
 }
 
 /// The f32 product (`kernels::matmul`) with `w`'s element type over every shape, each output's
-/// bits against `kernels::dot` of its row and weight row. Writes the first difference.
+/// bits against `kernels::dot` of its row and weight row; then the same product added to
+/// outputs that hold random values (`Dims::accumulate`), each against `value + dot`. Writes the
+/// first difference.
 fn float_products<W: Write, E: Element>(
     out: &mut W,
     name: &str,
     x: &mut [f32],
     w: &[E],
     y: &mut [f32],
+    y_before: &mut [f32],
     random: &mut Random,
 ) -> bool {
     for &k in &KS {
@@ -145,6 +148,25 @@ fn float_products<W: Write, E: Element>(
                         let _ = writeln!(
                             out,
                             "kernel-check: FAIL {name} rows {rows} outputs {n} k {k}: output {i} is {got:e}, the reference's {want:e}"
+                        );
+                        return false;
+                    }
+                }
+                for (a, b) in y[..rows * n].iter_mut().zip(y_before[..rows * n].iter_mut()) {
+                    *b = random.f32(2.0);
+                    *a = *b;
+                }
+                if let Err(e) = matmul(x, w, &mut y[..rows * n], Dims { accumulate: true, ..d }) {
+                    let _ = writeln!(out, "kernel-check: FAIL {name} accumulated rows {rows} outputs {n} k {k}: {e}");
+                    return false;
+                }
+                for (i, (&got, &before)) in y[..rows * n].iter().zip(&y_before[..rows * n]).enumerate() {
+                    let (r, o) = (i / n, i % n);
+                    let want = before + dot(&w[o * k..o * k + k], &x[r * k..r * k + k]);
+                    if got.to_bits() != want.to_bits() {
+                        let _ = writeln!(
+                            out,
+                            "kernel-check: FAIL {name} accumulated rows {rows} outputs {n} k {k}: output {i} is {got:e}, the reference's {want:e}"
                         );
                         return false;
                     }

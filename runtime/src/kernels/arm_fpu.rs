@@ -163,7 +163,8 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
     // f16 rows widened once per pair of outputs for all the activation rows, then the f32
     // loop: each weight converted once instead of once per row (exact, so the same bits).
     let widen = E::KIND == ElementKind::F16 && d.rows >= 2 && chunks > 0 && d.k <= WIDE;
-    // f32 rows, or f16 rows widened: the loop with the tail inside ([`pair_totals_f32`]).
+    // f32 rows, or f16 rows widened: the loop with the tail inside, every row in one call
+    // ([`pair_rows_f32`]).
     let totals = chunks > 0 && (E::KIND == ElementKind::F32 || widen);
     let tail = d.k - chunks * 8;
     let mut wide = core::mem::MaybeUninit::<[f32; 2 * WIDE]>::uninit();
@@ -193,16 +194,29 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
             } else {
                 (wa.as_ptr().cast(), wb.as_ptr().cast())
             };
-            for r in 0..d.rows {
-                let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
-                let mut acc = core::mem::MaybeUninit::<[f32; 2]>::uninit();
-                // SAFETY: `k = 8 · chunks + tail` values of `xr`, `pa` and `pb` are read (the
-                // rows hold `k`, the widened ones too), `acc`'s two written; `chunks > 0`.
-                let [va, vb] = unsafe {
-                    pair_totals_f32(xr.as_ptr(), pa, pb, chunks, tail, acc.as_mut_ptr().cast());
-                    acc.assume_init()
+            if d.rows > 0 {
+                // Every row's k values and two outputs exist (checked once for the last row).
+                let last = d.rows - 1;
+                if x.len() < last * d.xs + d.k || y.len() < last * d.ys + o + 2 {
+                    return false;
+                }
+                // SAFETY: `k = 8 · chunks + tail` values of each row of `x` and of `pa` and `pb`
+                // are read (the rows hold `k`, the widened ones too), two outputs of each row of
+                // `y` written (both checked above); `chunks > 0`, `rows ≥ 1`.
+                unsafe {
+                    pair_rows_f32(
+                        x.as_ptr(),
+                        d.xs,
+                        d.rows,
+                        pa,
+                        pb,
+                        chunks,
+                        tail,
+                        y.as_mut_ptr().add(o),
+                        d.ys,
+                        d.accumulate,
+                    )
                 };
-                store_pair(y, r * d.ys + o, [va, vb], d.accumulate);
             }
             o += 2;
             continue;
@@ -210,7 +224,7 @@ pub fn matmul<E: Element>(x: &[f32], w: &[E], y: &mut [f32], d: Dims) -> bool {
         for r in 0..d.rows {
             let Some(xr) = x.get(r * d.xs..r * d.xs + d.k) else { return false };
             let mut acc = core::mem::MaybeUninit::<[f32; 2]>::uninit();
-            // Here the rows are f16 (f32 ones with a chunk took `pair_totals_f32` above), or
+            // Here the rows are f16 (f32 ones with a chunk took `pair_rows_f32` above), or
             // there is no chunk.
             let [ta, tb] = if chunks > 0 && E::KIND == ElementKind::F16 {
                 // SAFETY: `chunks · 8 ≤ k` values of `xr`, `wa` and `wb` are read, all three
@@ -402,7 +416,7 @@ static ZEROS: [f32; 16] = [0.0; 16];
 /// The lanes of two f16 weight rows against one activation row, from zero, `chunks` steps of
 /// eight values, added up: `acc[0]` for `wa`, `acc[1]` for `wb` (the lanes' tree, without the
 /// tail). For f16 rows not widened beforehand (one activation row, or rows longer than
-/// [`WIDE`]); f32 rows and widened ones take [`pair_totals_f32`].
+/// [`WIDE`]); f32 rows and widened ones take [`pair_rows_f32`].
 ///
 /// # Safety
 /// `x` has `8 · chunks` readable f32, `wa` and `wb` as many halves; `acc` has room for 2 f32;
@@ -569,7 +583,7 @@ macro_rules! tail_mlas {
     };
 }
 
-/// [`pair_totals_f32`]'s tail of `n` values: label `4n`, each row's values in one `VLDM`
+/// [`pair_rows_f32`]'s tail of `n` values: label `4n`, each row's values in one `VLDM`
 /// (registers `$x`, `$a`, `$b`), the multiply-adds, then on to the end (label 40).
 macro_rules! pair_tail {
     ($n:tt, $x:literal, $a:literal, $b:literal) => {
@@ -592,19 +606,44 @@ macro_rules! pair_tail {
     };
 }
 
-/// The pair loop for f32 rows (and f16 rows widened beforehand), tail inside: the steps of
-/// eight, the two trees, then the last `tail` values (`k mod 8`, at most 7) of each row added in order from zero with
-/// `VMLA` (a product rounded, then added: `super::tail_sum`'s `0.0 + w·x + …`), and each
-/// total is its tree plus its tail (`super::lanes_total`): `acc[0]`, `acc[1]` are the bits of
-/// `super::dot` for `wa` and `wb`. The Rust tail and its slices cost about 90 instructions a
-/// pair of outputs on the token mix's rows of 85 values.
+/// The pair loop for f32 rows (and f16 rows widened beforehand), tail inside, for every
+/// activation row: per row the steps of eight, the two trees, then the last `tail` values
+/// (`k mod 8`, at most 7) of each row added in order from zero with `VMLA` (a product rounded,
+/// then added: `super::tail_sum`'s `0.0 + w·x + …`), and each total is its tree plus its tail
+/// (`super::lanes_total`): the bits of `super::dot` for `wa` and `wb`. The two outputs of row
+/// `r` are stored at `y + r·ys` (or, with `accumulate`, added to what is there, `y + v` as
+/// `store_pair` does). The Rust tail and its slices cost about 90 instructions a pair of
+/// outputs on the token mix's rows of 85 values; the loop over the rows in Rust, with its
+/// slices, the sums' trip through memory and `store_pair`, about 33 a row where this one takes
+/// 13.
 ///
 /// # Safety
-/// `x`, `wa` and `wb` have `8 · chunks + tail` readable f32 (4-byte aligned); `acc` has room
-/// for 2 f32; `chunks > 0`, `tail < 8`.
+/// `rows ≥ 1`; for each `r < rows`, `x + r·xs` has `8 · chunks + tail` readable f32 (4-byte
+/// aligned), `y + r·ys` two writable f32; `wa` and `wb` have `8 · chunks + tail` readable f32;
+/// `chunks > 0`, `tail < 8`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn pair_totals_f32(x: *const f32, wa: *const f32, wb: *const f32, chunks: usize, tail: usize, acc: *mut f32) {
+unsafe fn pair_rows_f32(
+    x: *const f32,
+    xs: usize,
+    rows: usize,
+    wa: *const f32,
+    wb: *const f32,
+    chunks: usize,
+    tail: usize,
+    y: *mut f32,
+    ys: usize,
+    accumulate: bool,
+) {
+    // What each row starts from: the weight rows, the chunks; the strides in bytes.
+    let settings: [u32; 6] =
+        [wa as u32, wb as u32, chunks as u32, (4 * xs) as u32, (4 * ys) as u32, u32::from(accumulate)];
     core::arch::asm!(
+        "30:",
+        "ldr {wa}, [{s}]",
+        "ldr {wb}, [{s}, #4]",
+        "ldr {n}, [{s}, #8]",
+        "mov {x}, {row}",
         "vldmia {z}, {{s16-s31}}",
         // An odd chunk first, then two a loop (the loop's count and branch once per 32
         // multiply-adds); the chunks still in order.
@@ -640,14 +679,32 @@ unsafe fn pair_totals_f32(x: *const f32, wa: *const f32, wb: *const f32, chunks:
         "40:",
         "vadd.f32 s16, s16, s0",
         "vadd.f32 s24, s24, s1",
-        "vstr s16, [{a}]",
-        "vstr s24, [{a}, #4]",
-        x = inout(reg) x => _,
-        wa = inout(reg) wa => _,
-        wb = inout(reg) wb => _,
-        n = inout(reg) chunks => _,
+        // Stored, or added to the outputs (`out + v`).
+        "ldr {n}, [{s}, #20]",
+        "cmp {n}, #0",
+        "beq 8f",
+        "vldmia {y}, {{s2-s3}}",
+        "vadd.f32 s16, s2, s16",
+        "vadd.f32 s24, s3, s24",
+        "8:",
+        "vstr s16, [{y}]",
+        "vstr s24, [{y}, #4]",
+        // The next row.
+        "ldr {n}, [{s}, #16]",
+        "add {y}, {y}, {n}",
+        "ldr {n}, [{s}, #12]",
+        "add {row}, {row}, {n}",
+        "subs {rows}, {rows}, #1",
+        "bne 30b",
+        x = out(reg) _,
+        wa = out(reg) _,
+        wb = out(reg) _,
+        n = out(reg) _,
+        row = inout(reg) x => _,
+        rows = inout(reg) rows => _,
+        y = inout(reg) y => _,
         t = in(reg) tail,
-        a = in(reg) acc,
+        s = in(reg) settings.as_ptr(),
         z = in(reg) ZEROS.as_ptr(),
         out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _, out("s5") _,
         out("s6") _, out("s7") _, out("s8") _, out("s9") _, out("s10") _, out("s11") _,
