@@ -436,7 +436,7 @@ macro_rules! requantised_output {
 /// per column [`tile4x4`]'s loop and tail, then the scale taken apart (12 instructions) and
 /// four outputs of 10, straight from the sums' registers. Before, a tile call, a
 /// requantisation call and the driver's loop per four columns, and the sums stored and loaded
-/// again: about 27 instructions a column more.
+/// again: about 23 instructions a column more (M4F fixed point: 183.8 → 175.9 M a segment).
 ///
 /// Returns the number of columns done: all, or those before the first whose scale is off the
 /// fast path of `Requant::new` (a normal `f32` whose shift `150 − biased exponent − d` is in
@@ -576,7 +576,8 @@ pub(crate) unsafe fn rows4_requantised(
 /// in the same order as `arm_fpu::dequantise_4x4`, so the same bits). One call for every whole
 /// block of four weight rows of a row tile: per column [`tile4x4`]'s loop and tail, then two
 /// `VMOV`s of the four sums, four conversions, eight multiplies and four stores. Before, a
-/// tile call, the sums stored, the driver's loop and a dequantisation per four columns.
+/// tile call, the sums stored, the driver's loop and a dequantisation per four columns: about
+/// 31 instructions a column more (M4F int8: 180.9 → 170.1 M a segment).
 /// Returns the number of columns done: `columns`, or 0 for `k < 4` (the driver does them).
 ///
 /// # Safety
