@@ -206,6 +206,81 @@ unsafe fn pack_quantised(src: *const f32, groups: usize, inv: f32, dst: *mut i16
     );
 }
 
+/// Half of an int4 block's row for [`Dsp4Q4`]: 16 `f32` activations from `src`, each
+/// [`quantise`]d with `inv` as [`pack_quantised`] does (the same instructions, so the same
+/// integers), group `g` of four as `x0 x2 x1 x3` at `dst + 32·g` (the block's layout), and
+/// the sum of the 16 integers (one `SMLAD` with `0x0001_0001` per packed word). About 8.5
+/// instructions a value, where the compiler's loop with its stores took about 16.
+///
+/// # Safety
+/// `src` has 16 readable values; `dst` room for values at `32·g + 0..4`, `g < 4`, 4-aligned.
+#[cfg(target_feature = "fpregs")]
+#[inline(never)]
+unsafe fn pack_q4_half(src: *const f32, inv: f32, dst: *mut i16) -> i32 {
+    let total: i32;
+    asm!(
+        "vmov s4, s5, {inv}, {rounding}",
+        "mov {n}, #4",
+        "mov {total}, #0",
+        "2:",
+        "vldmia {src}!, {{s0-s3}}",
+        "vmul.f32 s0, s0, s4",
+        "vmul.f32 s1, s1, s4",
+        "vmul.f32 s2, s2, s4",
+        "vmul.f32 s3, s3, s4",
+        "vadd.f32 s0, s0, s5",
+        "vadd.f32 s1, s1, s5",
+        "vadd.f32 s2, s2, s5",
+        "vadd.f32 s3, s3, s5",
+        "vsub.f32 s0, s0, s5",
+        "vsub.f32 s1, s1, s5",
+        "vsub.f32 s2, s2, s5",
+        "vsub.f32 s3, s3, s5",
+        "vcvt.s32.f32 s0, s0",
+        "vcvt.s32.f32 s1, s1",
+        "vcvt.s32.f32 s2, s2",
+        "vcvt.s32.f32 s3, s3",
+        "vmov {a}, {b}, s0, s1",
+        "vmov {c}, {d}, s2, s3",
+        "ssat {a}, #8, {a}",
+        "ssat {b}, #8, {b}",
+        "ssat {c}, #8, {c}",
+        "ssat {d}, #8, {d}",
+        "pkhbt {a}, {a}, {c}, lsl #16",
+        "pkhbt {b}, {b}, {d}, lsl #16",
+        "ssub16 {c}, {a}, {low}",
+        "sel {a}, {a}, {low}",
+        "ssub16 {d}, {b}, {low}",
+        "sel {b}, {b}, {low}",
+        "smlad {total}, {a}, {ones}, {total}",
+        "smlad {total}, {b}, {ones}, {total}",
+        "strd {a}, {b}, [{dst}], #64",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        src = inout(reg) src => _,
+        dst = inout(reg) dst => _,
+        n = out(reg) _,
+        total = out(reg) total,
+        // −127 in both halves; 1 in both halves.
+        low = in(reg) 0xff81_ff81u32,
+        ones = in(reg) 0x0001_0001u32,
+        a = out(reg) _,
+        b = out(reg) _,
+        c = out(reg) _,
+        d = out(reg) _,
+        inv = in(reg) inv.to_bits(),
+        rounding = in(reg) super::int8::ROUNDING.to_bits(),
+        out("s0") _,
+        out("s1") _,
+        out("s2") _,
+        out("s3") _,
+        out("s4") _,
+        out("s5") _,
+        options(nostack),
+    );
+    total
+}
+
 /// Row `i` of a block of `MR` interleaved rows, the tiles' layout.
 ///
 /// # Safety
@@ -1029,6 +1104,15 @@ impl super::int4::Q4Tile for Dsp4Q4 {
 
     #[inline(always)]
     unsafe fn pack(values: &[f32], inv: f32, block: *mut u8, i: usize) {
+        // A whole block on a core with an FPU: each half of the row in assembly.
+        #[cfg(target_feature = "fpregs")]
+        if values.len() == 32 {
+            let words = block.add(16).cast::<i16>().add(i * 4);
+            let total =
+                pack_q4_half(values.as_ptr(), inv, words) + pack_q4_half(values.as_ptr().add(16), inv, words.add(16));
+            *block.cast::<i32>().add(i) = -8 * total;
+            return;
+        }
         let mut q = [0i16; 32];
         let mut total = 0i32;
         for (q, &v) in q.iter_mut().zip(values) {
