@@ -668,9 +668,11 @@ fn linear_rows4(
     #[repr(C, align(8))]
     struct Packed<T>([T; 4 * KP_MAX]);
     // Thumb-2 without DSP (the M3): `i32` values, the four rows interleaved value by value
-    // (`kernels::arm_thumb2`); else `i16`.
+    // (`kernels::arm_thumb2`); else `i16`. The first 4·k values, all the tile reads, are
+    // written below, so the 4 KiB are not zeroed first (5 M instructions a fixed-point
+    // segment on the M3).
     #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
-    let mut packed = Packed([0i32; 4 * KP_MAX]);
+    let mut packed = Packed([core::mem::MaybeUninit::<i32>::uninit(); 4 * KP_MAX]);
     // With DSP every group the tile reads (the first ⌈k/4⌉ of each row) is written below, so
     // the 2 KiB are not zeroed first (2.5 M instructions a fixed-point segment on the M4F).
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
@@ -703,10 +705,21 @@ fn linear_rows4(
                 }
             }
         }
-        // Value t of row i at 4·t + i.
+        // Value t of row i at 4·t + i, zeros past the row up to k (the iterator chain of
+        // `skip` and `step_by` took about 10 instructions a value on the M3).
         #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
-        for (dst, v) in packed.0.iter_mut().skip(i).step_by(4).zip(row) {
-            *dst = i32::from(narrow(v));
+        {
+            let n = row.len().min(k);
+            // SAFETY: 4·t + i < 4·k ≤ 4·KP_MAX (k ≤ kp ≤ KP_MAX, checked above; i < 4).
+            unsafe {
+                let dst = packed.0.as_mut_ptr().add(i);
+                for (t, v) in row.iter().take(n).enumerate() {
+                    (*dst.add(4 * t)).write(i32::from(narrow(v)));
+                }
+                for t in n..k {
+                    (*dst.add(4 * t)).write(0);
+                }
+            }
         }
         #[cfg(target_arch = "riscv32")]
         for (dst, v) in packed.0.chunks_exact_mut(4).zip(row) {
@@ -776,7 +789,7 @@ fn linear_rows4(
                 #[cfg(target_feature = "dsp")]
                 let sums = sums.assume_init_ref();
                 #[cfg(not(target_feature = "dsp"))]
-                let sums = &crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr(), &ptrs, k);
+                let sums = &crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr().cast(), &ptrs, k);
                 // A scale off the fast path: this block and the rest by the loop below.
                 if !crate::kernels::arm_thumb2::requantise_4x4(y0.add(o), ys, sums, scales.as_ptr().add(o), fy_minus_fx)
                 {
@@ -802,7 +815,7 @@ fn linear_rows4(
         // SAFETY: four interleaved rows of kp ≥ k `i32` values (word-aligned), every pointer k
         // values of `block`; the target has Thumb-2.
         #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
-        let sums = unsafe { crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr(), &ptrs, k) };
+        let sums = unsafe { crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr().cast(), &ptrs, k) };
         #[cfg(target_arch = "riscv32")]
         let sums = crate::kernels::riscv::tile4x4(&packed.0, &rows, k);
         #[cfg(not(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32")))]
