@@ -855,11 +855,14 @@ fn store_requantised(
     let y_len = y.len();
     let y = y.get_mut(at..last).ok_or(Error::OutputLength { expected: last, got: y_len })?;
     // Four columns into activations: the assembly loop, unless a scale leaves its fast path.
-    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
     if let ([_, _, _, _], Some(32767), true) = (scales, limit32, (-129..=86).contains(&fy_minus_fx)) {
+        #[cfg(target_arch = "arm")]
+        use crate::kernels::arm_thumb2::requantise_4x4;
+        #[cfg(target_arch = "riscv32")]
+        use crate::kernels::riscv::requantise_4x4;
         // SAFETY: y holds 3·ys + 4 values (checked above), scales four; d in −129..=86.
-        if unsafe { crate::kernels::arm_thumb2::requantise_4x4(y.as_mut_ptr(), ys, sums, scales.as_ptr(), fy_minus_fx) }
-        {
+        if unsafe { requantise_4x4(y.as_mut_ptr(), ys, sums, scales.as_ptr(), fy_minus_fx) } {
             return Ok(());
         }
     }
