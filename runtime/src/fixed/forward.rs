@@ -1049,7 +1049,7 @@ impl SiluMul {
     fn rows_in_place(&self, g: &mut [i32], u: &[i32]) {
         match self.narrow {
             Some((sigmoid, rounding)) => {
-                #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+                #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
                 if (4..=15).contains(&sigmoid.frac()) && rounding.high == 0 {
                     self.rows_in_place_thumb2(sigmoid.frac(), rounding.pre, g, u);
                     return;
@@ -1066,25 +1066,20 @@ impl SiluMul {
         }
     }
 
-    /// [`SiluMul::rows_in_place`] on a Thumb-2 core for `4 ≤ frac ≤ 15` and a rounding shift
-    /// of at most 33 (the built-in model's activation formats have 7 to 11 fraction bits, its
-    /// SiLU shifts are near 25): the assembly loop.
-    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    /// [`SiluMul::rows_in_place`] on a Thumb-2 or RISC-V core for `4 ≤ frac ≤ 15` and a
+    /// rounding shift of at most 33 (the built-in model's activation formats have 7 to 11
+    /// fraction bits, its SiLU shifts are near 25): the assembly loop.
+    #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
     fn rows_in_place_thumb2(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
+        #[cfg(target_arch = "arm")]
+        use crate::kernels::arm_thumb2::silu_rows;
+        #[cfg(target_arch = "riscv32")]
+        use crate::kernels::riscv::silu_rows;
         let n = g.len().min(u.len());
         debug_assert!(g.iter().chain(u).all(|&v| i16::try_from(v).is_ok()), "SiLU inputs outside i16");
         // SAFETY: both slices hold n values; frac and the shift were checked by the caller;
         // every value is an activation (see `rows_in_place`).
-        unsafe {
-            crate::kernels::arm_thumb2::silu_rows(
-                g.as_mut_ptr(),
-                u.as_ptr(),
-                n,
-                &super::math::SIGMOID_SEGMENTS,
-                frac,
-                rounding_pre,
-            )
-        };
+        unsafe { silu_rows(g.as_mut_ptr(), u.as_ptr(), n, &super::math::SIGMOID_SEGMENTS, frac, rounding_pre) };
     }
 
     /// `silu_mul(g, u, fgu, fact)` where `narrow` is `Some((sigmoid, rounding))`. With `fgu ≥ 0`

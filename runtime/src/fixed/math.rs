@@ -525,7 +525,10 @@ impl NarrowSigmoid {
     }
 
     /// Its fraction bits (`b`, at most [`NARROW_SIGMOID_FRAC`]).
-    #[cfg(all(target_arch = "arm", target_feature = "thumb2", feature = "fixed-point"))]
+    #[cfg(all(
+        any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"),
+        feature = "fixed-point"
+    ))]
     pub(crate) fn frac(&self) -> u32 {
         self.frac
     }
