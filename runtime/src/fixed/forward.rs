@@ -741,11 +741,12 @@ fn linear_rows4(
         return Err(Error::OutputLength { expected: last, got: y_len });
     }
     let mut o = 0;
-    // Thumb-2 cores, outputs into activations: whole blocks of four weight rows straight from
-    // the tile into the requantisation, both in assembly, the bounds checked once here (the
-    // checks, the tile's sums copied out and a call to `store_requantised` per tile were about
-    // 130 instructions a tile on the M4F). `requantise_4x4` stores through `y0` only.
-    #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
+    // Thumb-2 and RISC-V cores, outputs into activations: whole blocks of four weight rows
+    // straight from the tile into the requantisation, both in assembly, the bounds checked once
+    // here (the checks, the tile's sums copied out and a call to `store_requantised` per tile
+    // were about 130 instructions a tile on the M4F, 84 on RISC-V). `requantise_4x4` stores
+    // through `y0` only.
+    #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
     if let (Some(32767), true, Some(_), Some(_), Some(y0)) = (
         limit32,
         (-129..=86).contains(&fy_minus_fx),
@@ -788,11 +789,17 @@ fn linear_rows4(
                 crate::kernels::arm_dsp::tile4x4(packed.0.as_ptr().cast(), &ptrs, k, sums.as_mut_ptr().cast());
                 #[cfg(target_feature = "dsp")]
                 let sums = sums.assume_init_ref();
-                #[cfg(not(target_feature = "dsp"))]
+                #[cfg(all(target_arch = "arm", not(target_feature = "dsp")))]
                 let sums = &crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr().cast(), &ptrs, k);
+                #[cfg(target_arch = "riscv32")]
+                let sums =
+                    &crate::kernels::riscv::tile4x4(&packed.0, &ptrs.map(|p| core::slice::from_raw_parts(p, k)), k);
+                #[cfg(target_arch = "arm")]
+                use crate::kernels::arm_thumb2::requantise_4x4;
+                #[cfg(target_arch = "riscv32")]
+                use crate::kernels::riscv::requantise_4x4;
                 // A scale off the fast path: this block and the rest by the loop below.
-                if !crate::kernels::arm_thumb2::requantise_4x4(y0.add(o), ys, sums, scales.as_ptr().add(o), fy_minus_fx)
-                {
+                if !requantise_4x4(y0.add(o), ys, sums, scales.as_ptr().add(o), fy_minus_fx) {
                     break;
                 }
             }
