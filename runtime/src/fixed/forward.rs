@@ -29,6 +29,11 @@ use crate::{Activations, DType, Error};
 
 /// The saturation bound of a stored activation.
 const ACT_MAX: i64 = 32767;
+/// The `d = fy − fx` the assembly requantisation takes (`arm_thumb2`, `arm_dsp`, `riscv`):
+/// there a scale's shift in 25..=63 implies a normal exponent (formats have −8 to 24 fraction
+/// bits, so every product's `d` is within).
+#[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
+const ASM_REQUANT_D: core::ops::RangeInclusive<i32> = -129..=86;
 /// Elements per `i32` partial sum of a dot product: `256 · 32767 · 127 < 2^31`.
 const DOT_CHUNK: usize = 256;
 /// `round(2^30 / √2)`: the reference's scale of `embedding + position` in Q30.
@@ -749,7 +754,7 @@ fn linear_rows4(
     #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
     if let (Some(32767), true, Some(_), Some(_), Some(y0)) = (
         limit32,
-        (-129..=86).contains(&fy_minus_fx),
+        ASM_REQUANT_D.contains(&fy_minus_fx),
         values.get(..out * k),
         scales.get(..out),
         y.get_mut(r0 * ys..last),
@@ -759,8 +764,9 @@ fn linear_rows4(
         // registers (a column whose scale is off the fast path, and the rest, by the loops
         // below).
         #[cfg(target_feature = "dsp")]
-        if k >= 4 && (-129..=86).contains(&fy_minus_fx) {
-            // SAFETY: as below, for every whole block of four weight rows at once; d checked.
+        if k >= 4 {
+            // SAFETY: as below, for every whole block of four weight rows at once; d checked
+            // above.
             let done = unsafe {
                 crate::kernels::arm_dsp::rows4_requantised(
                     packed.0.as_ptr().cast(),
@@ -863,7 +869,7 @@ fn store_requantised(
     let y = y.get_mut(at..last).ok_or(Error::OutputLength { expected: last, got: y_len })?;
     // Four columns into activations: the assembly loop, unless a scale leaves its fast path.
     #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
-    if let ([_, _, _, _], Some(32767), true) = (scales, limit32, (-129..=86).contains(&fy_minus_fx)) {
+    if let ([_, _, _, _], Some(32767), true) = (scales, limit32, ASM_REQUANT_D.contains(&fy_minus_fx)) {
         #[cfg(target_arch = "arm")]
         use crate::kernels::arm_thumb2::requantise_4x4;
         #[cfg(target_arch = "riscv32")]
@@ -1058,7 +1064,7 @@ impl SiluMul {
             Some((sigmoid, rounding)) => {
                 #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
                 if (4..=15).contains(&sigmoid.frac()) && rounding.high == 0 {
-                    self.rows_in_place_thumb2(sigmoid.frac(), rounding.pre, g, u);
+                    self.rows_in_place_asm(sigmoid.frac(), rounding.pre, g, u);
                     return;
                 }
                 for (g, &u) in g.iter_mut().zip(u) {
@@ -1077,7 +1083,7 @@ impl SiluMul {
     /// rounding shift of at most 33 (the built-in model's activation formats have 7 to 11
     /// fraction bits, its SiLU shifts are near 25): the assembly loop.
     #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
-    fn rows_in_place_thumb2(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
+    fn rows_in_place_asm(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
         #[cfg(target_arch = "arm")]
         use crate::kernels::arm_thumb2::silu_rows;
         #[cfg(target_arch = "riscv32")]
