@@ -277,3 +277,62 @@ fn input_moments_cover_every_layer_matrix() {
         assert!(matrices >= 4, "{}: {matrices} layer matrices", case_name(&case));
     }
 }
+
+/// A fixed-point blob's arena is the integer path's `i16` plan (well below the f32 one), and
+/// a session given exactly that much runs; a fixed-point blob written before that plan, whose
+/// header states the f32 arena, still loads and gives the same logits to the bit; any other
+/// stated size is refused.
+#[test]
+fn the_fixed_point_arena_is_the_i16_plan_and_older_blobs_still_load() {
+    use hrm_runtime::blob::{Header, HEADER_LEN};
+    for case in golden_cases() {
+        let file = if case.join("checkpoint").is_file() { "checkpoint" } else { "weights.safetensors" };
+        let ck = Checkpoint::load(&case.join(file), &Overrides::default()).unwrap();
+        let expected = read_safetensors(&case.join("expected.safetensors"));
+        let inputs = examples(&expected, ck.config.seq_len as usize);
+        let fixed = blob(&ck, Format::Fixed, &inputs);
+        let model = hrm_runtime::Model::from_bytes(&fixed).unwrap();
+        let config = *model.config();
+        let name = case_name(&case);
+        assert_eq!(model.arena_bytes(), config.fixed_arena_plan().total * 4, "{name}");
+        assert_eq!(model.header().arena_bytes, model.arena_bytes() as u64, "{name}");
+        eprintln!("{name}: fixed-point arena {} bytes, f32 {}", model.arena_bytes(), config.arena_bytes());
+        // Activations halve; the logits and the attention's scores stay 32-bit.
+        assert!(
+            model.arena_bytes() * 4 < config.arena_bytes() * 3,
+            "{name}: fixed-point arena {} bytes, f32 {}",
+            model.arena_bytes(),
+            config.arena_bytes()
+        );
+
+        // The same blob with the header an older converter wrote (both CRCs rewritten).
+        let restated = |arena_bytes: u64| {
+            let mut bytes = fixed.as_bytes().to_vec();
+            let mut header = Header::parse(&bytes).unwrap();
+            header.arena_bytes = arena_bytes;
+            bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+            hrm_convert::AlignedBlob::from_bytes(&bytes)
+        };
+        let older = restated(config.arena_bytes() as u64);
+        let older_model = hrm_runtime::Model::from_bytes(&older).unwrap();
+        assert_eq!(older_model.arena_bytes(), model.arena_bytes(), "{name}");
+        for wrong in [model.arena_bytes() as u64 - 4, model.arena_bytes() as u64 + 4] {
+            assert!(
+                matches!(
+                    hrm_runtime::Model::from_bytes(&restated(wrong)),
+                    Err(hrm_runtime::Error::InvalidHeader("arena_bytes does not match the configuration"))
+                ),
+                "{name}: arena_bytes {wrong} accepted"
+            );
+        }
+        let bits = |r: &hrm_tests::RunOutput| -> Vec<u32> {
+            r.logits.iter().flatten().flatten().map(|v| v.to_bits()).collect()
+        };
+        let (a, b) = (
+            run_blob(&fixed, &expected["inputs"], &expected["puzzle_identifiers"], 2),
+            run_blob(&older, &expected["inputs"], &expected["puzzle_identifiers"], 2),
+        );
+        assert_eq!(bits(&a), bits(&b), "{name}");
+        assert_eq!((&a.q_halt, &a.q_continue), (&b.q_halt, &b.q_continue), "{name}");
+    }
+}

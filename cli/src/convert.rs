@@ -147,7 +147,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         options.weights,
         options.activations.name(),
         blob.len(),
-        c.arena_bytes(),
+        c.arena_bytes_for(options.activations),
         files.map(|f| format!(" (from {})", f.weights.display())).unwrap_or_default(),
     );
     Ok(())

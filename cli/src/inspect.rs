@@ -53,7 +53,12 @@ fn describe(path: &Path, out: &mut String) -> Result<()> {
             hrm_runtime::Activations::Fixed => "fixed point (integer only; formats calibrated at conversion)",
         }
     )?;
-    writeln!(out, "arena         {} bytes (header says {})", c.arena_bytes(), header.arena_bytes)?;
+    writeln!(
+        out,
+        "arena         {} bytes (header says {})",
+        c.arena_bytes_for(header.activations),
+        header.arena_bytes
+    )?;
     writeln!(out, "blob length   {} bytes (file has {})", header.blob_len, blob.len())?;
     writeln!(out, "header CRC    ok")?;
     let payload_status = match usize::try_from(header.blob_len).ok().and_then(|end| blob.get(HEADER_LEN..end)) {

@@ -356,7 +356,7 @@ pub fn write_blob_with(checkpoint: &Checkpoint, options: &BlobOptions) -> Result
         config,
         activations: options.activations,
         tensor_count: count as u32,
-        arena_bytes: config.arena_bytes() as u64,
+        arena_bytes: config.arena_bytes_for(options.activations) as u64,
         blob_len: out.len() as u64,
         payload_crc: blob::CRC32.checksum(&out[HEADER_LEN..]),
     };

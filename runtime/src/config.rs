@@ -1,6 +1,7 @@
 //! The architecture of a model: every field the blob header stores, the sizes derived from it,
 //! and the working memory (arena) a session needs.
 
+use crate::Activations;
 use crate::Error;
 
 /// Which reference model the blob holds.
@@ -91,7 +92,7 @@ pub mod limits {
 /// near their peak, small enough for the arena of the official 27M model to stay near 1.2 MiB.
 pub const DEFAULT_BLOCK: u32 = 128;
 
-/// Where each buffer lives inside the arena, in `f32` elements from its start.
+/// Where each buffer lives inside the arena, in 4-byte words (`f32` elements) from its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArenaPlan {
     /// `z_H` carry, `[S, h]`.
@@ -232,12 +233,72 @@ impl Config {
         }
     }
 
-    /// Bytes of working memory a [`crate::Session`] needs for this model.
+    /// The arena layout of the integer path (`crate::fixed`), in the same 4-byte words as
+    /// [`Config::arena_plan`]: every activation buffer holds `i16` values (two a word; the
+    /// state's three buffers each rounded up to whole words), the logits `i32`, and the scratch
+    /// starts with the attention's scores of a block of query rows (`i32`, Q30 probabilities)
+    /// followed by the same buffers as the `f32` plan's, as `i16`: 51 to 64 % of the `f32`
+    /// arena on the golden models (51 % for the built-in Sudoku model at work block 4).
+    pub const fn fixed_arena_plan(&self) -> ArenaPlan {
+        let s = self.positions();
+        let h = self.hidden_size as usize;
+        let state = s.saturating_mul(h);
+        let state_words = state.div_ceil(2);
+        let logits = (self.seq_len as usize).saturating_mul(self.vocab_size as usize);
+        let mlp = state.saturating_add(self.swiglu_scratch(s, self.mlp_inter));
+        let (scores, attention) =
+            if self.has_attention() { (self.query_block().saturating_mul(s), state.saturating_mul(4)) } else { (0, 0) };
+        let token_mix = if self.mlp_t {
+            state.saturating_mul(2).saturating_add(self.swiglu_scratch(h, self.mlp_t_inter))
+        } else {
+            0
+        };
+        let mut values = mlp;
+        if attention > values {
+            values = attention;
+        }
+        if token_mix > values {
+            values = token_mix;
+        }
+        let scratch_len = scores.saturating_add(values.div_ceil(2));
+        let z_l = state_words;
+        let input = state_words.saturating_mul(2);
+        let logits_at = state_words.saturating_mul(3);
+        let scratch = logits_at.saturating_add(logits);
+        ArenaPlan {
+            z_h: 0,
+            z_l,
+            input,
+            logits: logits_at,
+            scratch,
+            scratch_len,
+            total: scratch.saturating_add(scratch_len),
+        }
+    }
+
+    /// The arena layout for a blob with `activations`: [`Config::arena_plan`] or
+    /// [`Config::fixed_arena_plan`].
+    pub const fn arena_plan_for(&self, activations: Activations) -> ArenaPlan {
+        match activations {
+            Activations::F32 => self.arena_plan(),
+            Activations::Fixed => self.fixed_arena_plan(),
+        }
+    }
+
+    /// Bytes of working memory a [`crate::Session`] of an `f32` blob needs for this model
+    /// (one of [`Config::arena_bytes_for`]).
     ///
     /// A `const fn`, so firmware can size a `static` arena at compile time:
     /// `static mut ARENA: Arena<{ CONFIG.arena_bytes() }>`.
     pub const fn arena_bytes(&self) -> usize {
         self.arena_plan().total.saturating_mul(4)
+    }
+
+    /// Bytes of working memory a [`crate::Session`] needs for a blob of this model with
+    /// `activations` (the header's): firmware sizes its `static` arena with it,
+    /// `Arena<{ HEADER.config.arena_bytes_for(HEADER.activations) }>`.
+    pub const fn arena_bytes_for(&self, activations: Activations) -> usize {
+        self.arena_plan_for(activations).total.saturating_mul(4)
     }
 
     /// The channel SwiGLU's intermediate size as the reference computes it:

@@ -253,10 +253,10 @@ impl LatentNoise {
 
     /// The integer path's noise: integers only (the forward pass it runs in has no floats).
     #[cfg(feature = "fixed-point")]
-    pub(crate) fn add_fixed(&mut self, z: &mut [i32], max: i64) {
+    pub(crate) fn add_fixed(&mut self, z: &mut [i16], max: i64) {
         for v in z.iter_mut() {
             let n = (i64::from(self.rng.gauss_units()) * self.multiplier + (1 << 15)) >> 16;
-            *v = (i64::from(*v) + n).clamp(-max, max) as i32;
+            *v = (i64::from(*v) + n).clamp(-max, max) as i16;
         }
     }
 }

@@ -4,7 +4,8 @@
 //! The data flows parse → plan → run:
 //! - [`blob`]: the flash-ready format (header, tensor table, aligned tensors) and its checks;
 //! - [`Model::from_bytes`] validates a blob and reads the weights in place;
-//! - [`Config::arena_bytes`] (a `const fn`) says how much working memory a session needs;
+//! - [`Config::arena_bytes_for`] (a `const fn`) says how much working memory a session needs
+//!   ([`Model::arena_bytes`] for a loaded blob);
 //! - [`Session`] embeds an example and runs one ACT segment per [`Session::step`], so that a
 //!   device can yield between segments; [`Session::run`] applies a [`Halting`] policy.
 //!

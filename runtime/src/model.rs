@@ -259,7 +259,11 @@ impl<'a> Model<'a> {
     fn validate(blob: &'a [u8], header: Header) -> Result<Model<'a>, Error> {
         let config = header.config;
         config.validate()?;
-        if header.arena_bytes != config.arena_bytes() as u64 {
+        // A fixed-point blob written before the integer path's `i16` arena states the `f32`
+        // arena: it loads (and its sessions take the smaller one from its start).
+        let stated = header.arena_bytes;
+        let fixed_before_i16 = header.activations == Activations::Fixed && stated == config.arena_bytes() as u64;
+        if stated != config.arena_bytes_for(header.activations) as u64 && !fixed_before_i16 {
             return Err(Error::InvalidHeader("arena_bytes does not match the configuration"));
         }
         let layout = TensorLayout::of(config, header.activations);
@@ -373,7 +377,7 @@ impl<'a> Model<'a> {
 
     /// Bytes of working memory a session of this model needs.
     pub fn arena_bytes(&self) -> usize {
-        self.header.config.arena_bytes()
+        self.header.config.arena_bytes_for(self.header.activations)
     }
 
     pub fn tensor_count(&self) -> usize {

@@ -13,7 +13,7 @@ use crate::Error;
 const LEARNED_POS_SCALE: f32 = core::f32::consts::FRAC_1_SQRT_2;
 
 /// A 64-byte aligned byte buffer for a session's working memory, e.g.
-/// `static mut ARENA: Arena<{ CONFIG.arena_bytes() }> = Arena::new();`.
+/// `static mut ARENA: Arena<{ HEADER.config.arena_bytes_for(HEADER.activations) }> = Arena::new();`.
 #[repr(C, align(64))]
 pub struct Arena<const N: usize>(pub [u8; N]);
 
@@ -71,8 +71,8 @@ pub struct Session<'m, 'a> {
     loaded: bool,
     segments: u32,
     q: [f32; 2],
-    /// The integer forward pass, for a blob with fixed-point activations (then every buffer
-    /// above holds `i32`s).
+    /// The integer forward pass, for a blob with fixed-point activations (then the buffers
+    /// above hold its `i16` and `i32` values: [`Session::integers`]).
     fixed: Option<fixed::Forward<'m>>,
     /// Noise on the latent at every recursion step ([`Session::set_noise`]).
     noise: Option<LatentNoise>,
@@ -90,11 +90,14 @@ impl<'m, 'a> Session<'m, 'a> {
     /// [`Model::arena_bytes`] bytes and start at a 4-byte aligned address.
     pub fn new(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
         let config = *model.config();
-        let needed = config.arena_bytes();
+        let activations = model.header().activations;
+        let needed = config.arena_bytes_for(activations);
         let got = arena.len();
         let bytes = arena.get_mut(..needed).ok_or(Error::ArenaTooSmall { needed, got })?;
         let floats: &mut [f32] = bytemuck::try_cast_slice_mut(bytes).map_err(|_| Error::ArenaMisaligned)?;
-        let ArenaPlan { z_l, input, logits, scratch, scratch_len, .. } = config.arena_plan();
+        // For a fixed-point blob the same five buffers, as words of `i16` pairs (the logits
+        // `i32`): see `integers`.
+        let ArenaPlan { z_l, input, logits, scratch, scratch_len, .. } = config.arena_plan_for(activations);
         let (z_h, rest) = split(floats, z_l)?;
         let (z_l, rest) = split(rest, input - z_l)?;
         let (input, rest) = split(rest, logits - input)?;
@@ -204,14 +207,25 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
-    /// The buffers as the integer path sees them.
+    /// The buffers as the integer path sees them ([`Config::fixed_arena_plan`]): the state's
+    /// `S·h` values `i16` (a buffer of whole words may hold one more), the logits `i32`, the
+    /// scratch the attention's scores (`i32`) then `i16` values.
     fn integers(&mut self) -> fixed::State<'_> {
+        let state = self.config.positions() * self.config.hidden_size as usize;
+        fn values(words: &mut [f32], n: usize) -> &mut [i16] {
+            let all: &mut [i16] = bytemuck::cast_slice_mut(words);
+            let n = n.min(all.len());
+            all.split_at_mut(n).0
+        }
+        let scores = if self.config.has_attention() { self.config.query_block() * self.config.positions() } else { 0 };
+        let (scores, rest) = self.scratch.split_at_mut(scores.min(self.scratch.len()));
         fixed::State {
-            z_h: bytemuck::cast_slice_mut(self.z_h),
-            z_l: bytemuck::cast_slice_mut(self.z_l),
-            input: bytemuck::cast_slice_mut(self.input),
+            z_h: values(self.z_h, state),
+            z_l: values(self.z_l, state),
+            input: values(self.input, state),
             logits: bytemuck::cast_slice_mut(self.logits),
-            scratch: bytemuck::cast_slice_mut(self.scratch),
+            scores: bytemuck::cast_slice_mut(scores),
+            scratch: bytemuck::cast_slice_mut(rest),
         }
     }
 

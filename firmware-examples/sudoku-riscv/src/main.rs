@@ -9,7 +9,7 @@
 use core::convert::Infallible;
 
 use embedded_io::Write as _;
-use hrm_runtime::{Arena, Config, Halting, Header, Model};
+use hrm_runtime::{Arena, Halting, Header, Model};
 use hrm_solver_protocol::{serve, ModelSolver};
 
 /// Aligns what it holds to 64 bytes, as the runtime's tensors need.
@@ -18,12 +18,14 @@ struct Aligned<T: ?Sized>(T);
 
 static BLOB: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.blob")));
 
-const CONFIG: Config = match Header::parse(&BLOB.0) {
-    Ok(header) => header.config,
+const HEADER: Header = match Header::parse(&BLOB.0) {
+    Ok(header) => header,
     Err(_) => panic!("HRM_BLOB is not a model blob of the runtime's format (`hrm inspect` says why)"),
 };
 
-const ARENA_BYTES: usize = CONFIG.arena_bytes();
+/// The working memory of the blob's arithmetic (a fixed-point blob's is about half an `f32`
+/// one's).
+const ARENA_BYTES: usize = HEADER.config.arena_bytes_for(HEADER.activations);
 
 /// The arena, taken once by `main` (one hart, no interrupts).
 static mut ARENA: Arena<ARENA_BYTES> = Arena::new();

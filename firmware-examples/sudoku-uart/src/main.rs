@@ -51,8 +51,9 @@ const _: () = assert!(
     "HRM_BLOB has fixed-point activations: build with the `fixed-point` feature (the default)"
 );
 
-/// Bytes of working memory the model needs: all of the firmware's RAM but its stack.
-pub const ARENA_BYTES: usize = CONFIG.arena_bytes();
+/// Bytes of working memory the model needs: all of the firmware's RAM but its stack (for a
+/// fixed-point blob the integer path's `i16` arena, about half an `f32` blob's).
+pub const ARENA_BYTES: usize = CONFIG.arena_bytes_for(HEADER.activations);
 
 /// The segments `hrm solve sudoku` runs by default: the model's `halt_max_steps`.
 const HALTING: Halting = Halting::Fixed;

@@ -3,7 +3,9 @@
 //!
 //! Conventions (TFLM / CMSIS-NN style):
 //! - an activation at a site with `f` fraction bits is `round(v · 2^f)`, saturated to ±32767
-//!   (held in the arena's 32-bit slots, so the arena plan is the `f32` one);
+//!   and held as `i16` ([`Config::fixed_arena_plan`](crate::Config::fixed_arena_plan): about
+//!   half the `f32` arena); every store into an activation buffer saturates, so every value
+//!   there is within ±32767 (never −32768), which the products' exact `i32` sums rely on;
 //! - a product with `int8` weights accumulates `i16 × i8` in `i32` (in chunks short enough that
 //!   it cannot overflow) and then `i64`; the row's `f32` scale is read as an exact integer
 //!   mantissa and a power of two ([`decompose_f32`]), so requantisation is one integer multiply
@@ -41,8 +43,8 @@ const FRAC_1_SQRT_2_Q30: i64 = 759_250_125;
 /// Extra fraction bits of the embedding before its final rounding.
 const EMBED_EXTRA: i32 = 16;
 
-fn sat16(v: i64) -> i32 {
-    v.clamp(-ACT_MAX, ACT_MAX) as i32
+fn sat16(v: i64) -> i16 {
+    v.clamp(-ACT_MAX, ACT_MAX) as i16
 }
 
 fn sat32(v: i64) -> i32 {
@@ -55,7 +57,7 @@ fn rescale(v: i64, from: i32, to: i32) -> i64 {
 }
 
 /// The integer forward pass of a fixed-point blob, over buffers the session carves from its
-/// arena (the `f32` plan, each slot an `i32`).
+/// arena ([`State`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Forward<'m> {
     model: Model<'m>,
@@ -64,15 +66,85 @@ pub struct Forward<'m> {
     formats: &'m [i32],
 }
 
-fn split(buf: &mut [i32], at: usize) -> Result<(&mut [i32], &mut [i32]), Error> {
+fn split<T>(buf: &mut [T], at: usize) -> Result<(&mut [T], &mut [T]), Error> {
     buf.split_at_mut_checked(at).ok_or(Error::ArenaTooSmall { needed: at, got: 0 })
 }
 
-/// Which of the `i16` or wider `i32` range a product's results saturate to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Range {
-    Activation,
-    Wide,
+/// What a product's outputs are stored as: activations `i16`, saturated to ±32767; the logits
+/// and the Q head `i32`.
+trait Output: Copy {
+    fn saturated(v: i64) -> Self;
+    /// The outputs for the microcontroller loops, which take either (one copy of their code:
+    /// a copy per type was 8 to 13 KB more flash).
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    fn rows(y: &mut [Self]) -> Rows<'_>;
+}
+
+impl Output for i16 {
+    fn saturated(v: i64) -> i16 {
+        sat16(v)
+    }
+    fn rows(y: &mut [i16]) -> Rows<'_> {
+        Rows::Activations(y)
+    }
+}
+
+impl Output for i32 {
+    fn saturated(v: i64) -> i32 {
+        sat32(v)
+    }
+    fn rows(y: &mut [i32]) -> Rows<'_> {
+        Rows::Wide(y)
+    }
+}
+
+/// A product's output buffer, of either type.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+enum Rows<'y> {
+    Activations(&'y mut [i16]),
+    Wide(&'y mut [i32]),
+}
+
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Activations(y) => y.len(),
+            Rows::Wide(y) => y.len(),
+        }
+    }
+
+    /// The saturation bound.
+    fn limit(&self) -> i64 {
+        match self {
+            Rows::Activations(_) => ACT_MAX,
+            Rows::Wide(_) => i64::from(i32::MAX),
+        }
+    }
+
+    /// `y[i] = v`, saturated (nothing where `i` is past the end).
+    fn store(&mut self, i: usize, v: i64) {
+        match self {
+            Rows::Activations(y) => {
+                if let Some(y) = y.get_mut(i) {
+                    *y = sat16(v);
+                }
+            }
+            Rows::Wide(y) => {
+                if let Some(y) = y.get_mut(i) {
+                    *y = sat32(v);
+                }
+            }
+        }
+    }
+
+    /// Values `at..end` as activations, if they are activations and exist.
+    fn activations(&mut self, at: usize, end: usize) -> Option<&mut [i16]> {
+        match self {
+            Rows::Activations(y) => y.get_mut(at..end),
+            Rows::Wide(_) => None,
+        }
+    }
 }
 
 impl<'m> Forward<'m> {
@@ -159,7 +231,7 @@ impl<'m> Forward<'m> {
                 *x = sat16(rescale(v, hi, fz));
             }
         }
-        let init = |id, out: &mut [i32]| -> Result<(), Error> {
+        let init = |id, out: &mut [i16]| -> Result<(), Error> {
             let m = self.model.tensor(id)?;
             let Weights::F32(v) = m.weights else { return Err(Error::InvalidHeader("init vectors must be f32")) };
             for row in out.chunks_exact_mut(h) {
@@ -187,7 +259,7 @@ impl<'m> Forward<'m> {
                 for ((l, &hv), &x) in st.z_l.iter_mut().zip(st.z_h.iter()).zip(st.input.iter()) {
                     *l = sat16(i64::from(*l) + i64::from(hv) + i64::from(x));
                 }
-                self.module(Level::L, st.z_l, st.scratch)?;
+                self.module(Level::L, st.z_l, st.scratch, st.scores)?;
                 if let Some(n) = noise.as_deref_mut() {
                     n.add_fixed(st.z_l, ACT_MAX);
                 }
@@ -195,7 +267,7 @@ impl<'m> Forward<'m> {
             for (hv, &l) in st.z_h.iter_mut().zip(st.z_l.iter()) {
                 *hv = sat16(i64::from(*hv) + i64::from(l));
             }
-            self.module(h_level, st.z_h, st.scratch)?;
+            self.module(h_level, st.z_h, st.scratch, st.scores)?;
             if let Some(n) = noise.as_deref_mut().filter(|n| n.on_z_h()) {
                 n.add_fixed(st.z_h, ACT_MAX);
             }
@@ -207,10 +279,10 @@ impl<'m> Forward<'m> {
         let lm = self.model.tensor(TensorId::LmHead)?;
         let token_rows = st.z_h.get(prefix * h..).unwrap_or(&[]);
         let v = c.vocab_size as usize;
-        linear(&lm, token_rows, h, st.logits, v, c.seq_len as usize, fz, fl, Range::Wide)?;
+        linear(&lm, token_rows, h, st.logits, v, c.seq_len as usize, fz, fl)?;
         let mut q = [0i32; 2];
         let first = st.z_h.get(..h).ok_or(Error::NotReset)?;
-        linear(&self.model.tensor(TensorId::QHeadWeight)?, first, h, &mut q, 2, 1, fz, fq, Range::Wide)?;
+        linear(&self.model.tensor(TensorId::QHeadWeight)?, first, h, &mut q, 2, 1, fz, fq)?;
         let Weights::F32(bias) = self.model.tensor(TensorId::QHeadBias)?.weights else {
             return Err(Error::InvalidHeader("q_head.bias must be f32"));
         };
@@ -226,14 +298,14 @@ impl<'m> Forward<'m> {
     }
 
     /// `z ← blocks(z)`.
-    fn module(&self, level: Level, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+    fn module(&self, level: Level, z: &mut [i16], scratch: &mut [i16], scores: &mut [i32]) -> Result<(), Error> {
         let layers = match level {
             Level::H => self.config.h_layers,
             Level::L => self.config.l_layers,
         };
         for layer in 0..layers {
             if self.config.has_attention() {
-                self.attention(level, layer, z, scratch)?;
+                self.attention(level, layer, z, scratch, scores)?;
             } else {
                 self.token_mix(level, layer, z, scratch)?;
             }
@@ -243,7 +315,14 @@ impl<'m> Forward<'m> {
     }
 
     /// `z ← rms_norm(z + attention(z))`, laid out as the `f32` path lays it out.
-    fn attention(&self, level: Level, layer: u32, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+    fn attention(
+        &self,
+        level: Level,
+        layer: u32,
+        z: &mut [i16],
+        scratch: &mut [i16],
+        scores: &mut [i32],
+    ) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = c.positions();
@@ -259,13 +338,12 @@ impl<'m> Forward<'m> {
         let (q, rest) = split(scratch, s * h)?;
         let (k, rest) = split(rest, s * h)?;
         let (vt, rest) = split(rest, h * s)?;
-        let (heads_out, rest) = split(rest, s * h)?;
-        let (scores, _) = split(rest, r * s)?;
+        let (heads_out, _) = split(rest, s * h)?;
+        let (scores, _) = split(scores, r * s)?;
 
-        let act = Range::Activation;
-        linear(&wqkv.rows(0, h)?, z, h, q, h, s, fz, fin, act)?;
-        linear(&wqkv.rows(h, h)?, z, h, k, h, s, fz, fin, act)?;
-        linear(&wqkv.rows(2 * h, h)?, z, h, heads_out, h, s, fz, fin, act)?;
+        linear(&wqkv.rows(0, h)?, z, h, q, h, s, fz, fin)?;
+        linear(&wqkv.rows(h, h)?, z, h, k, h, s, fz, fin)?;
+        linear(&wqkv.rows(2 * h, h)?, z, h, heads_out, h, s, fz, fin)?;
         transpose(heads_out, s, h, vt);
         if c.pos_encoding == PosEncoding::Rope {
             let half = hd / 2;
@@ -294,12 +372,12 @@ impl<'m> Forward<'m> {
                     // Scores with `fin` fraction bits.
                     for (j, score) in row.iter_mut().enumerate() {
                         let kj = k.get(j * h + off..j * h + off + hd).unwrap_or(&[]);
-                        *score = sat32(shift_round(dot_i32(qi, kj) as i128, fin));
+                        *score = sat32(shift_round(dot(qi, kj) as i128, fin));
                     }
                     softmax_q30(row, inv_sqrt, inv_shift, fin);
                     for d in 0..hd {
                         let v_row = vt.get((off + d) * s..(off + d + 1) * s).unwrap_or(&[]);
-                        let acc = dot_i32(row, v_row);
+                        let acc = dot(row, v_row);
                         if let Some(o) = heads_out.get_mut((start + i) * h + off + d) {
                             *o = sat16(shift_round(acc as i128, 30 + fin - fact));
                         }
@@ -307,7 +385,7 @@ impl<'m> Forward<'m> {
                 }
             }
         }
-        linear(&wo, heads_out, h, q, h, s, fact, fout, act)?;
+        linear(&wo, heads_out, h, q, h, s, fact, fout)?;
         for (x, p) in z.chunks_exact_mut(h).zip(q.chunks_exact(h)) {
             residual_norm(x, p, fout, fz, self.config.rms_norm_eps.to_bits());
         }
@@ -315,7 +393,7 @@ impl<'m> Forward<'m> {
     }
 
     /// TRM `mlp_t`: the SwiGLU over the sequence axis of every channel.
-    fn token_mix(&self, level: Level, layer: u32, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+    fn token_mix(&self, level: Level, layer: u32, z: &mut [i16], scratch: &mut [i16]) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = c.positions();
@@ -334,7 +412,7 @@ impl<'m> Forward<'m> {
     }
 
     /// `z ← rms_norm(z + swiglu(z))` over all rows.
-    fn channel_mlp(&self, level: Level, layer: u32, z: &mut [i32], scratch: &mut [i32]) -> Result<(), Error> {
+    fn channel_mlp(&self, level: Level, layer: u32, z: &mut [i16], scratch: &mut [i16]) -> Result<(), Error> {
         let c = self.config;
         let h = c.hidden_size as usize;
         let s = z.len() / h.max(1);
@@ -371,17 +449,16 @@ impl<'m> Forward<'m> {
         gate_up: &Matrix<'_>,
         down: &Matrix<'_>,
         inter: u32,
-        x: &[i32],
+        x: &[i16],
         rows: usize,
-        out: &mut [i32],
-        scratch: &mut [i32],
+        out: &mut [i16],
+        scratch: &mut [i16],
         (fx, fgu, fact, fout): (i32, i32, i32, i32),
     ) -> Result<(), Error> {
         let width = gate_up.cols;
         let out_width = down.rows;
         let inter = inter as usize;
         let block = self.config.block as usize;
-        let act = Range::Activation;
         let silu = SiluMul::new(fgu, fact);
         if block >= rows {
             let b = self.config.inter_block(inter as u32);
@@ -389,27 +466,27 @@ impl<'m> Forward<'m> {
             let (gu, _) = split(rest, rows * 2 * b)?;
             for start in (0..inter).step_by(b.max(1)) {
                 let n = b.min(inter - start);
-                linear(&gate_up.rows(start, n)?, x, width, gu, 2 * b, rows, fx, fgu, act)?;
+                linear(&gate_up.rows(start, n)?, x, width, gu, 2 * b, rows, fx, fgu)?;
                 let up_out = gu.get_mut(b..).unwrap_or(&mut []);
-                linear(&gate_up.rows(inter + start, n)?, x, width, up_out, 2 * b, rows, fx, fgu, act)?;
+                linear(&gate_up.rows(inter + start, n)?, x, width, up_out, 2 * b, rows, fx, fgu)?;
                 for (row, a) in gu.chunks_exact(2 * b).zip(a.chunks_exact_mut(inter)).take(rows) {
                     let (g, u) = row.split_at(b);
                     silu.rows_into(a.get_mut(start..start + n).unwrap_or(&mut []), g, u);
                 }
             }
-            linear(down, a, inter, out, out_width, rows, fact, fout, act)
+            linear(down, a, inter, out, out_width, rows, fact, fout)
         } else {
             let (gu, _) = split(scratch, block * 2 * inter)?;
             for start in (0..rows).step_by(block.max(1)) {
                 let n = block.min(rows - start);
                 let xs = x.get(start * width..).unwrap_or(&[]);
-                linear(gate_up, xs, width, gu, 2 * inter, n, fx, fgu, act)?;
+                linear(gate_up, xs, width, gu, 2 * inter, n, fx, fgu)?;
                 for row in gu.chunks_exact_mut(2 * inter).take(n) {
                     let (g, u) = row.split_at_mut(inter);
                     silu.rows_in_place(g, u);
                 }
                 let o = out.get_mut(start * out_width..).unwrap_or(&mut []);
-                linear(down, gu, 2 * inter, o, out_width, n, fact, fout, act)?;
+                linear(down, gu, 2 * inter, o, out_width, n, fact, fout)?;
             }
             Ok(())
         }
@@ -461,10 +538,9 @@ fn scale_of(scales: &[f32], row: usize) -> Result<(i32, i32), Error> {
     decompose_f32(bits).ok_or(Error::InvalidHeader("a weight scale is not finite"))
 }
 
-/// `Σ a[i]·w[i]` for `int8` weights and activations in the `i16` range (every site saturates
-/// to ±32767, so every input of a product is; [`linear_packed`] relies on it too when it packs
-/// rows as `i16`), exact: so the same on every platform whichever loop computes it.
-fn dot_i8(w: &[i8], x: &[i32]) -> i64 {
+/// `Σ a[i]·w[i]` for `int8` weights and `i16` activations, exact: so the same on every
+/// platform whichever loop computes it.
+fn dot_i8(w: &[i8], x: &[i16]) -> i64 {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::cpu::x86_level() != crate::kernels::cpu::X86Level::Baseline {
         // SAFETY: the CPU has AVX2 (the level says so, checked at compile or run time).
@@ -477,28 +553,29 @@ fn dot_i8(w: &[i8], x: &[i32]) -> i64 {
 /// 32-bit vector multiply.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dot_i8_avx2(w: &[i8], x: &[i32]) -> i64 {
+unsafe fn dot_i8_avx2(w: &[i8], x: &[i16]) -> i64 {
     dot_i8_portable(w, x)
 }
 
 #[inline(always)]
-fn dot_i8_portable(w: &[i8], x: &[i32]) -> i64 {
+fn dot_i8_portable(w: &[i8], x: &[i16]) -> i64 {
     let mut total = 0i64;
     for (wc, xc) in w.chunks(DOT_CHUNK).zip(x.chunks(DOT_CHUNK)) {
         let mut acc = 0i32;
         for (&w, &x) in wc.iter().zip(xc) {
-            acc = acc.wrapping_add(i32::from(w).wrapping_mul(x));
+            acc = acc.wrapping_add(i32::from(w).wrapping_mul(i32::from(x)));
         }
         total += i64::from(acc);
     }
     total
 }
 
-/// `Σ a[i]·b[i]` in `i64` (scores, probabilities times values).
-fn dot_i32(a: &[i32], b: &[i32]) -> i64 {
+/// `Σ a[i]·b[i]` in `i64` (scores of `i16` queries and keys, `i32` probabilities times `i16`
+/// values).
+fn dot<A: Copy + Into<i64>, B: Copy + Into<i64>>(a: &[A], b: &[B]) -> i64 {
     let mut acc = 0i64;
     for (&x, &y) in a.iter().zip(b) {
-        acc = acc.wrapping_add(i64::from(x) * i64::from(y));
+        acc = acc.wrapping_add(x.into() * y.into());
     }
     acc
 }
@@ -507,16 +584,15 @@ fn dot_i32(a: &[i32], b: &[i32]) -> i64 {
 /// `rows` rows of `Y` (`ys` apart, `fy` fraction bits). Each weight row is read once for all the
 /// rows, as in the `f32` path.
 #[allow(clippy::too_many_arguments)]
-fn linear(
+fn linear<T: Output>(
     w: &Matrix<'_>,
-    x: &[i32],
+    x: &[i16],
     xs: usize,
-    y: &mut [i32],
+    y: &mut [T],
     ys: usize,
     rows: usize,
     fx: i32,
     fy: i32,
-    range: Range,
 ) -> Result<(), Error> {
     let Weights::I8 { scales, values } = w.weights else {
         return Err(Error::InvalidHeader("a fixed-point blob stores matrices as int8"));
@@ -524,14 +600,11 @@ fn linear(
     let k = w.cols;
     let d = Dims { rows, out: w.rows, k, xs, ws: k, ys, accumulate: false };
     check_matmul(x.len(), values.len(), y.len(), d)?;
-    let store = |y: &mut [i32], r: usize, o: usize, sum: i64| -> Result<(), Error> {
+    let store = |y: &mut [T], r: usize, o: usize, sum: i64| -> Result<(), Error> {
         let (mant, exp) = scale_of(scales, o)?;
         let v = mul_pow2_round(sum, mant, exp + fy - fx);
         if let Some(out) = y.get_mut(r * ys + o) {
-            *out = match range {
-                Range::Activation => sat16(v),
-                Range::Wide => sat32(v),
-            };
+            *out = T::saturated(v);
         }
         Ok(())
     };
@@ -539,11 +612,7 @@ fn linear(
     // each activation row packed once as i16, then register tiles of four weight rows.
     #[cfg(not(target_arch = "x86_64"))]
     if k <= DOT_CHUNK {
-        let limit = match range {
-            Range::Activation => ACT_MAX,
-            Range::Wide => i64::from(i32::MAX),
-        };
-        return linear_packed(values, scales, k, x, xs, rows, w.rows, y, ys, fy - fx, limit);
+        return linear_packed(values, scales, k, x, xs, rows, w.rows, &mut T::rows(y), ys, fy - fx);
     }
     for o in 0..w.rows {
         let w_row = values.get(o * k..o * k + k).unwrap_or(&[]);
@@ -556,8 +625,8 @@ fn linear(
 }
 
 /// [`linear`]'s sums for rows of at most [`DOT_CHUNK`] values (so `i32` sums are exact, and
-/// equal to [`dot_i8`]'s): each activation row packed once as `i16` (saturated: a no-op for
-/// the activations, which are in range, and no wrap-around if one ever were not), then four weight rows at a time against it: on the Cortex-M DSP extension with
+/// equal to [`dot_i8`]'s): each activation row packed once (in the tile's order), then four
+/// weight rows at a time against it: on the Cortex-M DSP extension with
 /// `SMLAD` (two multiply-adds an instruction, the int8 kernels' tile; four activation rows at
 /// once where there are four, [`linear_rows4`]), elsewhere a scalar loop
 /// of one `i16` load and four `i8` loads and multiply-adds per value (M0/M3, RISC-V).
@@ -567,14 +636,13 @@ fn linear_packed(
     values: &[i8],
     scales: &[f32],
     k: usize,
-    x: &[i32],
+    x: &[i16],
     xs: usize,
     rows: usize,
     out: usize,
-    y: &mut [i32],
+    y: &mut Rows<'_>,
     ys: usize,
     fy_minus_fx: i32,
-    limit: i64,
 ) -> Result<(), Error> {
     let kp = k.div_ceil(64) * 64;
     // Every row's scale, and k values of every weight row, exist (checked once, so that the
@@ -587,7 +655,7 @@ fn linear_packed(
         // Four rows at once where there are four (a work block of 4 or more): each scale taken
         // apart once for the four, and with the DSP extension each weight word extended once.
         if rows - r >= 4 && k > 0 {
-            linear_rows4(values, scales, k, x, xs, r, out, y, ys, fy_minus_fx, limit)?;
+            linear_rows4(values, scales, k, x, xs, r, out, y, ys, fy_minus_fx)?;
             r += 4;
             continue;
         }
@@ -601,23 +669,21 @@ fn linear_packed(
         let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
         let dst = pack.get_mut(..kp).unwrap_or(&mut []);
         let (head, rest) = dst.split_at_mut(row.len().min(kp));
-        for (p, &v) in head.iter_mut().zip(row) {
-            *p = v.clamp(-ACT_MAX as i32, ACT_MAX as i32) as i16;
-        }
+        head.copy_from_slice(row.get(..head.len()).unwrap_or(&[]));
         rest.fill(0);
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         // SAFETY: `pack` holds kp ≥ k values; DSP is a feature of the target.
         unsafe {
             crate::kernels::arm_dsp::reorder(pack.as_mut_ptr(), kp)
         };
-        let y_len = y.len();
-        let y_row =
-            y.get_mut(r * ys..r * ys + out).ok_or(Error::OutputLength { expected: r * ys + out, got: y_len })?;
+        if r * ys + out > y.len() {
+            return Err(Error::OutputLength { expected: r * ys + out, got: y.len() });
+        }
         let packed_row = pack.get(..kp).unwrap_or(&[]);
-        for ((block, scales), y_block) in values.chunks(4 * k).zip(scales.chunks(4)).zip(y_row.chunks_mut(4)) {
+        for (b, (block, scales)) in values.chunks(4 * k).zip(scales.chunks(4)).enumerate() {
             let sums = sums4(packed_row, block, k);
-            for ((&sum, &scale), y) in sums.iter().zip(scales).zip(y_block) {
-                *y = requantise(sum, scale, fy_minus_fx)?.clamp(-limit, limit) as i32;
+            for (j, (&sum, &scale)) in sums.iter().zip(scales).enumerate() {
+                y.store(r * ys + 4 * b + j, requantise(sum, scale, fy_minus_fx)?);
             }
         }
         r += 1;
@@ -652,14 +718,13 @@ fn linear_rows4(
     values: &[i8],
     scales: &[f32],
     k: usize,
-    x: &[i32],
+    x: &[i16],
     xs: usize,
     r0: usize,
     out: usize,
-    y: &mut [i32],
+    y: &mut Rows<'_>,
     ys: usize,
     fy_minus_fx: i32,
-    limit: i64,
 ) -> Result<(), Error> {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     use crate::kernels::int8::Int8Tile;
@@ -684,14 +749,12 @@ fn linear_rows4(
     let mut packed = Packed([core::mem::MaybeUninit::<i16>::uninit(); 4 * KP_MAX]);
     #[cfg(not(all(target_arch = "arm", target_feature = "thumb2")))]
     let mut packed = Packed([0i16; 4 * KP_MAX]);
-    let narrow = |v: &i32| (*v).clamp(-ACT_MAX as i32, ACT_MAX as i32) as i16;
     for i in 0..4 {
         let row = x.get((r0 + i) * xs..(r0 + i) * xs + k).unwrap_or(&[]);
-        // Group g of row i at 4·(4g + i); values past k stay 0.
-        // Whole groups by index (the iterator chain of `skip`, `step_by` and `chunks` took
-        // about 30 instructions a value on the M4F), then the last partial one.
-        // Whole groups in assembly, then the last partial one (and, for a row shorter than k,
-        // which no caller passes, zero groups up to ⌈k/4⌉).
+        // Group g of row i at 4·(4g + i): whole groups in assembly (the iterator chain of
+        // `skip`, `step_by` and `chunks` took about 30 instructions a value on the M4F), then
+        // the last partial one (and, for a row shorter than k, which no caller passes, zero
+        // groups up to ⌈k/4⌉).
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         {
             let whole = row.len() / 4;
@@ -701,7 +764,7 @@ fn linear_rows4(
                 crate::kernels::arm_dsp::pack_groups(row.as_ptr(), whole, packed.0.as_mut_ptr().add(4 * i).cast())
             };
             for g in whole..k.div_ceil(4) {
-                let value = |j: usize| row.get(4 * g + j).map_or(0, narrow);
+                let value = |j: usize| row.get(4 * g + j).copied().unwrap_or(0);
                 let at = 4 * (4 * g + i);
                 if let Some(dst) = packed.0.get_mut(at..at + 4) {
                     for (d, v) in dst.iter_mut().zip([value(0), value(2), value(1), value(3)]) {
@@ -719,7 +782,7 @@ fn linear_rows4(
             unsafe {
                 let dst = packed.0.as_mut_ptr().add(i);
                 for (t, v) in row.iter().take(n).enumerate() {
-                    (*dst.add(4 * t)).write(i32::from(narrow(v)));
+                    (*dst.add(4 * t)).write(i32::from(*v));
                 }
                 for t in n..k {
                     (*dst.add(4 * t)).write(0);
@@ -727,19 +790,17 @@ fn linear_rows4(
             }
         }
         #[cfg(target_arch = "riscv32")]
-        for (dst, v) in packed.0.chunks_exact_mut(4).zip(row) {
+        for (dst, &v) in packed.0.chunks_exact_mut(4).zip(row) {
             if let Some(dst) = dst.get_mut(i) {
-                *dst = narrow(v);
+                *dst = v;
             }
         }
         // Row i at i·kp.
         #[cfg(not(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32")))]
-        for (dst, v) in packed.0.iter_mut().skip(i * kp).zip(row) {
-            *dst = narrow(v);
+        for (dst, &v) in packed.0.iter_mut().skip(i * kp).zip(row) {
+            *dst = v;
         }
     }
-    // The limit as the 32-bit form takes it (every product's: ACT_MAX or i32::MAX).
-    let limit32 = u32::try_from(limit).ok().filter(|&l| l <= i32::MAX as u32);
     let y_len = y.len();
     let last = (r0 + 3) * ys + out;
     if last > y_len {
@@ -752,13 +813,9 @@ fn linear_rows4(
     // were about 130 instructions a tile on the M4F, 84 on RISC-V). `requantise_4x4` stores
     // through `y0` only.
     #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
-    if let (Some(32767), true, Some(_), Some(_), Some(y0)) = (
-        limit32,
-        ASM_REQUANT_D.contains(&fy_minus_fx),
-        values.get(..out * k),
-        scales.get(..out),
-        y.get_mut(r0 * ys..last),
-    ) {
+    if let (true, Some(_), Some(_), Some(y0)) =
+        (ASM_REQUANT_D.contains(&fy_minus_fx), values.get(..out * k), scales.get(..out), y.activations(r0 * ys, last))
+    {
         let y0 = y0.as_mut_ptr();
         // With DSP: all the whole blocks of four columns in one call, the sums requantised in
         // registers (a column whose scale is off the fast path, and the rest, by the loops
@@ -836,7 +893,7 @@ fn linear_rows4(
             let _ = rows;
             core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), block, k))
         };
-        store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx, limit, limit32)?;
+        store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx)?;
         o += n;
     }
     Ok(())
@@ -853,40 +910,43 @@ fn linear_rows4(
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn store_requantised(
-    y: &mut [i32],
+    y: &mut Rows<'_>,
     at: usize,
     ys: usize,
     sums: &[[i32; 4]; 4],
     scales: &[f32],
     fy_minus_fx: i32,
-    limit: i64,
-    limit32: Option<u32>,
 ) -> Result<(), Error> {
     use super::math::Requant;
     let n = scales.len().min(4);
     let last = at + 3 * ys + n;
-    let y_len = y.len();
-    let y = y.get_mut(at..last).ok_or(Error::OutputLength { expected: last, got: y_len })?;
+    if last > y.len() {
+        return Err(Error::OutputLength { expected: last, got: y.len() });
+    }
     // Four columns into activations: the assembly loop, unless a scale leaves its fast path.
     #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
-    if let ([_, _, _, _], Some(32767), true) = (scales, limit32, ASM_REQUANT_D.contains(&fy_minus_fx)) {
+    if let ([_, _, _, _], true) = (scales, ASM_REQUANT_D.contains(&fy_minus_fx)) {
         #[cfg(target_arch = "arm")]
         use crate::kernels::arm_thumb2::requantise_4x4;
         #[cfg(target_arch = "riscv32")]
         use crate::kernels::riscv::requantise_4x4;
         // SAFETY: y holds 3·ys + 4 values (checked above), scales four; d in −129..=86.
-        if unsafe { requantise_4x4(y.as_mut_ptr(), ys, sums, scales.as_ptr(), fy_minus_fx) } {
-            return Ok(());
+        if let Some(y) = y.activations(at, last) {
+            if unsafe { requantise_4x4(y.as_mut_ptr(), ys, sums, scales.as_ptr(), fy_minus_fx) } {
+                return Ok(());
+            }
         }
     }
     for (j, &scale) in scales.iter().enumerate().take(n) {
         let q = Requant::new(scale, fy_minus_fx).ok_or(Error::InvalidHeader("a weight scale is not finite"))?;
         for (i, sums) in sums.iter().enumerate() {
-            let (Some(y), Some(&sum)) = (y.get_mut(i * ys + j), sums.get(j)) else { continue };
-            *y = match limit32 {
-                Some(l) if q.is_high() => q.apply_high(sum, l),
-                _ => q.apply(sum, limit) as i32,
+            let Some(&sum) = sums.get(j) else { continue };
+            let limit = y.limit();
+            let v = match u32::try_from(limit) {
+                Ok(l) if q.is_high() => i64::from(q.apply_high(sum, l)),
+                _ => q.apply(sum, limit),
             };
+            y.store(at + i * ys + j, v);
         }
     }
     Ok(())
@@ -946,7 +1006,7 @@ fn sums4(x: &[i16], block: &[i8], k: usize) -> [i32; 4] {
 }
 
 /// `dst[c][r] = src[r][c]` for a row-major `src[rows, cols]`.
-fn transpose(src: &[i32], rows: usize, cols: usize, dst: &mut [i32]) {
+fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     if cols == 0 {
         return;
     }
@@ -960,7 +1020,7 @@ fn transpose(src: &[i32], rows: usize, cols: usize, dst: &mut [i32]) {
 }
 
 /// Rotary embedding of one head (halves `[v1, v2]`), the table read as Q15.
-fn rope(v: &mut [i32], cos: &[f32], sin: &[f32]) {
+fn rope(v: &mut [i16], cos: &[f32], sin: &[f32]) {
     let half = v.len() / 2;
     let (v1, v2) = v.split_at_mut(half);
     for (((a, b), c), s) in v1.iter_mut().zip(v2.iter_mut()).zip(cos).zip(sin) {
@@ -995,20 +1055,16 @@ fn softmax_q30(row: &mut [i32], inv_sqrt: u64, inv_shift: i32, frac: i32) {
 /// `silu(g) · u` for `g`, `u` with `fgu` fraction bits, into `fact` fraction bits. Inlined
 /// into the SwiGLU's loop, so that what depends only on the formats is computed once a row.
 #[inline(always)]
-fn silu_mul(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
+fn silu_mul(g: i16, u: i16, fgu: i32, fact: i32) -> i16 {
     let (x, frac) = if fgu < 0 { (i64::from(g) << -fgu, 0) } else { (i64::from(g), fgu as u32) };
     let sig = i64::from(sigmoid_q15(x, frac));
-    // Activations are `i16` values in their slots: then |g · σ · u| < 2^46 and the product
-    // fits i64 (one i128 multiply less on a 32-bit core; the same value).
-    if let (Ok(g16), Ok(u16)) = (i16::try_from(g), i16::try_from(u)) {
-        let p = i64::from(g16) * sig * i64::from(u16);
-        return sat16(shift_round_i64(p, 15 + 2 * fgu - fact));
-    }
-    sat16(shift_round(i128::from(i64::from(g) * sig) * i128::from(u), 15 + 2 * fgu - fact))
+    // |g · σ · u| < 2^46: the product fits i64.
+    let p = i64::from(g) * sig * i64::from(u);
+    sat16(shift_round_i64(p, 15 + 2 * fgu - fact))
 }
 
 /// [`silu_mul`] at one pair of formats, for whole rows: what depends only on them worked out
-/// once, and for the usual case (`0 ≤ fgu ≤ 18`, `i16` values, a shift in `17..=63`: every
+/// once, and for the usual case (`0 ≤ fgu ≤ 18`, a shift in `17..=63`: every
 /// SiLU of a calibrated model, the built-in one's are near 25) the same integers in 32-bit
 /// arithmetic but one 32 × 32 → 64 multiply, whose high word is the rounding's. The general
 /// path took about 150 instructions an element on the Cortex-M4F, most of them the checks and
@@ -1037,11 +1093,11 @@ impl SiluMul {
 
     /// `out[i] = silu_mul(g[i], u[i], fgu, fact)`.
     #[inline(never)]
-    fn rows_into(&self, out: &mut [i32], g: &[i32], u: &[i32]) {
+    fn rows_into(&self, out: &mut [i16], g: &[i16], u: &[i16]) {
         match self.narrow {
             Some((sigmoid, rounding)) => {
                 for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-                    *o = self.narrow_or_general(sigmoid, rounding, g, u);
+                    *o = Self::narrow(sigmoid, rounding, g, u);
                 }
             }
             None => {
@@ -1052,14 +1108,11 @@ impl SiluMul {
         }
     }
 
-    /// `g[i] = silu_mul(g[i], u[i], fgu, fact)` for `g` and `u` in `i16`: the gate and up
-    /// outputs of a product into activations (`linear` with `Range::Activation` clamps every
-    /// output to ±32767, on every path), which is what lets the Thumb-2 loop skip a range check
-    /// per pair. (Two passes, `g ← g·u` and `u ← σ(g)` then the rounding, so that each loop would
-    /// keep its constants in registers, took 3 % more instructions a segment on the Cortex-M4F
-    /// than this one loop.)
+    /// `g[i] = silu_mul(g[i], u[i], fgu, fact)`. (Two passes, `g ← g·u` and `u ← σ(g)` then
+    /// the rounding, so that each loop would keep its constants in registers, took 3 % more
+    /// instructions a segment on the Cortex-M4F than this one loop.)
     #[inline(never)]
-    fn rows_in_place(&self, g: &mut [i32], u: &[i32]) {
+    fn rows_in_place(&self, g: &mut [i16], u: &[i16]) {
         match self.narrow {
             Some((sigmoid, rounding)) => {
                 #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
@@ -1068,7 +1121,7 @@ impl SiluMul {
                     return;
                 }
                 for (g, &u) in g.iter_mut().zip(u) {
-                    *g = self.narrow_or_general(sigmoid, rounding, *g, u);
+                    *g = Self::narrow(sigmoid, rounding, *g, u);
                 }
             }
             None => {
@@ -1083,30 +1136,25 @@ impl SiluMul {
     /// rounding shift of at most 33 (the built-in model's activation formats have 7 to 11
     /// fraction bits, its SiLU shifts are near 25): the assembly loop.
     #[cfg(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32"))]
-    fn rows_in_place_asm(&self, frac: u32, rounding_pre: u32, g: &mut [i32], u: &[i32]) {
+    fn rows_in_place_asm(&self, frac: u32, rounding_pre: u32, g: &mut [i16], u: &[i16]) {
         #[cfg(target_arch = "arm")]
         use crate::kernels::arm_thumb2::silu_rows;
         #[cfg(target_arch = "riscv32")]
         use crate::kernels::riscv::silu_rows;
         let n = g.len().min(u.len());
-        debug_assert!(g.iter().chain(u).all(|&v| i16::try_from(v).is_ok()), "SiLU inputs outside i16");
-        // SAFETY: both slices hold n values; frac and the shift were checked by the caller;
-        // every value is an activation (see `rows_in_place`).
+        // SAFETY: both slices hold n values; frac and the shift were checked by the caller.
         unsafe { silu_rows(g.as_mut_ptr(), u.as_ptr(), n, &super::math::SIGMOID_SEGMENTS, frac, rounding_pre) };
     }
 
     /// `silu_mul(g, u, fgu, fact)` where `narrow` is `Some((sigmoid, rounding))`. With `fgu ≥ 0`
     /// the sigmoid's input is `g` itself at `fgu` fraction bits (`sigmoid_q15`'s narrow path:
-    /// `fgu ≤ 18`, `g` fits `i32`); for `i16` values `g·σ·u` is `(g·u)·σ` (`|g·u| < 2^30`,
-    /// `0 ≤ σ ≤ 2^15`: below 2^45, so `shift_round_i64` is `shift_round_small`), rounded half
-    /// away from zero on its magnitude, and `sat16` clamps the magnitude to 32767 either side.
+    /// `fgu ≤ 18`); `g·σ·u` is `(g·u)·σ` (`|g·u| ≤ 2^30`, `0 ≤ σ ≤ 2^15`: below 2^45, so
+    /// `shift_round_i64` is `shift_round_small`), rounded half away from zero on its magnitude,
+    /// and `sat16` clamps the magnitude to 32767 either side.
     #[inline(always)]
-    fn narrow_or_general(&self, sigmoid: NarrowSigmoid, rounding: ProductRounding, g: i32, u: i32) -> i32 {
-        if let (Ok(g16), Ok(u16)) = (i16::try_from(g), i16::try_from(u)) {
-            let gu = i32::from(g16) * i32::from(u16);
-            return rounding.apply(gu, sigmoid.eval(g) as u32);
-        }
-        silu_mul_cold(g, u, self.fgu, self.fact)
+    fn narrow(sigmoid: NarrowSigmoid, rounding: ProductRounding, g: i16, u: i16) -> i16 {
+        let gu = i32::from(g) * i32::from(u);
+        rounding.apply(gu, sigmoid.eval(i32::from(g)) as u32) as i16
     }
 }
 
@@ -1136,100 +1184,94 @@ impl ProductRounding {
     }
 }
 
-/// [`silu_mul`] out of line, for values outside `i16` (none in a calibrated model): inlined,
-/// its 64- and 128-bit paths took the registers of [`SiluMul`]'s loops, which then spilled.
+/// [`silu_mul`] out of line, for formats off the narrow path (none in a calibrated model):
+/// inlined, its 64-bit paths took the registers of [`SiluMul`]'s loops, which then spilled.
 #[cold]
 #[inline(never)]
-fn silu_mul_cold(g: i32, u: i32, fgu: i32, fact: i32) -> i32 {
+fn silu_mul_cold(g: i16, u: i16, fgu: i32, fact: i32) -> i16 {
     silu_mul(g, u, fgu, fact)
 }
 
 /// `x ← rms_norm(x + p)`: `x` with `fz` fraction bits, `p` with `fp`; `eps` as `f32` bits.
-fn residual_norm(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
-    if x.is_empty() {
+fn residual_norm(x: &mut [i16], p: &[i16], fp: i32, fz: i32, eps: u32) {
+    if x.is_empty() || p.len() < x.len() {
         return;
     }
-    if (-7..=31).contains(&(fp - fz)) && p.len() >= x.len() && residual_norm_i16(x, p, fp - fz, fz, eps) {
-        return;
+    if (-7..=31).contains(&(fp - fz)) {
+        residual_norm_narrow(x, p, fp - fz, fz, eps);
+    } else {
+        residual_norm_general(x, p, fp, fz, eps);
     }
-    residual_norm_general(x, p, fp, fz, eps);
 }
 
-/// [`residual_norm`] for every input: 64-bit sums saturated, 64- and 128-bit rounding.
-fn residual_norm_general(x: &mut [i32], p: &[i32], fp: i32, fz: i32, eps: u32) {
+/// [`residual_norm`] for every pair of formats: 64-bit sums saturated, 64- and 128-bit
+/// rounding. Each `x + p` is computed twice, for the sum of squares and for the output.
+fn residual_norm_general(x: &mut [i16], p: &[i16], fp: i32, fz: i32, eps: u32) {
     let n = x.len() as u64;
     if n == 0 {
         return;
     }
+    let sum = |x: i16, p: i16| i64::from(x) + rescale(i64::from(p), fp, fz);
     let mut squares = 0u64;
-    for (x, &p) in x.iter_mut().zip(p) {
-        let t = i64::from(*x) + rescale(i64::from(p), fp, fz);
-        // The sum is kept in the slot until the scale is known (it fits: two `i16`s).
-        *x = sat32(t);
+    for (&x, &p) in x.iter().zip(p) {
+        let t = sum(x, p);
         squares = squares.saturating_add(t.saturating_mul(t) as u64);
     }
     let eps = fixed_from_f32_bits(eps, 2 * fz).unwrap_or(0).max(0) as u64;
     let mean = (squares / n).saturating_add(eps).max(1);
     let (inv, shift) = rsqrt(mean);
-    // inv ≤ 2^32: with |x| < 2^30 (a sum of two `i16`s always is) the product fits i64, and
-    // shift_round_i64 rounds it as shift_round would the i128 (no i128 multiply on 32-bit cores).
+    // inv ≤ 2^32: with |t| < 2^30 the product fits i64, and shift_round_i64 rounds it as
+    // shift_round would the i128 (no i128 multiply on 32-bit cores).
     let inv_i64 = i64::try_from(inv).unwrap_or(i64::MAX);
-    for x in x.iter_mut() {
-        *x = if x.unsigned_abs() < 1 << 30 && inv <= 1 << 32 {
-            sat16(shift_round_i64(i64::from(*x) * inv_i64, shift - fz))
+    for (x, &p) in x.iter_mut().zip(p) {
+        let t = sat32(sum(*x, p));
+        *x = if t.unsigned_abs() < 1 << 30 && inv <= 1 << 32 {
+            sat16(shift_round_i64(i64::from(t) * inv_i64, shift - fz))
         } else {
-            sat16(shift_round(i128::from(*x) * i128::from(inv), shift - fz))
+            sat16(shift_round(i128::from(t) * i128::from(inv), shift - fz))
         };
     }
 }
 
-/// [`residual_norm`] where every `x` and `p` is an `i16` value and `p`'s format has at most 7
-/// fraction bits fewer than `x`'s (`fp − fz` in `−7..=31`): every activation of a calibrated
-/// model, whose sites saturate to ±32767 (the built-in model's residual adds have `fp − fz` of
-/// −1 and −2). Then `p` rescaled is `p · 2^(fz − fp)` or `shift_round_small` of it (on 32-bit
-/// magnitudes), `|t| ≤ 32768 · 129 < 2^23`, so `t²` is a 32 × 32 → 64 multiply and no
-/// row's sum of squares can overflow (`n · 2^46`), and the normalised value `t · inv` (`inv
-/// ≤ 2^32`) is below 2^55, rounded on its magnitude and clamped by `sat16`. The same integers
-/// without the general loops' 64-bit saturating arithmetic, which took about 230
-/// instructions a value on the Cortex-M4F.
-///
-/// Returns false, having changed nothing, where a value of `x` or `p` is outside the `i16`
-/// range (the general path then runs). The first pass sums the squares without storing and
-/// gathers the range check in one word, tested once after the loop (a compare and branch per
-/// value before); the second computes each `x + p` again and stores it normalised.
-fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps: u32) -> bool {
+/// [`residual_norm`] where `p`'s format has at most 7 fraction bits fewer than `x`'s (`fp −
+/// fz` in `−7..=31`): every residual add of a calibrated model (the built-in model's have
+/// `fp − fz` of −1 and −2). Then `p` rescaled is `p · 2^(fz − fp)` or `shift_round_small` of
+/// it (on 32-bit magnitudes), `|t| ≤ 32767 · 129 < 2^23`, so `t²` is a 32 × 32 → 64 multiply
+/// and no row's sum of squares can overflow (`n · 2^46`), and the normalised value `t · inv`
+/// (`inv ≤ 2^32`) is below 2^55, rounded on its magnitude and clamped by `sat16`. The same
+/// integers as [`residual_norm_general`] without its 64-bit saturating arithmetic, which took
+/// about 230 instructions a value on the Cortex-M4F. The first pass sums the squares without
+/// storing; the second computes each `x + p` again and stores it normalised.
+fn residual_norm_narrow(x: &mut [i16], p: &[i16], rescale_shift: i32, fz: i32, eps: u32) {
     let n = x.len() as u64;
-    let Some(p) = p.get(..x.len()) else { return false };
-    // Wrapping: a value outside i16 makes `t` (and the squares) meaningless, and the row is
-    // then handed back before either is used.
-    let sum = |x: i32, p: i32| {
+    let Some(p) = p.get(..x.len()) else { return };
+    let sum = |x: i16, p: i16| {
+        let p = i32::from(p);
         let p = if rescale_shift > 0 {
             let rounded = (((p.unsigned_abs() >> (rescale_shift - 1)) + 1) >> 1) as i32;
             if p < 0 {
-                rounded.wrapping_neg()
+                -rounded
             } else {
                 rounded
             }
         } else {
-            p.wrapping_shl(rescale_shift.unsigned_abs())
+            p << rescale_shift.unsigned_abs()
         };
-        x.wrapping_add(p)
+        i32::from(x) + p
     };
-    // Each value plus 2^15 is below 2^16 exactly when the value is in i16; so is their OR.
     let first_pass = || {
-        let (mut squares, mut outside) = (0u64, 0u32);
+        let mut squares = 0u64;
         for (&x, &p) in x.iter().zip(p) {
-            outside |= (x.wrapping_add(0x8000) | p.wrapping_add(0x8000)) as u32;
             let t = i64::from(sum(x, p));
-            squares = squares.wrapping_add((t * t) as u64);
+            squares += (t * t) as u64;
         }
-        (squares, outside)
+        squares
     };
     // Thumb-2: both passes in assembly where `p` is scaled up (the built-in model's adds).
     #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
     let in_assembly = rescale_shift <= 0;
     #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
-    let (squares, outside) = if in_assembly {
+    let squares = if in_assembly {
         // SAFETY: x and p hold x.len() ≥ 1 values (`residual_norm` returns on an empty row).
         unsafe {
             crate::kernels::arm_thumb2::residual_squares(x.as_ptr(), p.as_ptr(), x.len(), rescale_shift.unsigned_abs())
@@ -1238,10 +1280,7 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
         first_pass()
     };
     #[cfg(not(all(target_arch = "arm", target_feature = "thumb2")))]
-    let (squares, outside) = first_pass();
-    if outside >= 0x10000 {
-        return false;
-    }
+    let squares = first_pass();
     let eps = fixed_from_f32_bits(eps, 2 * fz).unwrap_or(0).max(0) as u64;
     let mean = (squares / n).saturating_add(eps).max(1);
     let (inv, shift) = rsqrt(mean);
@@ -1253,7 +1292,7 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
         // about a dozen instructions on 32-bit cores).
         #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
         (Ok(inv), Ok(out_shift @ 24..=55)) if in_assembly => {
-            // SAFETY: as above, and every |t| < 2^23 (x and p are in i16: checked).
+            // SAFETY: as above, and every |t| < 2^23.
             unsafe {
                 crate::kernels::arm_thumb2::residual_normalise(
                     x.as_mut_ptr(),
@@ -1271,7 +1310,7 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
                 let t = sum(*x, p);
                 let h = ((u64::from(t.unsigned_abs() << 9) * u64::from(inv)) >> 32) as u32;
                 let r = h >> down;
-                let v = ((r >> 1) + (r & 1)).min(ACT_MAX as u32) as i32;
+                let v = ((r >> 1) + (r & 1)).min(ACT_MAX as u32) as i16;
                 *x = if t < 0 { -v } else { v };
             }
         }
@@ -1280,7 +1319,7 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
                 let t = sum(*x, p);
                 let magnitude = u64::from(t.unsigned_abs()) * u64::from(inv);
                 let rounded = ((magnitude >> (out_shift - 1)) + 1) >> 1;
-                let v = rounded.min(ACT_MAX as u64) as i32;
+                let v = rounded.min(ACT_MAX as u64) as i16;
                 *x = if t < 0 { -v } else { v };
             }
         }
@@ -1290,7 +1329,6 @@ fn residual_norm_i16(x: &mut [i32], p: &[i32], rescale_shift: i32, fz: i32, eps:
             }
         }
     }
-    true
 }
 
 #[cfg(test)]
@@ -1307,7 +1345,7 @@ mod tests {
         }
     }
 
-    fn apply(silu: &SiluMul, g: i32, u: i32) -> i32 {
+    fn apply(silu: &SiluMul, g: i16, u: i16) -> i16 {
         let mut out = [0];
         silu.rows_into(&mut out, &[g], &[u]);
         let mut in_place = [g];
@@ -1317,7 +1355,7 @@ mod tests {
     }
 
     #[test]
-    fn residual_norm_of_i16_values_equals_the_general_path() {
+    fn residual_norm_narrow_path_equals_the_general_path() {
         let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let eps = [1e-5f32, 1e-6, 0.0, 3.0];
         for case in 0..4000 {
@@ -1326,21 +1364,9 @@ mod tests {
             let fp = fz + (next() % 41) as i32 - 8;
             // Small rows and rows at the ends of i16 (the sums of squares at their largest).
             let spread = [3u64, 300, 32_767, 65_535][(case / 6) % 4];
-            let mut value = || ((next() % (spread + 1)) as i64 - (spread / 2) as i64).clamp(-32_767, 32_767) as i32;
-            let mut x: std::vec::Vec<i32> = (0..n).map(|_| value()).collect();
-            let mut p: std::vec::Vec<i32> = (0..n).map(|_| value()).collect();
-            // Some rows with one value outside ±32767, anywhere in x or p: −32768 the fast path
-            // takes like any other; for the rest it must leave x untouched and hand the row to
-            // the general one.
-            if case % 5 == 0 {
-                let wide = [32_768, -32_768, 40_000, -1 << 20][(case / 5) % 4];
-                let at = (next() % n as u64) as usize;
-                if case % 10 == 0 {
-                    x[at] = wide;
-                } else {
-                    p[at] = wide;
-                }
-            }
+            let mut value = || ((next() % (spread + 1)) as i64 - (spread / 2) as i64).clamp(-32_767, 32_767) as i16;
+            let x: std::vec::Vec<i16> = (0..n).map(|_| value()).collect();
+            let p: std::vec::Vec<i16> = (0..n).map(|_| value()).collect();
             let e = eps[case % 4].to_bits();
             let (mut fast, mut general) = (x.clone(), x.clone());
             residual_norm(&mut fast, &p, fp, fz, e);
@@ -1352,23 +1378,14 @@ mod tests {
     #[test]
     fn silu_rows_in_place_equal_silu_mul_value_by_value() {
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
-        for case in 0..3000 {
+        for _ in 0..3000 {
             let (fgu, fact) = ((next() % 24) as i32 - 2, (next() % 40) as i32 - 4);
             let silu = SiluMul::new(fgu, fact);
             let n = 1 + (next() % 300) as usize;
-            // Mostly i16 rows, some with a value outside i16.
-            let wide = case % 7 == 0;
-            let mut value = || {
-                let v = (next() % 65_535) as i32 - 32_767;
-                if wide && next().is_multiple_of(50) {
-                    v * 3
-                } else {
-                    v
-                }
-            };
-            let g: std::vec::Vec<i32> = (0..n).map(|_| value()).collect();
-            let u: std::vec::Vec<i32> = (0..n).map(|_| value()).collect();
-            let want: std::vec::Vec<i32> = g.iter().zip(&u).map(|(&g, &u)| silu_mul(g, u, fgu, fact)).collect();
+            let mut value = || ((next() % 65_535) as i32 - 32_767) as i16;
+            let g: std::vec::Vec<i16> = (0..n).map(|_| value()).collect();
+            let u: std::vec::Vec<i16> = (0..n).map(|_| value()).collect();
+            let want: std::vec::Vec<i16> = g.iter().zip(&u).map(|(&g, &u)| silu_mul(g, u, fgu, fact)).collect();
             let mut got = g.clone();
             silu.rows_in_place(&mut got, &u);
             assert_eq!(got, want, "fgu {fgu} fact {fact}");
@@ -1420,7 +1437,7 @@ mod tests {
                 let edges = [-32_768, -lim, 1 - lim, lim - 1, lim, 32_767].map(|g: i32| g.clamp(-32_768, 32_767));
                 for g in gs.chain(edges) {
                     for &u in &us {
-                        let want = silu_mul(g, u, fgu, fact);
+                        let want = i32::from(silu_mul(g as i16, u as i16, fgu, fact));
                         assert_eq!(
                             thumb2_silu_steps(g, u, frac, pre),
                             Some(want),
@@ -1440,12 +1457,11 @@ mod tests {
         // Every format pair a calibrated model can have and then some (negative and wide
         // `fgu`, shifts outside 1..=63), g over the whole i16 range and beyond, u at its edges
         // and a spread of values in between.
-        let us =
-            [-40_000, -32_768, -32_767, -20_001, -4_097, -255, -7, -1, 0, 1, 3, 100, 4_099, 32_767, 32_768, 70_000];
+        let us: [i16; 13] = [-32_768, -32_767, -20_001, -4_097, -255, -7, -1, 0, 1, 3, 100, 4_099, 32_767];
         for fgu in -3..=22 {
             for fact in (-2..=50).step_by(4) {
                 let silu = SiluMul::new(fgu, fact);
-                for g in (-40_000..=40_000).step_by(17).chain([i32::MIN, -32_768, -32_767, 32_767, 32_768, i32::MAX]) {
+                for g in (-32_768..=32_767).step_by(17).chain([-32_768, -32_767, 32_767]) {
                     for &u in &us {
                         assert_eq!(apply(&silu, g, u), silu_mul(g, u, fgu, fact), "g {g} u {u} fgu {fgu} fact {fact}");
                     }

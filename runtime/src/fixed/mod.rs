@@ -24,13 +24,15 @@ pub struct FixedOutcome {
     pub halt_requested: bool,
 }
 
-/// The buffers of a session, as integers.
+/// The buffers of a session, as integers: activations `i16` (every site saturates to
+/// ±32767), the logits and the attention's scores (Q30 probabilities) `i32`.
 pub struct State<'b> {
-    pub z_h: &'b mut [i32],
-    pub z_l: &'b mut [i32],
-    pub input: &'b mut [i32],
+    pub z_h: &'b mut [i16],
+    pub z_l: &'b mut [i16],
+    pub input: &'b mut [i16],
     pub logits: &'b mut [i32],
-    pub scratch: &'b mut [i32],
+    pub scores: &'b mut [i32],
+    pub scratch: &'b mut [i16],
 }
 
 /// The places where the fixed-point path stores activations, each with its own format (a

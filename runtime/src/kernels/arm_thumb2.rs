@@ -93,9 +93,7 @@ pub unsafe fn tile4x4(q: *const i32, w: &[*const i8; 4], k: usize) -> [[i32; 4];
 /// `g[i] ← silu_mul(g[i], u[i], fgu, fact)` (`fixed::forward`'s narrow path: the sigmoid of
 /// `g` at `frac = fgu` fraction bits, [`NarrowSigmoid::eval`](crate::fixed), times `g·u`,
 /// rounded half away from zero by `2^shift` with `shift = 15 + 2·fgu − fact`, clamped to
-/// ±32767) for `i < n`, where every `g` and `u` is in `i16`: the outputs of a product into
-/// activations, which the requantisation clamps to ±32767 (the arithmetic below holds for
-/// them alone; the caller states why its values are such).
+/// ±32767) for `i < n` `i16` values (`LDRSH`, `STRH`).
 ///
 /// One pass of about 29 instructions a value (the compiler's loop took 62: it spilled its
 /// constants; a range check of each pair, dropped, took 5 more). What the Rust code computes
@@ -116,11 +114,11 @@ pub unsafe fn tile4x4(q: *const i32, w: &[*const i8; 4], k: usize) -> [[i32; 4];
 ///
 /// # Safety
 /// `g` and `u` hold `n` values each; `4 ≤ frac ≤ 15`; `rounding_pre = 33 − shift` with `shift`
-/// in `17..=33`. (A value outside `i16` gives a wrong value, nothing worse.)
+/// in `17..=33`.
 #[inline(never)]
 pub unsafe fn silu_rows(
-    g: *mut i32,
-    u: *const i32,
+    g: *mut i16,
+    u: *const i16,
     n: usize,
     segments: &[[u32; 2]; 512],
     frac: u32,
@@ -137,8 +135,8 @@ pub unsafe fn silu_rows(
             asm!(
                 "push {{r6, r7}}",
                 "2:",
-                "ldr r11, [r0]",
-                "ldr r12, [r1], #4",
+                "ldrsh r11, [r0]",
+                "ldrsh r12, [r1], #2",
                 "mul r12, r11, r12",
                 // pos = g + 2^(b+4); saturated below 1 and from 2^(b+5) on.
                 "adds r11, r11, r5",
@@ -164,7 +162,7 @@ pub unsafe fn silu_rows(
                 "usat r6, #15, r6, asr #1",
                 "eor r6, r6, r12, asr #31",
                 "sub r6, r6, r12, asr #31",
-                "str r6, [r0], #4",
+                "strh r6, [r0], #2",
                 "cmp r1, r2",
                 "bne 2b",
                 "b 7f",
@@ -215,7 +213,7 @@ pub unsafe fn silu_rows(
 /// `y` is valid for writes at `i·ys + j` for `i, j < 4`; `scales` holds four values;
 /// `d` in `−129..=86` (every product's `fy − fx`: formats have −8 to 24 fraction bits).
 #[inline(never)]
-pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
+pub unsafe fn requantise_4x4(y: *mut i16, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
     let done: u32;
     // r6 and r7 cannot be operands (LLVM's base and frame pointers): saved on the stack and
     // used as temporaries.
@@ -234,7 +232,7 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
                 "eor lr, lr, r10\n",
                 "eor r7, r7, lr, asr #31\n",
                 "sub r7, r7, lr, asr #31\n",
-                "str r7, ",
+                "strh r7, ",
                 $store,
                 "\n",
             )
@@ -260,10 +258,10 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
         "movge r12, #1",
         "rsblt r12, r12, #31",
         output!("0", "[r0]"),
-        output!("16", "[r0, r1, lsl #2]"),
-        output!("32", "[r0, r2, lsl #2]"),
-        output!("48", "[r0, r3, lsl #2]"),
-        "add r0, r0, #4",
+        output!("16", "[r0, r1, lsl #1]"),
+        output!("32", "[r0, r2, lsl #1]"),
+        output!("48", "[r0, r3, lsl #1]"),
+        "add r0, r0, #2",
         "add r4, r4, #4",
         "cmp r5, r9",
         "bne 2b",
@@ -289,25 +287,20 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
     done != 0
 }
 
-/// The first pass of `fixed::forward::residual_norm_i16` where `p` is scaled up (`fp ≤ fz`):
-/// `t = x + (p << up)` for the `n` values, returning `Σ t²` (64-bit, `SMLAL`) and the OR of
-/// every `x + 2^15` and `p + 2^15` (below 2^16 exactly when every value is in `i16`; the
-/// caller tests it once, and `Σ t²` means nothing otherwise). 11 instructions a value; the
-/// compiler's loop took 13 with its spills.
+/// The first pass of `fixed::forward::residual_norm_narrow` where `p` is scaled up (`fp ≤
+/// fz`): `t = x + (p << up)` for the `n` `i16` values, returning `Σ t²` (64-bit, `SMLAL`). 7
+/// instructions a value (11 while activations were `i32` slots and each value's range was
+/// checked).
 ///
 /// # Safety
 /// `x` and `p` hold `n ≥ 1` values each.
 #[inline(never)]
-pub unsafe fn residual_squares(x: *const i32, p: *const i32, n: usize, up: u32) -> (u64, u32) {
-    let (lo, hi, outside): (u32, u32, u32);
+pub unsafe fn residual_squares(x: *const i16, p: *const i16, n: usize, up: u32) -> u64 {
+    let (lo, hi): (u32, u32);
     asm!(
         "2:",
-        "ldr r4, [r0], #4",
-        "ldr r5, [r1], #4",
-        "add lr, r4, #0x8000",
-        "orr r12, r12, lr",
-        "add lr, r5, #0x8000",
-        "orr r12, r12, lr",
+        "ldrsh r4, [r0], #2",
+        "ldrsh r5, [r1], #2",
         "lsl r5, r5, r3",
         "add r4, r4, r5",
         "smlal r8, r9, r4, r4",
@@ -321,14 +314,12 @@ pub unsafe fn residual_squares(x: *const i32, p: *const i32, n: usize, up: u32) 
         out("r5") _,
         inout("r8") 0u32 => lo,
         inout("r9") 0u32 => hi,
-        inout("r12") 0u32 => outside,
-        out("lr") _,
         options(nostack, readonly),
     );
-    ((u64::from(hi) << 32) | u64::from(lo), outside)
+    (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// The second pass of `fixed::forward::residual_norm_i16` where `p` is scaled up and the
+/// The second pass of `fixed::forward::residual_norm_narrow` where `p` is scaled up and the
 /// normalisation's shift is in `24..=55`: `t = x + (p << up)`, then `x = ±min(round(|t|·inv /
 /// 2^(down + 24)), 32767)` with `t`'s sign. `|t| < 2^23`, so the high word of `(|t| << 9) ·
 /// inv` (`UMULL`) is `⌊|t|·inv / 2^23⌋`; `LSRS` by `down + 1` leaves in the carry the bit
@@ -339,11 +330,11 @@ pub unsafe fn residual_squares(x: *const i32, p: *const i32, n: usize, up: u32) 
 /// `x` and `p` hold `n ≥ 1` values each, every `x + (p << up)` below 2^23 in magnitude;
 /// `down ≤ 31`.
 #[inline(never)]
-pub unsafe fn residual_normalise(x: *mut i32, p: *const i32, n: usize, up: u32, inv: u32, down: u32) {
+pub unsafe fn residual_normalise(x: *mut i16, p: *const i16, n: usize, up: u32, inv: u32, down: u32) {
     asm!(
         "2:",
-        "ldr r4, [r0]",
-        "ldr r5, [r1], #4",
+        "ldrsh r4, [r0]",
+        "ldrsh r5, [r1], #2",
         "lsl r5, r5, r3",
         "add r4, r4, r5",
         "eor r5, r4, r4, asr #31",
@@ -355,7 +346,7 @@ pub unsafe fn residual_normalise(x: *mut i32, p: *const i32, n: usize, up: u32, 
         "usat r5, #15, r5",
         "eor r5, r5, r4, asr #31",
         "sub r5, r5, r4, asr #31",
-        "str r5, [r0], #4",
+        "strh r5, [r0], #2",
         "cmp r0, r2",
         "bne 2b",
         inout("r0") x => _,

@@ -226,7 +226,7 @@ macro_rules! requantised {
             "srai {m}, {m}, 31\n",
             "xor {a}, {a}, {m}\n",
             "sub {a}, {a}, {m}\n",
-            "sw {a}, 0(",
+            "sh {a}, 0(",
             $at,
             ")\n",
         )
@@ -246,7 +246,7 @@ macro_rules! requantised {
 /// `−129..=86`.
 #[cfg(target_arch = "riscv32")]
 #[inline(never)]
-pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
+pub unsafe fn requantise_4x4(y: *mut i16, ys: usize, sums: &[[i32; 4]; 4], scales: *const f32, d: i32) -> bool {
     let done: u32;
     core::arch::asm!(
         "2:",
@@ -278,7 +278,7 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
         "add {t}, {yp}, {ys3}",
         requantised!("48", "{t}"),
         "addi {p}, {p}, 4",
-        "addi {yp}, {yp}, 4",
+        "addi {yp}, {yp}, 2",
         "addi {sc}, {sc}, 4",
         "bne {sc}, {end}, 2b",
         "li {done}, 1",
@@ -291,9 +291,9 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
         sc = inout(reg) scales => _,
         end = in(reg) scales.add(4),
         yp = inout(reg) y => _,
-        ys1 = in(reg) 4 * ys,
-        ys2 = in(reg) 8 * ys,
-        ys3 = in(reg) 12 * ys,
+        ys1 = in(reg) 2 * ys,
+        ys2 = in(reg) 4 * ys,
+        ys3 = in(reg) 6 * ys,
         d87 = in(reg) 87 - d,
         lead = in(reg) 0x80_0000u32,
         lim = in(reg) 32767u32,
@@ -309,7 +309,7 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
     done != 0
 }
 
-/// `g[i] ← silu_mul(g[i], u[i], fgu, fact)` for `i < n`, where every `g` and `u` is in `i16`:
+/// `g[i] ← silu_mul(g[i], u[i], fgu, fact)` for `i < n` `i16` values (`LH`, `SH`):
 /// `arm_thumb2::silu_rows`'s steps in RV32IM (its M3 form: the table entry's `−k4` by `SRAI`
 /// and `MUL`, the high words by `MULH` and `MULHU`; the clamp by a branch, RV32IMAC having no
 /// minimum). About 36 instructions a value, where the compiled loop took about 53. Checked as
@@ -318,12 +318,12 @@ pub unsafe fn requantise_4x4(y: *mut i32, ys: usize, sums: &[[i32; 4]; 4], scale
 ///
 /// # Safety
 /// `g` and `u` hold `n` values each; `4 ≤ frac ≤ 15`; `rounding_pre = 33 − shift` with `shift`
-/// in `17..=33`. (A value outside `i16` gives a wrong value, nothing worse.)
+/// in `17..=33`.
 #[cfg(target_arch = "riscv32")]
 #[inline(never)]
 pub unsafe fn silu_rows(
-    g: *mut i32,
-    u: *const i32,
+    g: *mut i16,
+    u: *const i16,
     n: usize,
     segments: &[[u32; 2]; 512],
     frac: u32,
@@ -335,9 +335,9 @@ pub unsafe fn silu_rows(
     let w = frac - 4;
     core::arch::asm!(
         "2:",
-        "lw {g}, 0({gp})",
-        "lw {gu}, 0({up})",
-        "addi {up}, {up}, 4",
+        "lh {g}, 0({gp})",
+        "lh {gu}, 0({up})",
+        "addi {up}, {up}, 2",
         "mul {gu}, {g}, {gu}",
         // pos = g + 2^(b+4); saturated below 1 and from 2^(b+5) on.
         "add {g}, {g}, {c5}",
@@ -376,8 +376,8 @@ pub unsafe fn silu_rows(
         "8:",
         "xor {r}, {r}, {k}",
         "sub {r}, {r}, {k}",
-        "sw {r}, 0({gp})",
-        "addi {gp}, {gp}, 4",
+        "sh {r}, 0({gp})",
+        "addi {gp}, {gp}, 2",
         "bne {up}, {end}, 2b",
         "j 9f",
         "3:",
