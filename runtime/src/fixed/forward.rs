@@ -1412,6 +1412,9 @@ mod tests {
             let t = ((w1 << w) as i32).wrapping_add(i32::from((w0 >> 16) as i16) * i32::from(r0 as i16));
             // SMMUL: the high word.
             let h = ((i64::from(r0 << (39 - 2 * frac)) * i64::from(t)) >> 32) as i32;
+            // The DSP loop's SMMULR of half the product (the high word rounded) is (h + 1) >> 1.
+            let rounded = ((i64::from(r0 << (38 - 2 * frac)) * i64::from(t) + (1 << 31)) >> 32) as i32;
+            assert_eq!(rounded, (h + 1) >> 1, "SMMULR form: g {g} frac {frac}");
             (w0 & 0xffff) as i32 + ((h + 1) >> 1)
         };
         let sign = gu >> 31;

@@ -495,8 +495,8 @@ macro_rules! rows4_column {
 
 /// One output of [`rows4_requantised`]: the sum in `$sum` by the multiplier (r9), the high
 /// word shifted by the high shift + 1 (r12) with `LSRS`, whose carry is the bit the rounding
-/// adds, `USAT` to 32767, the sign of the sum XOR the scale's (r10) put back, stored at `$at`.
-/// `arm_thumb2::requantise_4x4`'s steps, the sum already in a register.
+/// adds, `USAT` to 32767, the sum's sign put back (the scale is positive), stored at `$at`.
+/// `arm_thumb2::requantise_4x4`'s steps, the sum already in a register: 9 instructions.
 macro_rules! requantised_output {
     ($sum:tt, $at:literal) => {
         concat!(
@@ -512,11 +512,12 @@ macro_rules! requantised_output {
             "lsrs r7, r7, r12\n",
             "adc r7, r7, #0\n",
             "usat r7, #15, r7\n",
-            "eor lr, ",
+            "eor r7, r7, ",
             stringify!($sum),
-            ", r10\n",
-            "eor r7, r7, lr, asr #31\n",
-            "sub r7, r7, lr, asr #31\n",
+            ", asr #31\n",
+            "sub r7, r7, ",
+            stringify!($sum),
+            ", asr #31\n",
             "strh r7, ",
             $at,
             "\n",
@@ -530,13 +531,14 @@ macro_rules! requantised_output {
 /// Requant::new(scales[o], d).apply_high(sum, 32767)`, the same integers as [`tile4x4`]
 /// followed by `arm_thumb2::requantise_4x4`. One call for all the columns of a row block:
 /// per column [`tile4x4`]'s loop and tail, then the scale taken apart (12 instructions) and
-/// four outputs of 10, straight from the sums' registers. Before, a tile call, a
+/// four outputs of 9, straight from the sums' registers. Before, a tile call, a
 /// requantisation call and the driver's loop per four columns, and the sums stored and loaded
 /// again: about 23 instructions a column more (M4F fixed point: 183.8 → 175.9 M a segment).
 ///
 /// Returns the number of columns done: all, or those before the first whose scale is off the
 /// fast path of `Requant::new` (a normal `f32` whose shift `150 − biased exponent − d` is in
-/// `25..=63`), which the caller then does in Rust (that column's outputs were not stored).
+/// `25..=63`) or negative, which the caller then does in Rust (that column's outputs were not
+/// stored).
 ///
 /// # Safety
 /// As [`tile4x4`] for each of the `columns` weight rows (`k ≥ 4`); `y` is valid for writes at
@@ -581,12 +583,14 @@ pub(crate) unsafe fn rows4_requantised(
         "push {{r6, r7}}",
         "push {{r2, r3}}",
         rows4_column!(),
-        // The column's scale: t = biased exponent − (87 − d) = 63 − shift, in 0..=38?
+        // The column's scale: t = biased exponent − (87 − d) = 63 − shift, in 0..=38? The
+        // sign bit is taken in too: a negative scale makes t at least 256 − 216 = 40 and
+        // stops the call (the Rust path takes it; every converter's scale is positive).
         "ldr r2, [sp]",
         "ldr r8, [r2, #24]",
         "ldr r0, [r2, #36]",
         "ldr r10, [r8], #4",
-        "ubfx r12, r10, #23, #8",
+        "lsr r12, r10, #23",
         "sub r12, r12, r0",
         "cmp r12, #38",
         "bhi 29f",

@@ -95,15 +95,16 @@ pub unsafe fn tile4x4(q: *const i32, w: &[*const i8; 4], k: usize) -> [[i32; 4];
 /// rounded half away from zero by `2^shift` with `shift = 15 + 2·fgu − fact`, clamped to
 /// ±32767) for `i < n` `i16` values (`LDRSH`, `STRH`).
 ///
-/// One pass of about 29 instructions a value (the compiler's loop took 62: it spilled its
-/// constants; a range check of each pair, dropped, took 5 more). What the Rust code computes
+/// One pass of about 27 instructions a value with DSP, 29 without (the compiler's loop took
+/// 62: it spilled its constants; a range check of each pair, dropped, took 5 more). What the Rust code computes
 /// in forms the instructions take directly:
 /// - the sigmoid's position `(g + 2^(b+4))·16` split at `b` bits as `g + 2^(b+4)` split at
 ///   `w = b − 4` (index `i`, remainder `r₀ = r / 16`), and its table entry in one `LDRD`
 ///   (`p1` and `−k4` in one word, `c = 4d + k4` in the other: `SIGMOID_SEGMENTS`);
 /// - `u = c·2^b − k4·r = 16·(c·2^w + (−k4)·r₀)`, and the high word of `(r·2^(31−2b))·u` as that
 ///   of `(r₀·2^(39−2b))·(c·2^w + (−k4)·r₀)`: the same product (`SMLATB` multiplies `−k4` from
-///   the word's top half; `SMMUL` keeps the high word; on the M3 `MLA` and `SMULL`);
+///   the word's top half; `SMMULR` of half the product gives `(h + 1) >> 1`, the interpolation's
+///   rounding, and `UXTAH` adds `p1`; on the M3 `MLA`, `SMULL` and three instructions more);
 /// - the sigmoid's final clamp left out (it never binds: unit test `narrow_sigmoid_and_shift_equal_the_general_paths`);
 /// - `(h + 1) >> 1` for `(h >> 1) + (h & 1)` (`h < 2^29`), clamped to 32767 by `USAT`, the
 ///   sign put back with `EOR`/`SUB` on `g·u`'s sign.
@@ -131,7 +132,7 @@ pub unsafe fn silu_rows(
     // r6 and r7 cannot be operands (LLVM's base and frame pointers): saved on the stack and
     // used as temporaries.
     macro_rules! silu_loop {
-        ($($products:literal),*) => {
+        ($r0_shift:expr, $($products:literal),*) => {
             asm!(
                 "push {{r6, r7}}",
                 "2:",
@@ -149,9 +150,6 @@ pub unsafe fn silu_rows(
                 "ldrd r11, r6, [r11]",
                 "lsl r6, r6, r9",
                 $($products,)*
-                "add r6, r6, #1",
-                "uxth r11, r11",
-                "add r11, r11, r6, asr #1",
                 "6:",
                 // |g·u| · (σ · 2^pre): its high word, rounded, clamped, signed.
                 "eor lr, r12, r12, asr #31",
@@ -182,18 +180,31 @@ pub unsafe fn silu_rows(
                 in("r5") 1i32 << (frac + 4),
                 in("r8") (1u32 << w) - 1,
                 in("r9") w,
-                in("r10") 39 - 2 * frac,
+                in("r10") $r0_shift,
                 out("r11") _,
                 out("r12") _,
                 out("lr") _,
             )
         };
     }
-    // t' = c·2^w + (−k4)·r₀, then h = high word of (r₀·2^(39−2b)) · t'.
+    // t' = c·2^w + (−k4)·r₀, then h = high word of (r₀·2^(39−2b)) · t' and σ = p1 + (h + 1)
+    // / 2, p1 the entry's low half. With DSP, (h + 1) / 2 in one `SMMULR` (the high word
+    // rounded: ⌊(x + 2^31) / 2^32⌋) of (r₀·2^(38−2b)) · t' = x / 2, since ⌊(⌊x / 2^32⌋ + 1) / 2⌋
+    // = ⌊(x + 2^32) / 2^33⌋ (x is even: 39 − 2b ≥ 9), and p1 added by `UXTAH`: 2 instructions
+    // a value fewer.
     #[cfg(target_feature = "dsp")]
-    silu_loop!("smlatb r6, r11, lr, r6", "lsl lr, lr, r10", "smmul r6, lr, r6");
+    silu_loop!(38 - 2 * frac, "smlatb r6, r11, lr, r6", "lsl lr, lr, r10", "smmulr r6, lr, r6", "uxtah r11, r6, r11");
     #[cfg(not(target_feature = "dsp"))]
-    silu_loop!("asr r7, r11, #16", "mla r6, r7, lr, r6", "lsl lr, lr, r10", "smull r7, r6, lr, r6");
+    silu_loop!(
+        39 - 2 * frac,
+        "asr r7, r11, #16",
+        "mla r6, r7, lr, r6",
+        "lsl lr, lr, r10",
+        "smull r7, r6, lr, r6",
+        "add r6, r6, #1",
+        "uxth r11, r11",
+        "add r11, r11, r6, asr #1"
+    );
 }
 
 /// `y[i·ys + j] = Requant::new(scales[j], d).apply_high(sums[i][j], 32767)` for the 4 × 4
