@@ -29,7 +29,8 @@
 #                                                  code counted where it was inlined from)
 #
 # EXAMPLE: sudoku-uart (Cortex-M4F, hard float, QEMU mps2-an386), sudoku-uart-m3 (Cortex-M3,
-# soft float, mps2-an385), -m7, -m33 (mps2-an505), -m0, sudoku-riscv, or c-uart (the C firmware on the M4F). HRM_BLOB=path uses that blob instead of making one; MODEL=path
+# soft float, mps2-an385), -m7, -m33 (mps2-an505), -m55 (mps3-an547), -m0, sudoku-riscv, or
+# c-uart (the C firmware on the M4F). HRM_BLOB=path uses that blob instead of making one; MODEL=path
 # converts another checkpoint; WEIGHTS=f16|bf16|int8|int4 stores the weights narrower;
 # WEIGHTS=fixed makes the integer-only blob (int8 weights, fixed-point activations calibrated on
 # 256 generated puzzles: target/firmware/sudoku-fixed.blob); ELF_TAG=name keeps a build's ELF
@@ -193,11 +194,16 @@ example() {
     # Armv8-M mainline with the DSP extension and an FPU: the AN505 image (TrustZone; the
     # firmware runs secure), its own memory map and device addresses (feature mps2-an505).
     sudoku-uart-m33) TARGET=thumbv8m.main-none-eabihf MACHINE=mps2-an505 CPU=cortex-m33 ;;
+    # Armv8.1-M (Cortex-M55, SSE-300): the MPS3 AN547 image running the M33's build (no Helium
+    # code: the M55 executes Armv8-M Mainline with DSP and FPU as the M33 does), its own memory
+    # map (512 KiB of ITCM for code: the integer and int8 blobs fit, f32 does not) and device
+    # addresses (feature mps3-an547).
+    sudoku-uart-m55) TARGET=thumbv8m.main-none-eabihf MACHINE=mps3-an547 CPU=cortex-m55 ;;
     # RV32IMAC (ESP32-C3 class, no FPU): QEMU virt, its 16550 UART; for the integer-only blob.
     sudoku-riscv) TARGET=riscv32imac-unknown-none-elf MACHINE=virt CPU="" ;;
     # The same solver in C (firmware-examples/c-uart) over libhrm.a, the C interface.
     c-uart) TARGET=thumbv7em-none-eabihf MACHINE=mps2-an386 CPU=cortex-m4 ;;
-    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m33, sudoku-uart-m0, sudoku-riscv, c-uart)" ;;
+    *) die "unknown example '$1' (sudoku-uart, sudoku-uart-m3, sudoku-uart-m7, sudoku-uart-m33, sudoku-uart-m55, sudoku-uart-m0, sudoku-riscv, c-uart)" ;;
   esac
   NAME="$1"
   PACKAGE=sudoku-uart
@@ -206,6 +212,7 @@ example() {
   # Features the board needs, added to FEATURES by build (not part of the ELF's tag).
   BOARD_FEATURES=""
   if [ "$1" = sudoku-uart-m33 ]; then BOARD_FEATURES=mps2-an505; fi
+  if [ "$1" = sudoku-uart-m55 ]; then BOARD_FEATURES=mps3-an547; fi
   shift
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -481,7 +488,7 @@ check() {
   echo "kernel-check: 2160 int8, 2160 int4, 2160 f32 and 2160 f16 products (the float ones also added to outputs), every output's bits equal to the reference's" >"$work/expected-kernels.txt"
   : >"$work/input-kernels.txt"
   local example
-  for example in sudoku-uart sudoku-uart-m7 sudoku-uart-m33; do
+  for example in sudoku-uart sudoku-uart-m7 sudoku-uart-m33 sudoku-uart-m55; do
     WEIGHTS=int8 ELF_TAG=int8 check_one "$example" "$work/input-kernels.txt" "$work/expected-kernels.txt" --features kernel-check
     note
   done
@@ -555,7 +562,7 @@ cores() {
         failed=1
       fi
     done
-    local examples="sudoku-uart sudoku-uart-m7 sudoku-uart-m33"
+    local examples="sudoku-uart sudoku-uart-m7 sudoku-uart-m33 sudoku-uart-m55"
     if [ "$weights" = fixed ]; then examples="sudoku-uart-m0 sudoku-uart-m3 $examples sudoku-riscv"; fi
     for example in $examples; do
       local puzzles="$n"
@@ -618,7 +625,7 @@ cores() {
 # The figures the gate keeps: for each row, an example, its blob, executed instructions per
 # segment (a counted cores run minus a run with no input, over its segments), flash and static
 # RAM of that (digest) build. Fast rows only (no soft-float f32): the gate runs in CI.
-GATE_ROWS="sudoku-uart:int8 sudoku-uart:fixed sudoku-uart-m33:int8 sudoku-uart-m33:fixed sudoku-uart-m3:fixed sudoku-riscv:fixed"
+GATE_ROWS="sudoku-uart:int8 sudoku-uart:fixed sudoku-uart-m33:int8 sudoku-uart-m33:fixed sudoku-uart-m55:int8 sudoku-uart-m55:fixed sudoku-uart-m3:fixed sudoku-riscv:fixed"
 GATE_BASELINE="$FW/gate-baseline.txt"
 
 # GATE_ROW EXAMPLE WEIGHTS PUZZLES COUNTFILE [OUT]: appends the row to OUT (default

@@ -11,10 +11,16 @@ use std::{env, fs, process};
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // The memory map: the MPS2 boards QEMU emulates (the AN505's with the `mps2-an505`
-    // feature), or HRM_MEMORY_X (e.g. one of ../boards/*.x, to see whether the linker fits the
+    // feature, the MPS3 AN547's with `mps3-an547`), or HRM_MEMORY_X (e.g. one of ../boards/*.x, to see whether the linker fits the
     // model into a real board's flash and RAM).
     println!("cargo:rerun-if-env-changed=HRM_MEMORY_X");
-    let default_map = if env::var_os("CARGO_FEATURE_MPS2_AN505").is_some() { "memory-an505.x" } else { "memory.x" };
+    let default_map = if env::var_os("CARGO_FEATURE_MPS2_AN505").is_some() {
+        "memory-an505.x"
+    } else if env::var_os("CARGO_FEATURE_MPS3_AN547").is_some() {
+        "memory-an547.x"
+    } else {
+        "memory.x"
+    };
     let memory = env::var_os("HRM_MEMORY_X").map_or_else(|| PathBuf::from(default_map), PathBuf::from);
     println!("cargo:rerun-if-changed={}", memory.display());
     if let Err(e) = fs::copy(&memory, out.join("memory.x")) {
