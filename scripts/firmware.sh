@@ -194,9 +194,9 @@ example() {
     # Armv8-M mainline with the DSP extension and an FPU: the AN505 image (TrustZone; the
     # firmware runs secure), its own memory map and device addresses (feature mps2-an505).
     sudoku-uart-m33) TARGET=thumbv8m.main-none-eabihf MACHINE=mps2-an505 CPU=cortex-m33 ;;
-    # Armv8.1-M (Cortex-M55, SSE-300): the MPS3 AN547 image running the M33's build (no Helium
-    # code: the M55 executes Armv8-M Mainline with DSP and FPU as the M33 does), its own memory
-    # map (512 KiB of ITCM for code: the integer and int8 blobs fit, f32 does not) and device
+    # Armv8.1-M (Cortex-M55, SSE-300): the MPS3 AN547 image, built with -C target-cpu=cortex-m55
+    # (with a fixed-point blob the runtime's Helium kernels, feature helium), its own memory map
+    # (512 KiB of ITCM for code: the integer and int8 blobs fit, f32 does not) and device
     # addresses (feature mps3-an547).
     sudoku-uart-m55) TARGET=thumbv8m.main-none-eabihf MACHINE=mps3-an547 CPU=cortex-m55 ;;
     # RV32IMAC (ESP32-C3 class, no FPU): QEMU virt, its 16550 UART; for the integer-only blob.
@@ -246,11 +246,23 @@ build() {
   say "building $NAME ($TARGET${FEATURES:+, features $FEATURES}) with $(basename "$BLOB")"
   local args=(build --release --locked -p "$PACKAGE" --target "$TARGET")
   if [ "$PACKAGE" = sudoku-uart ] && ! blob_is_fixed; then args+=(--no-default-features); fi
-  local features="${FEATURES}${FEATURES:+${BOARD_FEATURES:+,}}${BOARD_FEATURES}"
+  local board_features="$BOARD_FEATURES"
+  # The M55's Helium kernels serve the integer path (a fixed-point blob).
+  if [ "$NAME" = sudoku-uart-m55 ] && blob_is_fixed; then board_features="$board_features,helium"; fi
+  local features="${FEATURES}${FEATURES:+${board_features:+,}}${board_features}"
   if [ -n "$features" ]; then args+=(--features "$features"); fi
+  local target_dir="$FW/target"
+  if [ "$NAME" = sudoku-uart-m55 ]; then
+    # The M55's own code generation (Helium: the runtime's `arm_mve` kernels) in a target
+    # directory of its own, so that it and the M33's build do not rebuild each other.
+    target_dir="$FW/target/m55"
+    args+=(--target-dir "$target_dir")
+    export CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55"
+  fi
   HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
+  unset CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS
   mkdir -p "$OUT"
-  cp "$FW/target/$TARGET/release/$PACKAGE" "$ELF"
+  cp "$target_dir/$TARGET/release/$PACKAGE" "$ELF"
   say "built $NAME${FEATURES:+ ($FEATURES)} in $((SECONDS - started)) s"
 }
 

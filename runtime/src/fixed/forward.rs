@@ -728,6 +728,11 @@ fn linear_rows4(
 ) -> Result<(), Error> {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     use crate::kernels::int8::Int8Tile;
+    // Helium (Cortex-M55): the rows read where they lie, no packing.
+    #[cfg(all(target_arch = "arm", feature = "helium"))]
+    if k > 0 {
+        return linear_rows4_mve(values, scales, k, x, xs, r0, out, y, ys, fy_minus_fx);
+    }
     const KP_MAX: usize = DOT_CHUNK.div_ceil(64) * 64;
     let kp = k.div_ceil(64) * 64;
     // `linear` sends rows of at most DOT_CHUNK values, and `linear_packed` no empty ones.
@@ -893,6 +898,44 @@ fn linear_rows4(
             let _ = rows;
             core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), block, k))
         };
+        store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx)?;
+        o += n;
+    }
+    Ok(())
+}
+
+/// [`linear_rows4`] with Helium (`kernels::arm_mve`): per block of four weight rows the four
+/// activation rows' sums straight from the arena's `i16` rows (no packing), then
+/// [`store_requantised`] (the Thumb-2 requantisation).
+#[cfg(all(target_arch = "arm", feature = "helium"))]
+#[allow(clippy::too_many_arguments)]
+fn linear_rows4_mve(
+    values: &[i8],
+    scales: &[f32],
+    k: usize,
+    x: &[i16],
+    xs: usize,
+    r0: usize,
+    out: usize,
+    y: &mut Rows<'_>,
+    ys: usize,
+    fy_minus_fx: i32,
+) -> Result<(), Error> {
+    let row = |i: usize| x.get((r0 + i) * xs..(r0 + i) * xs + k).map(<[i16]>::as_ptr);
+    let (Some(x0), Some(x1), Some(x2), Some(x3)) = (row(0), row(1), row(2), row(3)) else {
+        return Err(Error::InvalidHeader("a fixed-point product's rows are shorter than its matrix"));
+    };
+    let mut o = 0;
+    while o < out {
+        let n = 4.min(out - o);
+        let (Some(block), Some(block_scales)) = (values.get(o * k..(o + n) * k), scales.get(o..o + n)) else {
+            return Err(Error::InvalidHeader("a matrix is shorter than its shape"));
+        };
+        // A block of fewer than four rows repeats its last row (computed, then dropped).
+        let w: [*const i8; 4] =
+            core::array::from_fn(|j| block.get(j.min(n - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
+        // SAFETY: four activation rows of k values and four weight rows of k values; k ≥ 1.
+        let sums = unsafe { crate::kernels::arm_mve::tile4x4(&[x0, x1, x2, x3], &w, k) };
         store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx)?;
         o += n;
     }

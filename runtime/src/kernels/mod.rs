@@ -17,6 +17,8 @@ use crate::Error;
 pub(crate) mod arm_dsp;
 #[cfg(all(target_arch = "arm", target_feature = "fpregs"))]
 mod arm_fpu;
+#[cfg(all(target_arch = "arm", feature = "helium"))]
+pub(crate) mod arm_mve;
 #[cfg(all(target_arch = "arm", target_feature = "thumb2", feature = "fixed-point"))]
 pub(crate) mod arm_thumb2;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
