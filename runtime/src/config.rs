@@ -111,6 +111,42 @@ pub struct ArenaPlan {
     pub total: usize,
 }
 
+/// The sizes [`Config::arena_plan`] and [`Config::fixed_arena_plan`] lay out, in values.
+struct ArenaValues {
+    state: usize,
+    logits: usize,
+    mlp: usize,
+    attention: usize,
+    scores: usize,
+    token_mix: usize,
+}
+
+const fn max3(a: usize, b: usize, c: usize) -> usize {
+    let ab = if a > b { a } else { b };
+    if ab > c {
+        ab
+    } else {
+        c
+    }
+}
+
+impl ArenaPlan {
+    /// `z_H`, `z_L` and the input (`state` words each), the logits, then the scratch.
+    const fn of(state: usize, logits: usize, scratch_len: usize) -> ArenaPlan {
+        let logits_at = state.saturating_mul(3);
+        let scratch = logits_at.saturating_add(logits);
+        ArenaPlan {
+            z_h: 0,
+            z_l: state,
+            input: state.saturating_mul(2),
+            logits: logits_at,
+            scratch,
+            scratch_len,
+            total: scratch.saturating_add(scratch_len),
+        }
+    }
+}
+
 impl Config {
     /// `S`: prefix rows plus tokens.
     pub const fn positions(&self) -> usize {
@@ -186,51 +222,35 @@ impl Config {
         }
     }
 
-    /// The arena layout. Sizes saturate instead of overflowing; [`Config::validate`] rejects
-    /// configurations where that could happen.
-    pub const fn arena_plan(&self) -> ArenaPlan {
+    /// What the arena holds, in values: the state `[S, h]` (each of `z_H`, `z_L`, the input),
+    /// the logits, the attention's scores of a block of query rows, and the largest scratch
+    /// any sub-layer needs besides those scores. Sizes saturate instead of overflowing;
+    /// [`Config::validate`] rejects configurations where that could happen.
+    const fn arena_values(&self) -> ArenaValues {
         let s = self.positions();
         let h = self.hidden_size as usize;
         let state = s.saturating_mul(h);
         let logits = (self.seq_len as usize).saturating_mul(self.vocab_size as usize);
-
         // Channel SwiGLU over S rows, into an `[S, h]` projection: see `swiglu_scratch`.
         let mlp = state.saturating_add(self.swiglu_scratch(s, self.mlp_inter));
         // Attention: Q, K `[S, h]` and Vᵀ `[h, S]`, the heads' outputs `[S, h]`, and the scores of
         // a block of query rows.
-        let attention = if self.has_attention() {
-            state.saturating_mul(4).saturating_add(self.query_block().saturating_mul(s))
-        } else {
-            0
-        };
+        let (attention, scores) =
+            if self.has_attention() { (state.saturating_mul(4), self.query_block().saturating_mul(s)) } else { (0, 0) };
         // Sequence SwiGLU on the transposed state `[h, S]` (h rows), into an `[h, S]` projection.
         let token_mix = if self.mlp_t {
             state.saturating_mul(2).saturating_add(self.swiglu_scratch(h, self.mlp_t_inter))
         } else {
             0
         };
-        let mut scratch_len = mlp;
-        if attention > scratch_len {
-            scratch_len = attention;
-        }
-        if token_mix > scratch_len {
-            scratch_len = token_mix;
-        }
+        ArenaValues { state, logits, mlp, attention, scores, token_mix }
+    }
 
-        let z_h = 0;
-        let z_l = state;
-        let input = state.saturating_mul(2);
-        let logits_at = state.saturating_mul(3);
-        let scratch = logits_at.saturating_add(logits);
-        ArenaPlan {
-            z_h,
-            z_l,
-            input,
-            logits: logits_at,
-            scratch,
-            scratch_len,
-            total: scratch.saturating_add(scratch_len),
-        }
+    /// The arena layout of an `f32` blob: every buffer `f32`, one word a value.
+    pub const fn arena_plan(&self) -> ArenaPlan {
+        let v = self.arena_values();
+        let scratch = max3(v.mlp, v.attention.saturating_add(v.scores), v.token_mix);
+        ArenaPlan::of(v.state, v.logits, scratch)
     }
 
     /// The arena layout of the integer path (`crate::fixed`), in the same 4-byte words as
@@ -240,40 +260,9 @@ impl Config {
     /// followed by the same buffers as the `f32` plan's, as `i16`: 51 to 64 % of the `f32`
     /// arena on the golden models (51 % for the built-in Sudoku model at work block 4).
     pub const fn fixed_arena_plan(&self) -> ArenaPlan {
-        let s = self.positions();
-        let h = self.hidden_size as usize;
-        let state = s.saturating_mul(h);
-        let state_words = state.div_ceil(2);
-        let logits = (self.seq_len as usize).saturating_mul(self.vocab_size as usize);
-        let mlp = state.saturating_add(self.swiglu_scratch(s, self.mlp_inter));
-        let (scores, attention) =
-            if self.has_attention() { (self.query_block().saturating_mul(s), state.saturating_mul(4)) } else { (0, 0) };
-        let token_mix = if self.mlp_t {
-            state.saturating_mul(2).saturating_add(self.swiglu_scratch(h, self.mlp_t_inter))
-        } else {
-            0
-        };
-        let mut values = mlp;
-        if attention > values {
-            values = attention;
-        }
-        if token_mix > values {
-            values = token_mix;
-        }
-        let scratch_len = scores.saturating_add(values.div_ceil(2));
-        let z_l = state_words;
-        let input = state_words.saturating_mul(2);
-        let logits_at = state_words.saturating_mul(3);
-        let scratch = logits_at.saturating_add(logits);
-        ArenaPlan {
-            z_h: 0,
-            z_l,
-            input,
-            logits: logits_at,
-            scratch,
-            scratch_len,
-            total: scratch.saturating_add(scratch_len),
-        }
+        let v = self.arena_values();
+        let values = max3(v.mlp, v.attention, v.token_mix);
+        ArenaPlan::of(v.state.div_ceil(2), v.logits, v.scores.saturating_add(values.div_ceil(2)))
     }
 
     /// The arena layout for a blob with `activations`: [`Config::arena_plan`] or

@@ -138,7 +138,12 @@ impl Rows<'_> {
         }
     }
 
-    /// Values `at..end` as activations, if they are activations and exist.
+    /// Values `at..end` as activations, if they are activations and exist (for the assembly
+    /// requantisation).
+    #[cfg_attr(
+        not(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32")),
+        allow(dead_code)
+    )]
     fn activations(&mut self, at: usize, end: usize) -> Option<&mut [i16]> {
         match self {
             Rows::Activations(y) => y.get_mut(at..end),

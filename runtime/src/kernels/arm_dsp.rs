@@ -497,6 +497,7 @@ macro_rules! rows4_column {
 /// word shifted by the high shift + 1 (r12) with `LSRS`, whose carry is the bit the rounding
 /// adds, `USAT` to 32767, the sum's sign put back (the scale is positive), stored at `$at`.
 /// `arm_thumb2::requantise_4x4`'s steps, the sum already in a register: 9 instructions.
+#[cfg(feature = "fixed-point")]
 macro_rules! requantised_output {
     ($sum:tt, $at:literal) => {
         concat!(
@@ -543,6 +544,7 @@ macro_rules! requantised_output {
 /// # Safety
 /// As [`tile4x4`] for each of the `columns` weight rows (`k ≥ 4`); `y` is valid for writes at
 /// `i·ys + o` for `i < 4`, `o < columns`; `scales` holds `columns` values; `d` in `−129..=86`.
+#[cfg(feature = "fixed-point")]
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(crate) unsafe fn rows4_requantised(
