@@ -246,21 +246,23 @@ build() {
   say "building $NAME ($TARGET${FEATURES:+, features $FEATURES}) with $(basename "$BLOB")"
   local args=(build --release --locked -p "$PACKAGE" --target "$TARGET")
   if [ "$PACKAGE" = sudoku-uart ] && ! blob_is_fixed; then args+=(--no-default-features); fi
-  local board_features="$BOARD_FEATURES"
-  # The M55's Helium kernels serve the integer path (a fixed-point blob).
-  if [ "$NAME" = sudoku-uart-m55 ] && blob_is_fixed; then board_features="$board_features,helium"; fi
-  local features="${FEATURES}${FEATURES:+${board_features:+,}}${board_features}"
-  if [ -n "$features" ]; then args+=(--features "$features"); fi
-  local target_dir="$FW/target"
+  local board_features="$BOARD_FEATURES" target_dir="$FW/target"
   if [ "$NAME" = sudoku-uart-m55 ]; then
-    # The M55's own code generation (Helium: the runtime's `arm_mve` kernels) in a target
-    # directory of its own, so that it and the M33's build do not rebuild each other.
+    # The M55's own code generation (-C target-cpu=cortex-m55, passed below) in a target
+    # directory of its own, so that it and the M33's build do not rebuild each other; with a
+    # fixed-point blob, the runtime's Helium kernels for the integer path.
     target_dir="$FW/target/m55"
     args+=(--target-dir "$target_dir")
-    export CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55"
+    if blob_is_fixed; then board_features="$board_features,helium"; fi
   fi
-  HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
-  unset CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS
+  local features="${FEATURES}${FEATURES:+${board_features:+,}}${board_features}"
+  if [ -n "$features" ]; then args+=(--features "$features"); fi
+  if [ "$NAME" = sudoku-uart-m55 ]; then
+    HRM_BLOB="$BLOB" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55" \
+      fw_cargo "${args[@]}" >&2
+  else
+    HRM_BLOB="$BLOB" fw_cargo "${args[@]}" >&2
+  fi
   mkdir -p "$OUT"
   cp "$target_dir/$TARGET/release/$PACKAGE" "$ELF"
   say "built $NAME${FEATURES:+ ($FEATURES)} in $((SECONDS - started)) s"

@@ -235,8 +235,8 @@ impl Config {
         let mlp = state.saturating_add(self.swiglu_scratch(s, self.mlp_inter));
         // Attention: Q, K `[S, h]` and Vᵀ `[h, S]`, the heads' outputs `[S, h]`, and the scores of
         // a block of query rows.
-        let (attention, scores) =
-            if self.has_attention() { (state.saturating_mul(4), self.query_block().saturating_mul(s)) } else { (0, 0) };
+        let attention = if self.has_attention() { state.saturating_mul(4) } else { 0 };
+        let scores = self.attention_scores();
         // Sequence SwiGLU on the transposed state `[h, S]` (h rows), into an `[h, S]` projection.
         let token_mix = if self.mlp_t {
             state.saturating_mul(2).saturating_add(self.swiglu_scratch(h, self.mlp_t_inter))
@@ -244,6 +244,16 @@ impl Config {
             0
         };
         ArenaValues { state, logits, mlp, attention, scores, token_mix }
+    }
+
+    /// The attention's scores of a block of query rows, `min(block, S) × S` (0 without
+    /// attention): in the integer path's arena the first `i32`s of the scratch.
+    pub const fn attention_scores(&self) -> usize {
+        if self.has_attention() {
+            self.query_block().saturating_mul(self.positions())
+        } else {
+            0
+        }
     }
 
     /// The arena layout of an `f32` blob: every buffer `f32`, one word a value.

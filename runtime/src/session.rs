@@ -217,8 +217,8 @@ impl<'m, 'a> Session<'m, 'a> {
             let n = n.min(all.len());
             all.split_at_mut(n).0
         }
-        let scores = if self.config.has_attention() { self.config.query_block() * self.config.positions() } else { 0 };
-        let (scores, rest) = self.scratch.split_at_mut(scores.min(self.scratch.len()));
+        let scores = self.config.attention_scores().min(self.scratch.len());
+        let (scores, rest) = self.scratch.split_at_mut(scores);
         fixed::State {
             z_h: values(self.z_h, state),
             z_l: values(self.z_l, state),

@@ -674,7 +674,9 @@ fn linear_packed(
         let row = x.get(r * xs..r * xs + k).unwrap_or(&[]);
         let dst = pack.get_mut(..kp).unwrap_or(&mut []);
         let (head, rest) = dst.split_at_mut(row.len().min(kp));
-        head.copy_from_slice(row.get(..head.len()).unwrap_or(&[]));
+        for (p, &v) in head.iter_mut().zip(row) {
+            *p = v;
+        }
         rest.fill(0);
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         // SAFETY: `pack` holds kp ≥ k values; DSP is a feature of the target.
@@ -880,33 +882,44 @@ fn linear_rows4(
         }
     }
     while o < out {
-        let n = 4.min(out - o);
-        let (Some(block), Some(block_scales)) = (values.get(o * k..(o + n) * k), scales.get(o..o + n)) else {
-            break;
-        };
-        // A block of fewer than four rows repeats its last row (computed, then dropped).
-        let rows: [&[i8]; 4] = core::array::from_fn(|j| block.get(j.min(n - 1) * k..).unwrap_or(block));
+        let Some((rows, block_scales)) = weight_block(values, scales, k, o, out) else { break };
         #[cfg(all(target_arch = "arm", target_feature = "thumb2"))]
         let ptrs = rows.map(<[i8]>::as_ptr);
         // SAFETY: four interleaved rows of kp ≥ k values (zero past k, in the tile's order,
-        // word-aligned), every pointer k values of `block`; DSP is a feature of the target.
+        // word-aligned), every pointer k values of the block; DSP is a feature of the target.
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         let sums = unsafe { crate::kernels::arm_dsp::Dsp4x4::tile(&[0; 4], packed.0.as_ptr().cast(), kp, &ptrs, k) };
         // SAFETY: four interleaved rows of kp ≥ k `i32` values (word-aligned), every pointer k
-        // values of `block`; the target has Thumb-2.
+        // values of the block; the target has Thumb-2.
         #[cfg(all(target_arch = "arm", target_feature = "thumb2", not(target_feature = "dsp")))]
         let sums = unsafe { crate::kernels::arm_thumb2::tile4x4(packed.0.as_ptr().cast(), &ptrs, k) };
         #[cfg(target_arch = "riscv32")]
         let sums = crate::kernels::riscv::tile4x4(&packed.0, &rows, k);
         #[cfg(not(any(all(target_arch = "arm", target_feature = "thumb2"), target_arch = "riscv32")))]
-        let sums: [[i32; 4]; 4] = {
-            let _ = rows;
-            core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), block, k))
-        };
+        let sums: [[i32; 4]; 4] =
+            { core::array::from_fn(|i| sums4_called(packed.0.get(i * kp..i * kp + k).unwrap_or(&[]), rows[0], k)) };
         store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx)?;
-        o += n;
+        o += block_scales.len();
     }
     Ok(())
+}
+
+/// The block of weight rows `o..o + n`, `n = min(4, out − o)`, as the tiles take it: four
+/// slices from each row's start to the block's end (a block of fewer than four rows repeats
+/// its last row: computed, then dropped; the first is the whole block, as `sums4` takes it),
+/// and the rows' scales; `None` where the matrix is shorter than that.
+#[cfg(not(target_arch = "x86_64"))]
+fn weight_block<'w>(
+    values: &'w [i8],
+    scales: &'w [f32],
+    k: usize,
+    o: usize,
+    out: usize,
+) -> Option<([&'w [i8]; 4], &'w [f32])> {
+    let n = 4.min(out.checked_sub(o)?);
+    let block = values.get(o * k..(o + n) * k)?;
+    let rows = core::array::from_fn(|j| block.get(j.min(n.saturating_sub(1)) * k..).unwrap_or(block));
+    Some((rows, scales.get(o..o + n)?))
 }
 
 /// [`linear_rows4`] with Helium (`kernels::arm_mve`): per block of four weight rows the four
@@ -932,17 +945,12 @@ fn linear_rows4_mve(
     };
     let mut o = 0;
     while o < out {
-        let n = 4.min(out - o);
-        let (Some(block), Some(block_scales)) = (values.get(o * k..(o + n) * k), scales.get(o..o + n)) else {
-            return Err(Error::InvalidHeader("a matrix is shorter than its shape"));
-        };
-        // A block of fewer than four rows repeats its last row (computed, then dropped).
-        let w: [*const i8; 4] =
-            core::array::from_fn(|j| block.get(j.min(n - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
+        let (rows, block_scales) = weight_block(values, scales, k, o, out)
+            .ok_or(Error::InvalidHeader("a matrix is shorter than its shape"))?;
         // SAFETY: four activation rows of k values and four weight rows of k values; k ≥ 1.
-        let sums = unsafe { crate::kernels::arm_mve::tile4x4(&[x0, x1, x2, x3], &w, k) };
+        let sums = unsafe { crate::kernels::arm_mve::tile4x4(&[x0, x1, x2, x3], &rows.map(<[i8]>::as_ptr), k) };
         store_requantised(y, r0 * ys + o, ys, &sums, block_scales, fy_minus_fx)?;
-        o += n;
+        o += block_scales.len();
     }
     Ok(())
 }
@@ -1014,7 +1022,7 @@ fn sums4(x: &[i16], block: &[i8], k: usize) -> [i32; 4] {
     let ptrs: [*const i8; 4] =
         core::array::from_fn(|j| block.get(j.min(nr - 1) * k..).map_or(block.as_ptr(), <[i8]>::as_ptr));
     // SAFETY: the row holds k values (padded to a multiple of 64, zero past k, in the tile's
-    // order) and every pointer k values of `block`; DSP is a feature of the target.
+    // order) and every pointer k values of the block; DSP is a feature of the target.
     let sums = unsafe { crate::kernels::arm_dsp::Dsp1x4::tile(&[0; 4], x.as_ptr().cast(), x.len(), &ptrs, k) };
     sums[0]
 }
